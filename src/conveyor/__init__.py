@@ -1,0 +1,1 @@
+"""Conveyor: an asyncio job queue with SAQ's API."""

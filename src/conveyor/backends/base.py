@@ -1,0 +1,398 @@
+"""The Backend protocol: the atomic storage operations every engine provides.
+
+Policy (statuses, retries, backoff, defaults, hooks) lives in :mod:`conveyor.queue` and
+:mod:`conveyor.worker`. A backend only stores and moves records, atomically, and in batches:
+every operation that a worker performs once per job (enqueue, claim, finish, lease renewal,
+run records, logs) takes a list, so that N jobs cost one round trip, not N.
+
+A backend is bound to one queue name. Its records:
+
+* **Job rows** (:class:`JobRow`): the job serialized by the core as an opaque ``payload``
+  (bytes or str, written by the queue's ``dump``), plus the indexed columns the backend needs
+  to order, claim and list jobs. A few columns are changed by the backend itself at claim and
+  lease time (``status``, ``attempts``, ``started``, ``touched``, ``worker_id``); they win over
+  the same fields inside the payload when the core loads a row.
+* **Run records** (:class:`RunRecord`): one per attempt, created by :meth:`Backend.claim` in
+  the same atomic step that makes the job active, completed by :meth:`Backend.finish`.
+* **Log lines** (:class:`LogLine`), appended in batches to a run.
+* **Worker records**: a small dict per live worker, expiring when not refreshed.
+* **Marks**: set-once tokens with an expiry (:meth:`Backend.enqueue` uses them so that a
+  cron slot is enqueued once by any number of workers).
+
+Times are epoch seconds as floats unless a name ends in ``_ms``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+Payload = bytes | str
+
+
+@dataclasses.dataclass(slots=True)
+class Capabilities:
+    """What a backend can do; the conformance suite reads these instead of skipping by hand.
+
+    Attributes:
+        cross_process: Several processes (workers, producers) can share the queue.
+        durable: Jobs survive a restart of every process.
+        transactional_enqueue: ``enqueue`` can join a caller's database transaction.
+    """
+
+    cross_process: bool = True
+    durable: bool = True
+    transactional_enqueue: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class NewJob:
+    """A job to insert.
+
+    Attributes:
+        key: The job's key; unique among the queue's incomplete jobs.
+        function: The task name (stored as a column for filtering).
+        payload: The serialized job.
+        priority: Lower runs first.
+        due: Epoch seconds when the job becomes claimable (0 or past: now).
+        group_key: Jobs sharing a group never run at the same time.
+        once: A mark token; when set, the job is inserted only if the mark does not exist,
+            and the mark is created in the same atomic step.
+        once_ttl: Seconds the mark lives.
+    """
+
+    key: str
+    function: str
+    payload: Payload
+    priority: int = 0
+    due: float = 0.0
+    group_key: str | None = None
+    once: str | None = None
+    once_ttl: float = 0.0
+
+
+@dataclasses.dataclass(slots=True)
+class JobRow:
+    """A stored job as the backend returns it.
+
+    The core loads ``payload`` and then overrides its fields with the columns below.
+
+    Attributes:
+        key: The job's key.
+        payload: The serialized job, as last written by the core.
+        status: The current status (a :class:`conveyor.job.Status` value).
+        attempts: Attempts started so far.
+        started_ms: Start of the current attempt, epoch ms (0: never started).
+        touched_ms: Latest change or lease renewal, epoch ms.
+        worker_id: The worker that holds the job's lease.
+        run_id: The run record of the current attempt (set by :meth:`Backend.claim`).
+    """
+
+    key: str
+    payload: Payload
+    status: str
+    attempts: int = 0
+    started_ms: int = 0
+    touched_ms: int = 0
+    worker_id: str | None = None
+    run_id: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Transition:
+    """A job's next state, written by :meth:`Backend.finish` with its run's outcome.
+
+    Attributes:
+        key: The job's key.
+        payload: The serialized job in its new state.
+        status: ``queued`` (a retry or a re-queue), ``complete``, ``failed`` or ``aborted``.
+        due: For ``queued``: epoch seconds when the job becomes claimable again.
+        expire_at: For terminal statuses: epoch seconds when the row may be deleted;
+            None keeps it forever.
+        delete: Delete the row now (a ``ttl`` of -1) instead of keeping it.
+        run: The outcome of the run this transition ends, if one was running.
+    """
+
+    key: str
+    payload: Payload
+    status: str
+    due: float = 0.0
+    expire_at: float | None = None
+    delete: bool = False
+    run: RunEnd | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class RunEnd:
+    """The outcome of one attempt.
+
+    Attributes:
+        run_id: The run record, as :meth:`Backend.claim` created it.
+        status: ``complete``, ``failed``, ``aborted`` or ``retried``.
+        finished_ms: Epoch ms when the attempt ended.
+        detail: Serialized extra fields (arguments, result, error, traceback, trigger ...)
+            decided by the core; the backend stores it opaquely.
+        error: The error message, stored as its own column so it can be searched.
+    """
+
+    run_id: str
+    status: str
+    finished_ms: int
+    detail: Payload = b""
+    error: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class RunRecord:
+    """One attempt of one job.
+
+    Attributes:
+        run_id: Unique within the backend; generated by the backend.
+        key: The job's key.
+        function: The task name.
+        attempt: 1 for the first attempt.
+        worker_id: The worker that ran it.
+        status: ``running``, ``complete``, ``failed``, ``aborted`` or ``retried``.
+        started_ms: Epoch ms.
+        finished_ms: Epoch ms, 0 while running.
+        error: The error message, if any.
+        detail: What the core stored at the end (see :class:`RunEnd`).
+    """
+
+    run_id: str
+    key: str
+    function: str
+    attempt: int
+    worker_id: str | None
+    status: str
+    started_ms: int
+    finished_ms: int = 0
+    error: str | None = None
+    detail: Payload = b""
+
+
+@dataclasses.dataclass(slots=True)
+class LogLine:
+    """One captured log record of a run.
+
+    Attributes:
+        run_id: The run it belongs to.
+        seq: Orders the run's lines; unique within the run.
+        ts: Epoch seconds.
+        level: The level name (``INFO`` ...).
+        message: The formatted message.
+        extra: Serialized logger name, file, line, function and extra fields.
+    """
+
+    run_id: str
+    seq: int
+    ts: float
+    level: str
+    message: str
+    extra: Payload = b""
+
+
+@dataclasses.dataclass(slots=True)
+class RunFilter:
+    """Which runs :meth:`Backend.list_runs` returns.
+
+    Attributes:
+        status: Only runs with this status.
+        function: Only runs of this task.
+        key: Only runs of this job.
+        since_ms: Only runs started at or after this time.
+        until_ms: Only runs started before this time.
+        error_contains: Only runs whose error contains this text (case-insensitive).
+    """
+
+    status: str | None = None
+    function: str | None = None
+    key: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    error_contains: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Atomic storage operations for one queue.
+
+    Every method may raise :class:`conveyor.errors.BackendError` when the engine fails;
+    the caller decides whether to retry. Methods that take a sequence handle all items in
+    one round trip (one transaction, pipeline or script call), each item atomically.
+    """
+
+    name: str
+    capabilities: Capabilities
+
+    async def connect(self) -> None:
+        """Open connections and create or migrate storage. Idempotent."""
+
+    async def disconnect(self) -> None:
+        """Close connections. Idempotent."""
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[bool]:
+        """Insert jobs with status ``queued``.
+
+        Atomicity: per job. A job is not inserted (False) when an incomplete job (queued,
+        active or aborting) with the same key exists, or when its ``once`` mark exists. A
+        finished job with the same key is replaced. Inserted jobs wake waiting workers.
+
+        Returns:
+            One bool per job, in order: whether it was inserted.
+        """
+        ...
+
+    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Take up to ``limit`` claimable jobs and make them active.
+
+        Claimable: status ``queued``, ``due <= now``, and no job of the same ``group_key``
+        active or aborting (at most one per group is taken). Order: ``priority`` ascending,
+        then ``due``, then insertion order.
+
+        Atomicity: each job is claimed by exactly one caller. In the same step the job's
+        ``status`` becomes ``active``, ``attempts`` increments, ``started_ms`` and
+        ``touched_ms`` become now, ``worker_id`` is set, its lease expires at
+        ``now + lease_s``, and a run record (status ``running``) is created, its id
+        returned in :attr:`JobRow.run_id`.
+        """
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a job may have become claimable, or after ``timeout`` seconds.
+
+        A wake-up may be spurious; the caller claims afterwards. A backend with scheduled
+        jobs returns no later than the earliest ``due`` time.
+        """
+        ...
+
+    async def renew(
+        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
+    ) -> list[str]:
+        """Extend the leases of jobs held by ``worker_id`` to ``now + lease_s``.
+
+        Also sets ``touched_ms``. Jobs not held by ``worker_id`` are left alone.
+
+        Returns:
+            The keys among ``keys`` whose status is ``aborting`` (or that no longer exist):
+            the worker cancels those.
+        """
+        ...
+
+    async def finish(self, transitions: Sequence[Transition]) -> None:
+        """Write each job's next state and end its run, one atomic step per job.
+
+        A terminal status releases the lease, takes the job out of the incomplete set,
+        expires or deletes the row as asked, and notifies :meth:`wait_for_finish` waiters.
+        ``queued`` makes the job claimable again at ``due``.
+        """
+        ...
+
+    async def update(self, key: str, payload: Payload) -> bool:
+        """Store a new payload for an existing job (progress, meta) without changing status.
+
+        Notifies :meth:`wait_for_finish` waiters so that progress is visible at once.
+
+        Returns:
+            False when the job does not exist.
+        """
+        ...
+
+    async def abort(self, key: str, payload: Payload, now: float) -> str | None:
+        """Abort a job.
+
+        Atomicity: one step. A ``queued`` job becomes ``aborted`` (terminal; it will never
+        be claimed). An ``active`` job becomes ``aborting``: its worker sees it at its next
+        :meth:`renew` and finishes it as ``aborted``. Other statuses are left alone. The
+        payload (carrying the error) is stored in both changing cases.
+
+        Returns:
+            The status the job had before, or None when it does not exist.
+        """
+        ...
+
+    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Take over jobs whose lease expired (their worker died).
+
+        Atomicity: like :meth:`claim` (exactly one caller takes each), but the status is
+        kept, ``attempts`` is not incremented and no run is created; the lease is given to
+        ``worker_id`` until ``now + lease_s``, so that the core can finish or re-queue the
+        job with :meth:`finish`. :attr:`JobRow.run_id` is the dead attempt's run.
+        """
+        ...
+
+    async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
+        """Load jobs by key, in order; None for a key that does not exist."""
+        ...
+
+    async def list_jobs(
+        self, statuses: Sequence[str] | None, offset: int, limit: int
+    ) -> list[JobRow]:
+        """Jobs with one of ``statuses`` (all when None), newest first, paginated."""
+        ...
+
+    async def count(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many jobs have each status; ``scheduled`` counts queued jobs not yet due.
+
+        Args:
+            statuses: Status values, and optionally ``scheduled``.
+        """
+        ...
+
+    async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:
+        """Return when any of ``keys`` may have changed (finished or updated), or on timeout.
+
+        May wake spuriously; the caller re-reads the jobs.
+        """
+        ...
+
+    async def expire(self, now: float, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs whose ``expire_at`` has passed.
+
+        Returns:
+            How many were deleted.
+        """
+        ...
+
+    async def put_worker(self, worker_id: str, info: Payload, ttl_s: float) -> None:
+        """Store a worker's record; it expires after ``ttl_s`` unless stored again."""
+        ...
+
+    async def delete_worker(self, worker_id: str) -> None:
+        """Remove a worker's record (on a clean stop)."""
+        ...
+
+    async def workers(self) -> dict[str, Payload]:
+        """The records of live workers, by worker id."""
+        ...
+
+    async def list_runs(
+        self, filters: RunFilter, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """Runs matching ``filters``, newest first, paginated, and the total that match."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+        ...
+
+    async def append_logs(self, lines: Sequence[LogLine]) -> None:
+        """Store captured log lines (any number of runs) in one round trip."""
+        ...
+
+    async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
+        """A run's lines with ``seq > after_seq``, in ``seq`` order."""
+        ...
+
+    async def purge_runs(self, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` finished runs that started before ``before_ms``, with their logs.
+
+        Returns:
+            How many runs were deleted.
+        """
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """A few facts for displays (engine, address without password)."""
+        ...

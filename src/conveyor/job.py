@@ -1,0 +1,348 @@
+"""Jobs and their statuses: plain data, no I/O.
+
+A :class:`Job` has SAQ's fields, defaults and meanings. The methods that reach storage
+(``refresh``, ``update``, ``abort`` ...) delegate to the job's queue, which holds all policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.queue import Queue
+
+
+class Status(str, enum.Enum):
+    """Where a job is in its life."""
+
+    NEW = "new"
+    QUEUED = "queued"
+    ACTIVE = "active"
+    ABORTING = "aborting"
+    ABORTED = "aborted"
+    FAILED = "failed"
+    COMPLETE = "complete"
+
+
+TERMINAL_STATUSES = frozenset({Status.COMPLETE, Status.FAILED, Status.ABORTED})
+UNSUCCESSFUL_TERMINAL_STATUSES = frozenset({Status.FAILED, Status.ABORTED})
+ACTIVE_STATUSES = frozenset({Status.QUEUED, Status.ACTIVE, Status.ABORTING})
+
+
+class _DefaultInt(int):
+    """An int that remembers it is a default, so queue and worker defaults may replace it."""
+
+
+class _DefaultFloat(float):
+    """A float that remembers it is a default."""
+
+
+#: The policy fields whose default a queue or a worker may override.
+POLICY_FIELDS = ("timeout", "heartbeat", "retries", "ttl", "retry_delay", "retry_backoff")
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def is_default(value: Any) -> bool:
+    """Whether a policy field still holds Conveyor's built-in default (was never set)."""
+    return isinstance(value, _DefaultInt | _DefaultFloat)
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """A unit of work: a function name, its keyword arguments and how to run it.
+
+    Attributes:
+        function: The registered name of the task function.
+        kwargs: Keyword arguments for the function; must be serializable.
+        queue: The queue the job belongs to (set when enqueued or loaded).
+        key: Unique within a queue while the job is incomplete; a UUID by default.
+        timeout: Seconds the job may run before it is cancelled; 0 means no limit.
+        heartbeat: Seconds within which a running job must report liveness (0: no check).
+        retries: The maximum number of attempts (SAQ semantics: 1 means no retry).
+        ttl: Seconds a finished job is kept; 0 keeps it forever, -1 deletes it on finish.
+        retry_delay: Seconds to wait before a retry.
+        retry_backoff: Exponential backoff: ``True`` or a cap in seconds.
+        scheduled: Epoch seconds before which the job does not start; 0 means now.
+        progress: A number the task reports while it runs.
+        attempts: How many times the job has started.
+        completed: Epoch milliseconds when the job finished.
+        queued: Epoch milliseconds when the job was enqueued.
+        started: Epoch milliseconds when the current attempt started.
+        touched: Epoch milliseconds of the latest change or heartbeat.
+        result: The function's return value.
+        error: The error of the latest failed attempt.
+        status: The job's :class:`Status`.
+        priority: Lower numbers run first; 0 by default.
+        group_key: At most one job of a group runs at a time.
+        meta: Free-form data attached by the user or Conveyor (trace context, trigger).
+        worker_id: The worker running the current attempt.
+    """
+
+    function: str
+    kwargs: dict[str, Any] | None = None
+    queue: Queue | None = dataclasses.field(default=None, repr=False)
+    key: str = dataclasses.field(default_factory=lambda: str(uuid.uuid1()))
+    timeout: int = _DefaultInt(10)
+    heartbeat: int = _DefaultInt(0)
+    retries: int = _DefaultInt(1)
+    ttl: int = _DefaultInt(600)
+    retry_delay: float = _DefaultFloat(0.0)
+    retry_backoff: bool | float = _DefaultInt(0)
+    scheduled: int | float = 0
+    progress: float = 0.0
+    attempts: int = 0
+    completed: int = 0
+    queued: int = 0
+    started: int = 0
+    touched: int = 0
+    result: Any = None
+    error: str | None = None
+    status: Status = Status.NEW
+    priority: int = 0
+    group_key: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    worker_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            self.status = Status(self.status)
+
+    def __repr__(self) -> str:
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in self.info(full=False).items())
+        return f"Job<{kwargs}>"
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return self.key == other.key and self.queue_name == other.queue_name
+
+    @property
+    def id(self) -> str:
+        """A globally unique id: the queue's name and the job's key."""
+        return f"conveyor:job:{self.queue_name}:{self.key}"
+
+    @property
+    def queue_name(self) -> str | None:
+        """The name of the job's queue, if it has one."""
+        return self.queue.name if self.queue else None
+
+    def info(self, full: bool = False) -> dict[str, Any]:
+        """A summary of the job for logs and displays.
+
+        Args:
+            full: Include every field, not only those that differ from their defaults.
+
+        Returns:
+            A dict of field names to values.
+        """
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            if field.name == "queue":
+                continue
+            value = getattr(self, field.name)
+            if not full and _is_field_default(field, value) and field.name != "key":
+                continue
+            out[field.name] = value.value if isinstance(value, Status) else value
+        if self.queue_name:
+            out["queue"] = self.queue_name
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as a plain dict for storage.
+
+        Fields that still hold their defaults are left out, so a default stays a default
+        (and may be replaced by a queue's or a worker's) when the job is loaded again.
+
+        Returns:
+            A dict of JSON-friendly values.
+        """
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            if field.name == "queue":
+                continue
+            value = getattr(self, field.name)
+            if _is_field_default(field, value) and field.name not in ("function", "key"):
+                continue
+            out[field.name] = value.value if isinstance(value, Status) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], queue: Queue | None = None) -> Job:
+        """Build a job from :meth:`to_dict` output.
+
+        Args:
+            data: The stored dict; unknown keys are ignored so that newer writers don't
+                break older readers.
+            queue: The queue to attach.
+
+        Returns:
+            The job.
+        """
+        known = _FIELD_NAMES
+        job = cls(**{k: v for k, v in data.items() if k in known})
+        job.queue = queue
+        return job
+
+    def duration(self, kind: str) -> int | None:
+        """A duration in milliseconds.
+
+        Args:
+            kind: ``process`` (started to completed), ``start`` (queued to started),
+                ``total`` (queued to completed) or ``running`` (started to now).
+
+        Returns:
+            Milliseconds, or None when the timestamps needed are not set.
+
+        Raises:
+            ValueError: For an unknown kind.
+        """
+        spans: dict[str, tuple[int, int]] = {
+            "process": (self.started, self.completed),
+            "start": (self.queued, self.started),
+            "total": (self.queued, self.completed),
+            "running": (self.started, now_ms()),
+        }
+        if kind not in spans:
+            raise ValueError(f"unknown duration kind {kind!r}; use one of {', '.join(spans)}")
+        start, end = spans[kind]
+        if not start or not end:
+            return None
+        return end - start
+
+    @property
+    def stuck(self) -> bool:
+        """Whether an active job has outlived its timeout or missed its heartbeat."""
+        if self.status != Status.ACTIVE:
+            return False
+        now = now_ms()
+        if self.timeout and self.started and now - self.started > self.timeout * 1000:
+            return True
+        return bool(self.heartbeat and self.touched and now - self.touched > self.heartbeat * 1000)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt is allowed."""
+        return self.retries > self.attempts
+
+    def next_retry_delay(self) -> float:
+        """Seconds to wait before the next attempt.
+
+        With ``retry_backoff`` the delay grows exponentially from ``retry_delay`` (full
+        jitter), capped at ``retry_backoff`` seconds when it is a number.
+        """
+        return next_retry_delay(float(self.retry_delay), self.retry_backoff, max(self.attempts, 1))
+
+    def ready_at(self) -> float:
+        """Epoch seconds at which the job may start."""
+        return float(self.scheduled or 0)
+
+    # Storage operations: the queue holds the policy; these only forward.
+
+    def _require_queue(self) -> Queue:
+        if self.queue is None:
+            raise ValueError(f"job {self.function!r} (key {self.key!r}) has no queue")
+        return self.queue
+
+    async def enqueue(self, queue: Queue | None = None) -> Job | None:
+        """Enqueue this job on ``queue`` (or its own queue)."""
+        target = queue or self._require_queue()
+        return await target.enqueue(self)
+
+    async def abort(self, error: str = "aborted", ttl: float = 5) -> None:
+        """Abort the job: a queued job never starts, a running one is cancelled."""
+        await self._require_queue().abort(self, error, ttl)
+
+    async def finish(self, status: Status, *, result: Any = None, error: str | None = None) -> None:
+        """Mark the job finished with ``status``."""
+        await self._require_queue().finish(self, status, result=result, error=error)
+
+    async def retry(self, error: str | None = None) -> None:
+        """Queue the job for another attempt."""
+        await self._require_queue().retry(self, error)
+
+    async def update(self, **kwargs: Any) -> None:
+        """Change fields (``progress``, ``meta`` ...) and store them; listeners are told."""
+        await self._require_queue().update(self, **kwargs)
+
+    async def refresh(self, until_complete: float | None = None) -> None:
+        """Reload the job from storage.
+
+        Args:
+            until_complete: Wait up to this many seconds for the job to finish; 0 waits
+                forever. None reloads once without waiting.
+
+        Raises:
+            TimeoutError: When the job did not finish in time.
+            JobNotFoundError: When the job no longer exists.
+        """
+        job = await self._require_queue().refresh(self, until_complete)
+        self.replace(job)
+
+    def replace(self, job: Job) -> None:
+        """Copy every field of ``job`` into this one."""
+        for field in dataclasses.fields(self):
+            if field.name != "queue":
+                setattr(self, field.name, getattr(job, field.name))
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Job))
+
+
+def _is_field_default(field: dataclasses.Field[Any], value: Any) -> bool:
+    if field.default is not dataclasses.MISSING:
+        if is_default(field.default):
+            return is_default(value)
+        return bool(value == field.default)
+    if field.default_factory is not dataclasses.MISSING and field.name != "key":
+        return bool(value == field.default_factory())
+    return False
+
+
+def next_retry_delay(delay: float, backoff: bool | float, attempts: int) -> float:
+    """Backoff math: the delay before retry number ``attempts``.
+
+    Args:
+        delay: The base delay in seconds.
+        backoff: False for a constant delay; True or a cap in seconds for exponential
+            growth with full jitter.
+        attempts: Attempts made so far (at least 1).
+
+    Returns:
+        Seconds to wait.
+    """
+    if not backoff:
+        return delay
+    cap = math.inf if backoff is True else float(backoff)
+    exponential = min(cap, delay * (2 ** (attempts - 1)))
+    return random.uniform(0, exponential)
+
+
+def apply_defaults(job: Job, defaults: dict[str, Any], getter: Callable[[Job, str], Any]) -> None:
+    """Replace built-in defaults of ``job`` with ``defaults`` where the job never set a value.
+
+    Args:
+        job: The job to change.
+        defaults: Field name to value, for fields in :data:`POLICY_FIELDS`.
+        getter: How to read a field (``getattr`` in practice; injectable for tests).
+    """
+    for name, value in defaults.items():
+        if value is None:
+            continue
+        if name not in POLICY_FIELDS:
+            raise ValueError(f"{name!r} is not a job default; use one of {POLICY_FIELDS}")
+        if is_default(getter(job, name)):
+            setattr(job, name, value)

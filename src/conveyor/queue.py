@@ -1,0 +1,663 @@
+"""The Queue: every policy decision about a job's life, over one backend.
+
+Statuses, defaults, retries, ttl and hooks are decided here, once; the backend only performs
+the atomic operations of :mod:`conveyor.backends.base`. SAQ's ``Queue`` API is kept name for
+name, so code written against ``saq.Queue`` runs unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import traceback as tb_module
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from conveyor.backends import backend_from_url
+from conveyor.backends.base import Backend, JobRow, NewJob, RunEnd, Transition
+from conveyor.errors import JobError, JobNotFoundError, SerializationError
+from conveyor.job import (
+    POLICY_FIELDS,
+    TERMINAL_STATUSES,
+    UNSUCCESSFUL_TERMINAL_STATUSES,
+    Job,
+    Status,
+    apply_defaults,
+    now_ms,
+)
+from conveyor.serialization import Dumper, Loader, default_dump, default_load, dump_job, dump_value
+
+if TYPE_CHECKING:
+    from conveyor.tasks import Task
+
+logger = logging.getLogger("conveyor.queue")
+
+BeforeEnqueue = Callable[[Job], Awaitable[Any] | Any]
+ListenCallback = Callable[[str, Status], Awaitable[Any] | Any]
+
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - {"function", "kwargs", "queue"}
+#: How long a ``refresh``/``apply`` waiter sleeps at most between checks, should a
+#: notification be missed; the normal path is woken by the backend's notification.
+_MAX_WAIT_SLICE = 1.0
+
+
+class Queue:
+    """A named queue of jobs on one backend.
+
+    Args:
+        backend: The storage engine (see :meth:`from_url`).
+        name: The queue's name; queues with different names share nothing.
+        dump: Serializer for stored jobs; ``json.dumps`` by default.
+        load: Deserializer matching ``dump``.
+        defaults: Defaults for the policy fields of jobs enqueued here (``timeout``,
+            ``retries``, ``ttl``, ``retry_delay``, ``retry_backoff``, ``heartbeat``); a value
+            given on the job itself wins.
+        swept_error_message: The error recorded on a job whose worker died.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        name: str = "default",
+        dump: Dumper | None = None,
+        load: Loader | None = None,
+        defaults: dict[str, Any] | None = None,
+        swept_error_message: str = "worker died while running the job (lease expired)",
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self._dump = dump or default_dump
+        self._load = load or default_load
+        self.defaults = dict(defaults or {})
+        for field in self.defaults:
+            if field not in POLICY_FIELDS:
+                raise ValueError(f"{field!r} is not a job default; use one of {POLICY_FIELDS}")
+        self.swept_error_message = swept_error_message
+        self._before_enqueues: dict[int, BeforeEnqueue] = {}
+        self._connected = False
+
+    def __repr__(self) -> str:
+        return f"Queue<name={self.name!r}, backend={self.backend.name}>"
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Queue:
+        """Build a queue from a URL.
+
+        Args:
+            url: ``sqlite:///path.db`` (``sqlite://`` for ``conveyor.db`` in the working
+                directory), ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
+                ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted).
+            **kwargs: ``name``, ``dump``, ``load``, ``defaults`` and
+                ``swept_error_message`` go to the queue; the rest to the backend.
+
+        Raises:
+            UnsupportedURLError: For an unknown scheme, listing the supported ones.
+            MissingDependencyError: When the backend's extra is not installed.
+        """
+        queue_keys = {"name", "dump", "load", "defaults", "swept_error_message"}
+        queue_kwargs = {k: v for k, v in kwargs.items() if k in queue_keys}
+        backend_kwargs = {k: v for k, v in kwargs.items() if k not in queue_keys}
+        name = queue_kwargs.get("name", "default")
+        backend = backend_from_url(url, name, **backend_kwargs)
+        return cls(backend, **queue_kwargs)
+
+    # Lifecycle
+
+    async def connect(self) -> None:
+        """Connect the backend (creating its storage if needed). Idempotent."""
+        if not self._connected:
+            await self.backend.connect()
+            self._connected = True
+
+    async def disconnect(self) -> None:
+        """Disconnect the backend. Idempotent."""
+        if self._connected:
+            self._connected = False
+            await self.backend.disconnect()
+
+    async def __aenter__(self) -> Queue:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    # Serialization
+
+    def job_id(self, job_key: str) -> str:
+        """The global id of the job with ``job_key`` in this queue."""
+        return f"conveyor:job:{self.name}:{job_key}"
+
+    def serialize(self, job: Job) -> bytes | str:
+        """The stored payload of ``job``.
+
+        Raises:
+            SerializationError: Naming the argument that cannot be serialized.
+        """
+        return dump_job(self._dump, job.to_dict())
+
+    def deserialize(self, payload: bytes | str | JobRow | None) -> Job | None:
+        """A job from a payload or a backend row (whose columns win over the payload)."""
+        if payload is None:
+            return None
+        row = payload if isinstance(payload, JobRow) else None
+        data = self._load(row.payload if row else payload)  # type: ignore[arg-type]
+        job = Job.from_dict(data, queue=self)
+        if row is not None:
+            job.status = Status(row.status)
+            job.attempts = row.attempts
+            if row.started_ms:
+                job.started = row.started_ms
+            if row.touched_ms:
+                job.touched = row.touched_ms
+            if row.worker_id is not None:
+                job.worker_id = row.worker_id
+            if row.run_id is not None:
+                job.meta = {**job.meta, "run_id": row.run_id}
+        return job
+
+    def dump(self, value: Any, function: str = "", what: str = "value") -> bytes | str:
+        """Serialize any value with the queue's serializer.
+
+        Raises:
+            SerializationError: Naming ``what`` failed to serialize.
+        """
+        return dump_value(self._dump, function, what, value)
+
+    def load(self, payload: bytes | str) -> Any:
+        """Deserialize a value written by :meth:`dump`."""
+        return self._load(payload)
+
+    # Enqueue
+
+    def register_before_enqueue(self, callback: BeforeEnqueue) -> None:
+        """Call ``callback(job)`` before each job is stored (it may change the job)."""
+        self._before_enqueues[id(callback)] = callback
+
+    def unregister_before_enqueue(self, callback: BeforeEnqueue) -> None:
+        """Stop calling a callback registered with :meth:`register_before_enqueue`."""
+        self._before_enqueues.pop(id(callback), None)
+
+    def _build(self, job_or_func: str | Job | Task[Any, Any], kwargs: dict[str, Any]) -> Job:
+        if isinstance(job_or_func, Job):
+            job = job_or_func
+            for name, value in kwargs.items():
+                if name not in _JOB_FIELDS:
+                    raise TypeError(f"{name!r} is not a Job field")
+                setattr(job, name, value)
+        else:
+            name = job_or_func if isinstance(job_or_func, str) else job_or_func.name
+            job_kwargs = {k: v for k, v in kwargs.items() if k in _JOB_FIELDS}
+            task_kwargs = {k: v for k, v in kwargs.items() if k not in _JOB_FIELDS}
+            job = Job(function=name, kwargs=task_kwargs or None, **job_kwargs)
+        job.queue = self
+        apply_defaults(job, self.defaults, getattr)
+        return job
+
+    async def _prepare(self, job: Job) -> NewJob:
+        for callback in list(self._before_enqueues.values()):
+            result = callback(job)
+            if asyncio.iscoroutine(result):
+                await result
+        job.status = Status.QUEUED
+        job.queued = job.touched = now_ms()
+        job.attempts = 0
+        job.started = job.completed = 0
+        job.worker_id = None
+        job.queue = self
+        once = job.meta.get("once") if job.meta else None
+        return NewJob(
+            key=job.key,
+            function=job.function,
+            payload=self.serialize(job),
+            priority=job.priority,
+            due=float(job.scheduled or 0),
+            group_key=job.group_key,
+            once=once,
+            once_ttl=float(job.meta.get("once_ttl", 0)) if once else 0.0,
+        )
+
+    async def enqueue(self, job_or_func: str | Job | Task[Any, Any], **kwargs: Any) -> Job | None:
+        """Store a job so that a worker runs it.
+
+        Args:
+            job_or_func: A :class:`Job`, a task name, or a task handle.
+            **kwargs: Keyword arguments that are :class:`Job` fields (``key``, ``timeout``,
+                ``scheduled`` ...) configure the job; the rest are the task's arguments.
+
+        Returns:
+            The job, or None when an incomplete job with the same key already exists.
+
+        Raises:
+            SerializationError: When an argument cannot be serialized; nothing is stored.
+        """
+        job = self._build(job_or_func, kwargs)
+        [inserted] = await self.backend.enqueue([await self._prepare(job)])
+        return job if inserted else None
+
+    async def enqueue_many(self, jobs: Iterable[Job]) -> list[Job | None]:
+        """Store many jobs in one round trip.
+
+        Each job is serialized before anything is written: if one fails, none is stored.
+
+        Returns:
+            Each job, or None where an incomplete job with its key already existed.
+        """
+        built = [self._build(job, {}) for job in jobs]
+        items = [await self._prepare(job) for job in built]
+        inserted = await self.backend.enqueue(items) if items else []
+        return [job if ok else None for job, ok in zip(built, inserted, strict=True)]
+
+    async def apply(
+        self, job_or_func: str | Job | Task[Any, Any], timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Enqueue a job and wait for its result.
+
+        Args:
+            job_or_func: As for :meth:`enqueue`.
+            timeout: Seconds to wait; None or 0 waits forever.
+            **kwargs: As for :meth:`enqueue`.
+
+        Returns:
+            The job's result.
+
+        Raises:
+            JobError: When the job failed or was aborted.
+            TimeoutError: When it did not finish in time.
+        """
+        results = await self.map(job_or_func, [kwargs], timeout=timeout)
+        return results[0]
+
+    async def map(
+        self,
+        job_or_func: str | Job | Task[Any, Any],
+        iter_kwargs: Sequence[dict[str, Any]],
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Enqueue one job per kwargs dict, wait for them all and return their results.
+
+        Args:
+            job_or_func: A task name or handle (a :class:`Job` is used as a template).
+            iter_kwargs: One dict of arguments per job.
+            timeout: Seconds to wait for all; None or 0 waits forever.
+            return_exceptions: Put a :class:`JobError` in the list instead of raising.
+            **kwargs: Arguments shared by every job.
+
+        Returns:
+            The results, in the order of ``iter_kwargs``.
+        """
+        template = job_or_func
+        if isinstance(template, Job):
+            base = template
+            template = base.function
+            kwargs = {**{k: getattr(base, k) for k in POLICY_FIELDS}, **kwargs}
+        jobs = [self._build(template, {**kwargs, **one}) for one in iter_kwargs]
+        enqueued = await self.enqueue_many(jobs)
+        keys = [job.key for job in jobs]
+        del enqueued  # an existing job with the same key is awaited just the same
+        finished = await self.wait(keys, timeout)
+        results: list[Any] = []
+        for job in finished:
+            if job.status == Status.COMPLETE:
+                results.append(job.result)
+                continue
+            error = JobError(job)
+            if not return_exceptions:
+                raise error
+            results.append(error)
+        return results
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Abort every job enqueued inside the block if the block raises."""
+        jobs: list[Job] = []
+
+        def remember(job: Job) -> None:
+            jobs.append(job)
+
+        self.register_before_enqueue(remember)
+        try:
+            yield
+        except BaseException:
+            for job in jobs:
+                await self.abort(job, "aborted: the batch it was enqueued in failed")
+            raise
+        finally:
+            self.unregister_before_enqueue(remember)
+
+    # Reading
+
+    async def job(self, job_key: str) -> Job | None:
+        """The job with ``job_key``, or None."""
+        [row] = await self.backend.get([job_key])
+        return self.deserialize(row)
+
+    async def jobs(self, job_keys: Iterable[str]) -> list[Job | None]:
+        """Jobs by key, in order; None where a key does not exist."""
+        return [self.deserialize(row) for row in await self.backend.get(list(job_keys))]
+
+    async def iter_jobs(
+        self, statuses: Iterable[Status] | None = None, batch_size: int = 100
+    ) -> AsyncIterator[Job]:
+        """Every job with one of ``statuses`` (all by default), newest first, page by page."""
+        wanted = [Status(s).value for s in statuses] if statuses is not None else None
+        offset = 0
+        while True:
+            rows = await self.backend.list_jobs(wanted, offset, batch_size)
+            for row in rows:
+                job = self.deserialize(row)
+                if job is not None:
+                    yield job
+            if len(rows) < batch_size:
+                return
+            offset += batch_size
+
+    async def count(self, kind: str) -> int:
+        """How many jobs are ``queued``, ``active``, ``scheduled`` or ``incomplete``."""
+        kinds = {
+            "queued": ["queued"],
+            "active": ["active", "aborting"],
+            "scheduled": ["scheduled"],
+            "incomplete": ["queued", "active", "aborting"],
+        }
+        if kind not in kinds:
+            raise ValueError(f"unknown count kind {kind!r}; use one of {', '.join(kinds)}")
+        counts = await self.backend.count(kinds[kind])
+        return sum(counts.values())
+
+    async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> dict[str, Any]:
+        """The queue's state: workers, counts and (with ``jobs``) a page of incomplete jobs."""
+        counts = await self.backend.count(["queued", "active", "aborting", "scheduled"])
+        workers = {wid: self.load(info) for wid, info in (await self.backend.workers()).items()}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "workers": workers,
+            "queued": counts["queued"] - counts["scheduled"],
+            "active": counts["active"] + counts["aborting"],
+            "scheduled": counts["scheduled"],
+            "jobs": [],
+        }
+        if jobs:
+            rows = await self.backend.list_jobs(["queued", "active", "aborting"], offset, limit)
+            out["jobs"] = [j.info(full=True) for r in rows if (j := self.deserialize(r))]
+        return out
+
+    # Waiting
+
+    async def wait(self, keys: Sequence[str], timeout: float | None = None) -> list[Job]:
+        """Wait until every job in ``keys`` is finished and return them, in order.
+
+        Raises:
+            TimeoutError: When they did not all finish in time.
+            JobNotFoundError: When a job does not exist (expired or never stored).
+        """
+        deadline = time.monotonic() + timeout if timeout else None
+        pending = list(dict.fromkeys(keys))
+        done: dict[str, Job] = {}
+        while True:
+            rows = await self.backend.get(pending)
+            for key, row in zip(pending, rows, strict=True):
+                if row is None:
+                    raise JobNotFoundError(key, self.name)
+                if Status(row.status) in TERMINAL_STATUSES:
+                    job = self.deserialize(row)
+                    assert job is not None
+                    done[key] = job
+            pending = [k for k in pending if k not in done]
+            if not pending:
+                return [done[k] for k in keys]
+            remaining = _MAX_WAIT_SLICE
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"jobs {pending[:5]} did not finish within {timeout}s")
+                remaining = min(remaining, left)
+            await self.backend.wait_for_finish(pending, remaining)
+
+    async def refresh(self, job: Job, until_complete: float | None = None) -> Job:
+        """The stored state of ``job``; with ``until_complete``, once it has finished.
+
+        Args:
+            job: The job to reload.
+            until_complete: Seconds to wait for it to finish; 0 waits forever; None does not
+                wait.
+
+        Raises:
+            JobNotFoundError: When the job no longer exists.
+            TimeoutError: When it did not finish in time.
+        """
+        if until_complete is None:
+            found = await self.job(job.key)
+            if found is None:
+                raise JobNotFoundError(job.key, self.name)
+            return found
+        [finished] = await self.wait([job.key], until_complete or None)
+        return finished
+
+    async def listen(
+        self, job_keys: Sequence[str], callback: ListenCallback, timeout: float | None = 10
+    ) -> None:
+        """Call ``callback(key, status)`` on each change of the jobs until it returns truthy.
+
+        Also returns when every job has finished, or after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout if timeout else None
+        seen: dict[str, tuple[str, bytes | str]] = {}
+        while True:
+            rows = await self.backend.get(list(job_keys))
+            finished = 0
+            for key, row in zip(job_keys, rows, strict=True):
+                if row is None:
+                    continue
+                state = (row.status, row.payload)
+                if seen.get(key) != state:
+                    seen[key] = state
+                    result = callback(key, Status(row.status))
+                    if asyncio.iscoroutine(result):
+                        result = await result
+                    if result:
+                        return
+                finished += Status(row.status) in TERMINAL_STATUSES
+            if finished == len(job_keys):
+                return
+            left = _MAX_WAIT_SLICE
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return
+            await self.backend.wait_for_finish(list(job_keys), left)
+
+    # Changing jobs
+
+    async def update(self, job: Job, **kwargs: Any) -> None:
+        """Set fields on ``job`` and store it (status is not changed here)."""
+        for name, value in kwargs.items():
+            setattr(job, name, value)
+        job.touched = now_ms()
+        await self.backend.update(job.key, self.serialize(job))
+
+    async def abort(self, job: Job | str, error: str = "aborted", ttl: float = 5) -> None:
+        """Abort a job: a queued job never starts; a running job is cancelled by its worker.
+
+        Args:
+            job: The job or its key.
+            error: The reason, recorded on the job.
+            ttl: Unused; kept for SAQ compatibility (aborted jobs follow the job's ``ttl``).
+        """
+        key = job if isinstance(job, str) else job.key
+        stored = await self.job(key)
+        if stored is None:
+            raise JobNotFoundError(key, self.name)
+        stored.error = error
+        stored.status = Status.ABORTED
+        stored.completed = stored.touched = now_ms()
+        before = await self.backend.abort(key, self.serialize(stored), time.time())
+        if before == Status.QUEUED.value:
+            # Never started: it ends here, its row expiring like any finished job.
+            await self.backend.finish([self.transition(stored, Status.ABORTED, error=error)])
+        if isinstance(job, Job) and before in (Status.QUEUED.value, Status.ACTIVE.value):
+            job.status = Status.ABORTED if before == Status.QUEUED.value else Status.ABORTING
+            job.error = error
+
+    async def finish(
+        self, job: Job, status: Status, *, result: Any = None, error: str | None = None
+    ) -> None:
+        """Finish ``job`` with ``status`` (complete, failed or aborted) and store it."""
+        await self.backend.finish([self.transition(job, status, result=result, error=error)])
+
+    async def retry(self, job: Job, error: str | None = None) -> None:
+        """Queue ``job`` for another attempt, after its retry delay."""
+        await self.backend.finish([self.transition(job, Status.QUEUED, error=error)])
+
+    def transition(
+        self,
+        job: Job,
+        status: Status,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        delay: float | None = None,
+    ) -> Transition:
+        """Decide a job's next state: the single place where finishing policy lives.
+
+        Sets the job's fields (status, result, error, timestamps) and builds the
+        :class:`Transition` (with its run's outcome) for the backend.
+
+        Args:
+            job: The job; changed in place.
+            status: ``QUEUED`` to retry, or a terminal status.
+            result: The return value, for ``COMPLETE``.
+            error: The error message.
+            traceback: The formatted traceback, stored with the run.
+            delay: For ``QUEUED``: seconds before the retry (the job's backoff by default).
+
+        Returns:
+            What to hand to :meth:`Backend.finish`.
+        """
+        now = now_ms()
+        job.touched = now
+        job.error = error if error is not None else job.error
+        run_id = job.meta.get("run_id") if job.meta else None
+        if status == Status.QUEUED:
+            wait = job.next_retry_delay() if delay is None else delay
+            job.status = Status.QUEUED
+            job.scheduled = time.time() + wait if wait > 0 else 0
+            job.worker_id = None
+            run_status = "retried"
+        else:
+            job.status = status
+            job.completed = now
+            job.result = result
+            job.progress = 1.0 if status == Status.COMPLETE else job.progress
+            run_status = status.value
+        run = None
+        if run_id is not None:
+            run = RunEnd(
+                run_id=str(run_id),
+                status=run_status,
+                finished_ms=now,
+                detail=self._run_detail(job, result, traceback),
+                error=job.error if run_status != "complete" else None,
+            )
+        try:
+            payload = self.serialize(job)
+        except SerializationError as exc:
+            job.status, job.result = Status.FAILED, None
+            job.error = str(exc)
+            if run is not None:
+                run.status, run.error = "failed", job.error
+                run.detail = self._run_detail(job, None, traceback)
+            payload = self.serialize(job)
+        ttl = int(job.ttl)
+        terminal = job.status in TERMINAL_STATUSES
+        return Transition(
+            key=job.key,
+            payload=payload,
+            status=job.status.value,
+            due=float(job.scheduled or 0),
+            expire_at=(time.time() + ttl) if terminal and ttl > 0 else None,
+            delete=terminal and ttl < 0,
+            run=run,
+        )
+
+    def _run_detail(self, job: Job, result: Any, traceback: str | None) -> bytes | str:
+        detail = {
+            "kwargs": job.kwargs or {},
+            "result": result,
+            "traceback": traceback,
+            "trigger": job.meta.get("trigger", "enqueued") if job.meta else "enqueued",
+            "cron": job.meta.get("cron") if job.meta else None,
+            "scheduled_for": job.meta.get("scheduled_for") if job.meta else None,
+        }
+        try:
+            return self.dump(detail, job.function, "result")
+        except SerializationError:
+            detail["result"] = repr(result)[:1000]
+            return self.dump(detail, job.function, "run detail")
+
+    # Worker-facing operations (SAQ keeps these on the queue too)
+
+    async def dequeue(
+        self, timeout: float = 0, worker_id: str = "dequeue", lease_s: float = 60
+    ) -> Job | None:
+        """Claim one job, waiting up to ``timeout`` seconds (0: do not wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = await self.backend.claim(worker_id, 1, lease_s, time.time())
+            if rows:
+                return self.deserialize(rows[0])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await self.backend.wait_for_work(left)
+
+    async def schedule(self, lock: int = 1) -> list[str]:
+        """Kept for SAQ compatibility: scheduled jobs become claimable by themselves."""
+        return []
+
+    async def sweep(
+        self, lock: int = 60, abort: float = 5.0, worker_id: str = "sweeper"
+    ) -> list[str]:
+        """Recover jobs whose worker died and delete expired finished jobs.
+
+        A recovered job is queued again when it has attempts left, else it fails with
+        :attr:`swept_error_message`.
+
+        Returns:
+            The keys of the recovered jobs.
+        """
+        now = time.time()
+        rows = await self.backend.recover(worker_id, 100, max(float(lock), 5.0), now)
+        transitions = []
+        for row in rows:
+            job = self.deserialize(row)
+            if job is None:
+                continue
+            transitions.append(self.recovery_transition(job))
+        if transitions:
+            await self.backend.finish(transitions)
+        await self.backend.expire(now, 1000)
+        return [t.key for t in transitions]
+
+    def recovery_transition(self, job: Job) -> Transition:
+        """What happens to a job whose worker died: retry if it may, else fail."""
+        if job.status == Status.ABORTING:
+            return self.transition(job, Status.ABORTED)
+        error = self.swept_error_message
+        if job.retryable:
+            return self.transition(job, Status.QUEUED, error=error)
+        return self.transition(job, Status.FAILED, error=error)
+
+    @staticmethod
+    def format_traceback(exc: BaseException) -> str:
+        """A traceback string for storage."""
+        return "".join(tb_module.format_exception(exc))
+
+
+__all__ = ["TERMINAL_STATUSES", "UNSUCCESSFUL_TERMINAL_STATUSES", "JobError", "Queue"]

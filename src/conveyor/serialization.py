@@ -1,0 +1,72 @@
+"""Turning jobs into stored payloads and back.
+
+The default is the standard library's ``json``; ``Queue(dump=..., load=...)`` takes any pair
+(``orjson.dumps`` / ``orjson.loads`` with the ``orjson`` extra). A failure names the argument
+that could not be serialized.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from conveyor.errors import SerializationError
+
+Dumper = Callable[[Any], bytes | str]
+Loader = Callable[[bytes | str], Any]
+
+
+def default_dump(value: Any) -> str:
+    """``json.dumps`` without extra spaces."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def default_load(value: bytes | str) -> Any:
+    """``json.loads``."""
+    return json.loads(value)
+
+
+def dump_job(dump: Dumper, data: dict[str, Any]) -> bytes | str:
+    """Serialize a job dict, naming the offending argument on failure.
+
+    Args:
+        dump: The serializer.
+        data: The job's :meth:`conveyor.job.Job.to_dict`.
+
+    Returns:
+        The payload.
+
+    Raises:
+        SerializationError: Naming the kwarg (or field) that could not be serialized.
+    """
+    try:
+        return dump(data)
+    except Exception as exc:
+        function = str(data.get("function"))
+        kwargs = data.get("kwargs") or {}
+        for name, value in kwargs.items():
+            try:
+                dump(value)
+            except Exception as inner:
+                raise SerializationError(function, name, _reason(inner, value)) from exc
+        for name, value in data.items():
+            if name == "kwargs":
+                continue
+            try:
+                dump(value)
+            except Exception as inner:
+                raise SerializationError(function, name, _reason(inner, value)) from exc
+        raise SerializationError(function, None, str(exc)) from exc
+
+
+def dump_value(dump: Dumper, function: str, what: str, value: Any) -> bytes | str:
+    """Serialize one value (a result, run details), naming ``what`` on failure."""
+    try:
+        return dump(value)
+    except Exception as exc:
+        raise SerializationError(function, what, _reason(exc, value)) from exc
+
+
+def _reason(exc: Exception, value: Any) -> str:
+    return f"{type(value).__name__} value is not serializable ({exc})"
