@@ -8,6 +8,7 @@ which makes it atomic on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -198,10 +199,8 @@ class MemoryBackend:
             return
         condition = self._work()
         async with condition:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(condition.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def renew(
         self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
@@ -321,10 +320,8 @@ class MemoryBackend:
         """Wait for a change; see the protocol."""
         condition = self._changed()
         async with condition:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(condition.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def expire(self, now: float, limit: int) -> int:
         """Delete expired finished jobs and marks; see the protocol."""

@@ -1,0 +1,69 @@
+"""Where the conformance suite finds each backend under test.
+
+Each backend under test is described by a URL. A test gets a fresh, isolated URL (its own
+SQLite file, Redis key prefix or PostgreSQL schema), so that worker subprocesses can reach
+the same queue, and cleans up only what it created.
+
+Servers: Redis at ``CONVEYOR_TEST_REDIS`` (default ``redis://127.0.0.1:6379/0``), PostgreSQL
+at ``CONVEYOR_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``). When a
+server is unreachable its tests are skipped with a reason, except with ``CI=true``, where
+they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+KINDS = ("memory", "sqlite", "redis", "postgres")
+
+
+def redis_url() -> str:
+    """The Redis server used by tests."""
+    return os.environ.get("CONVEYOR_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server used by tests."""
+    return os.environ.get("CONVEYOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def reachable(url: str) -> bool:
+    """Whether a TCP connection to the URL's host and port succeeds."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 1):
+            return True
+    except OSError:
+        return False
+
+
+def unreachable_reason(kind: str) -> str | None:
+    """Why ``kind`` cannot be tested here, or None when it can."""
+    if kind == "redis" and not reachable(redis_url()):
+        return f"Redis is not reachable at {redis_url()}"
+    if kind == "postgres" and not reachable(postgres_url()):
+        return f"PostgreSQL is not reachable at {postgres_url()}"
+    return None
+
+
+def isolated_url(kind: str, tmp_path: Path) -> str:
+    """A URL for ``kind`` that no other test shares.
+
+    Args:
+        kind: One of :data:`KINDS`.
+        tmp_path: A directory owned by the test (for SQLite files).
+    """
+    token = uuid.uuid4().hex[:10]
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / f'conveyor-{token}.db'}"
+    if kind == "redis":
+        return f"{redis_url()}?prefix=test-{token}"
+    if kind == "postgres":
+        return f"{postgres_url()}?schema=test_{token}"
+    raise ValueError(f"unknown backend kind {kind!r}; use one of {KINDS}")
