@@ -1,0 +1,99 @@
+"""Crash safety: a worker killed with SIGKILL loses no job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from conveyor.job import Status
+from conveyor.testing.fixtures import running_worker, worker_process_command
+from conveyor.testing.helpers import wait_until
+from conveyor.testing.tasks import TEST_FUNCTIONS
+
+__all__ = [
+    "test_killed_worker_job_fails_when_no_retry_left",
+    "test_killed_worker_job_is_recovered_and_runs_again",
+    "test_sigterm_lets_running_job_finish",
+]
+
+
+def _require_cross_process(queue: Any) -> None:
+    if not queue.backend.capabilities.cross_process:
+        pytest.skip(f"the {queue.backend.name} backend declares cross_process=False")
+
+
+@contextlib.asynccontextmanager
+async def _worker_process(url: str, queue_name: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        *worker_process_command(url, queue_name, "1.0"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.strip() == b"ready", line
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def _active_on(queue: Any, key: str, worker_prefix: str | None = None) -> bool:
+    job = await queue.job(key)
+    return job is not None and job.status == Status.ACTIVE
+
+
+async def test_killed_worker_job_is_recovered_and_runs_again(
+    make_queue: Any, conveyor_url: str
+) -> None:
+    queue = await make_queue("crashy")
+    _require_cross_process(queue)
+    job = await queue.enqueue(
+        "sleep", seconds=1.5, result="survived", retries=2, timeout=30, key="victim"
+    )
+    assert job is not None
+    async with _worker_process(conveyor_url, "crashy") as process:
+        await wait_until(lambda: _active_on(queue, "victim"), timeout=20, message="job started")
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    async with running_worker(queue, TEST_FUNCTIONS, lease_s=1.0):
+        await job.refresh(until_complete=30)
+    assert job.status == Status.COMPLETE and job.result == "survived"
+    assert job.attempts == 2
+
+
+async def test_killed_worker_job_fails_when_no_retry_left(
+    make_queue: Any, conveyor_url: str
+) -> None:
+    queue = await make_queue("crashy")
+    _require_cross_process(queue)
+    job = await queue.enqueue("sleep", seconds=30, retries=1, timeout=60, key="last-chance")
+    assert job is not None
+    async with _worker_process(conveyor_url, "crashy") as process:
+        await wait_until(lambda: _active_on(queue, "last-chance"), timeout=20, message="started")
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    async with running_worker(queue, TEST_FUNCTIONS, lease_s=1.0):
+        await job.refresh(until_complete=30)
+    assert job.status == Status.FAILED
+    assert job.error == queue.swept_error_message
+
+
+async def test_sigterm_lets_running_job_finish(make_queue: Any, conveyor_url: str) -> None:
+    queue = await make_queue("graceful")
+    _require_cross_process(queue)
+    job = await queue.enqueue("sleep", seconds=1.0, result="finished", key="in-flight")
+    assert job is not None
+    async with _worker_process(conveyor_url, "graceful") as process:
+        await wait_until(lambda: _active_on(queue, "in-flight"), timeout=20, message="started")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    stored = await queue.job("in-flight")
+    assert stored is not None and stored.status == Status.COMPLETE
+    assert stored.result == "finished"

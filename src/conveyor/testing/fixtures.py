@@ -1,0 +1,97 @@
+"""Pytest fixtures for the conformance suite and for users' own tests.
+
+Use in a ``conftest.py``::
+
+    from conveyor.testing.fixtures import *  # noqa: F401,F403
+
+then define a ``conveyor_url`` fixture returning the queue URL to test (the suite's own
+``tests/test_conformance.py`` parametrizes it over every backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.queue import Queue
+from conveyor.testing.backends import isolated_url, unreachable_reason
+from conveyor.worker import Worker
+
+QueueFactory = Callable[..., Any]
+
+
+def backend_url_for(kind: str, tmp_path: Path) -> str:
+    """An isolated URL for ``kind``; skips (or fails under ``CI=true``) when unreachable."""
+    reason = unreachable_reason(kind)
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
+        pytest.skip(reason)
+    return isolated_url(kind, tmp_path)
+
+
+@pytest.fixture
+async def make_queue(conveyor_url: str) -> AsyncIterator[QueueFactory]:
+    """A factory of connected queues on the test's URL; everything is dropped afterwards.
+
+    Queues of one test share storage (one memory store, one file, one prefix, one schema),
+    as separate processes would.
+    """
+    created: list[Queue] = []
+    shared: dict[str, Any] = {}
+
+    async def factory(name: str = "default", **kwargs: Any) -> Queue:
+        if conveyor_url.startswith("memory://"):
+            from conveyor.backends.memory import MemoryBackend, MemoryStore
+
+            store = shared.setdefault(name, MemoryStore())
+            queue = Queue(MemoryBackend(name, store=store), name=name, **kwargs)
+        else:
+            queue = Queue.from_url(conveyor_url, name=name, **kwargs)
+        await queue.connect()
+        created.append(queue)
+        return queue
+
+    yield factory
+    for queue in reversed(created):
+        with contextlib.suppress(Exception):
+            drop = getattr(queue.backend, "drop", None)
+            if drop is not None and queue is created[0]:
+                await queue.connect()
+                await drop()
+        with contextlib.suppress(Exception):
+            await queue.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(queue: Queue, functions: Any, **settings: Any) -> AsyncIterator[Worker]:
+    """Run a worker in the background for the duration of the block, then stop it."""
+    settings.setdefault("timers", {"schedule": 0.2, "stats": 1, "sweep": 0.2, "abort": 0.1})
+    settings.setdefault("shutdown_grace_period_s", 1.0)
+    worker = Worker(queue, functions, **settings)
+    task = asyncio.create_task(worker.start())
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+def worker_process_command(url: str, queue_name: str, *args: str) -> list[str]:
+    """The command line of a worker subprocess running the test functions."""
+    return [sys.executable, "-m", "conveyor.testing.worker_process", url, queue_name, *args]
+
+
+__all__ = [
+    "backend_url_for",
+    "make_queue",
+    "running_worker",
+    "worker_process_command",
+]

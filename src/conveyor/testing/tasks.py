@@ -1,0 +1,69 @@
+"""Task functions the conformance suite runs, in-process and in worker subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+logger = logging.getLogger("conveyor.testing.tasks")
+
+
+async def echo(ctx: dict[str, Any], *, value: Any = None) -> Any:
+    """Return ``value``."""
+    return value
+
+
+async def add(ctx: dict[str, Any], *, a: int, b: int) -> int:
+    """Return ``a + b``."""
+    return a + b
+
+
+async def sleep(ctx: dict[str, Any], *, seconds: float, result: Any = None) -> Any:
+    """Sleep, then return ``result``."""
+    await asyncio.sleep(seconds)
+    return result
+
+
+async def fail(ctx: dict[str, Any], *, message: str = "boom") -> None:
+    """Always raise ``ValueError(message)``."""
+    raise ValueError(message)
+
+
+async def fail_until(ctx: dict[str, Any], *, succeed_on: int) -> int:
+    """Fail until the job's attempt number reaches ``succeed_on``."""
+    attempts: int = ctx["job"].attempts
+    if attempts < succeed_on:
+        raise RuntimeError(f"attempt {attempts} fails")
+    return attempts
+
+
+async def progress(ctx: dict[str, Any], *, steps: int, pause: float = 0.05) -> str:
+    """Report progress and meta in ``steps`` updates."""
+    job = ctx["job"]
+    for step in range(1, steps + 1):
+        await job.update(progress=step / steps, meta={**job.meta, "step": step})
+        await asyncio.sleep(pause)
+    return "done"
+
+
+async def log_lines(ctx: dict[str, Any], *, tag: str, count: int = 3) -> str:
+    """Log ``count`` lines from async code and from a thread, each tagged."""
+    for i in range(count):
+        logger.info("%s async %d", tag, i)
+        await asyncio.sleep(0)
+
+    def in_thread() -> None:
+        logger.info("%s thread", tag)
+
+    await asyncio.to_thread(in_thread)
+    return tag
+
+
+def sync_echo(ctx: dict[str, Any], *, value: Any = None) -> dict[str, Any]:
+    """A sync task: runs in a thread; reports which thread."""
+    return {"value": value, "main_thread": threading.current_thread() is threading.main_thread()}
+
+
+TEST_FUNCTIONS = [echo, add, sleep, fail, fail_until, progress, log_lines, sync_echo]

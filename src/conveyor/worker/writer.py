@@ -1,0 +1,97 @@
+"""Write-behind for finished jobs: many transitions, one round trip.
+
+Jobs finish one at a time, but their writes travel together: while one ``finish`` call is in
+flight, the next transitions accumulate, and the next call carries all of them (group
+commit). Under load every round trip carries many jobs; when idle a job's write leaves at
+once. A failed write is retried with backoff and never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from conveyor.backends.base import Backend, Transition
+
+logger = logging.getLogger("conveyor.worker")
+
+
+class TransitionWriter:
+    """Batches :class:`Transition` writes to a backend.
+
+    Args:
+        backend: Where to write.
+        on_written: Called after each successful batch (the worker uses it to claim again,
+            since a finished job may have freed its group).
+        max_batch: The most transitions one call carries.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        on_written: Callable[[list[Transition]], None] | None = None,
+        max_batch: int = 500,
+    ) -> None:
+        self._backend = backend
+        self._on_written = on_written
+        self._max_batch = max_batch
+        self._pending: list[Transition] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Start the flushing task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="conveyor-writer")
+
+    def submit(self, transition: Transition) -> None:
+        """Queue a transition for the next batch."""
+        self._pending.append(transition)
+        self._idle.clear()
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Transitions not yet written."""
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is written."""
+        if self._task is None:
+            self.start()
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Write what is pending, then stop."""
+        await self.flush()
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                try:
+                    await self._backend.finish(batch)
+                except Exception:
+                    logger.exception("writing %d finished jobs failed; retrying", len(batch))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                delay = 0.05
+                del self._pending[: len(batch)]
+                if self._on_written is not None:
+                    self._on_written(batch)
+            self._idle.set()
+            if self._closing:
+                return
