@@ -32,6 +32,7 @@ from typing import Any
 from conveyor.backends.base import Transition
 from conveyor.errors import ConfigurationError, UnknownFunctionError
 from conveyor.job import Job, Status, apply_defaults, now_ms
+from conveyor.observability.logs import LogSink
 from conveyor.queue import Queue
 from conveyor.worker.executor import CancelReason, Hook, Outcome, call_hooks, run_attempt
 from conveyor.worker.functions import normalize_functions, normalize_hooks
@@ -40,7 +41,13 @@ from conveyor.worker.writer import TransitionWriter
 
 logger = logging.getLogger("conveyor.worker")
 
-DEFAULT_TIMERS: dict[str, float] = {"schedule": 1, "stats": 10, "sweep": 5, "abort": 1}
+DEFAULT_TIMERS: dict[str, float] = {
+    "schedule": 1,
+    "stats": 10,
+    "sweep": 5,
+    "abort": 1,
+    "logs": 2,
+}
 
 
 class Worker:
@@ -58,8 +65,9 @@ class Worker:
         shutdown: Hook(s) called with ``ctx`` after the last job.
         before_process: Hook(s) called with ``ctx`` before each job.
         after_process: Hook(s) called with ``ctx`` after each job (with ``ctx["exception"]``).
-        timers: Seconds between runs of ``schedule`` (cron), ``stats``, ``sweep`` and
-            ``abort`` (lease renewal and abort checks).
+        timers: Seconds between runs of ``schedule`` (cron), ``stats``, ``sweep``,
+            ``abort`` (lease renewal and abort checks) and ``logs`` (writing the captured
+            lines of running jobs).
         dequeue_timeout: Seconds an idle claim loop waits between checks (0: one second).
         burst: Stop when the queue has no job left to claim.
         max_burst_jobs: In burst mode, stop after this many jobs.
@@ -70,6 +78,8 @@ class Worker:
         defaults: Defaults for job policy fields (``timeout``, ``retries`` ...) that neither
             the job nor the queue set.
         lease_s: Seconds a claimed job's lease lasts without renewal.
+        capture_logs: Attach every log record emitted while a job runs to its run record.
+        log_level: The lowest level captured.
         poll_interval: Ignored; wake-ups come from the backend. Accepted for SAQ settings.
     """
 
@@ -95,6 +105,8 @@ class Worker:
         metadata: dict[str, Any] | None = None,
         defaults: dict[str, Any] | None = None,
         lease_s: float = 15.0,
+        capture_logs: bool = True,
+        log_level: int = logging.INFO,
         poll_interval: float | None = None,
     ) -> None:
         if concurrency < 1:
@@ -122,6 +134,7 @@ class Worker:
         self.defaults = dict(defaults or {})
         apply_defaults(Job("probe"), self.defaults, getattr)  # validates the names
         self.lease_s = lease_s
+        self.logs = LogSink(queue.dump, level=log_level) if capture_logs else None
         self.context: dict[str, Any] = {"worker": self, "queue": queue}
         self.scheduler = CronScheduler(queue, self.cron_jobs, cron_tz, self.timers["schedule"])
         self.stats = {"complete": 0, "failed": 0, "retried": 0, "aborted": 0}
@@ -149,14 +162,17 @@ class Worker:
             await self.queue.connect()
             self._connected_here = True
         self._started_at = time.time()
-        self._writer = TransitionWriter(self.queue.backend, self._after_write)
+        self._writer = TransitionWriter(self.queue.backend, self._after_write, logs=self.logs)
         self._writer.start()
+        if self.logs is not None:
+            self.logs.install()
         await call_hooks(self.startup, self.context)
         logger.info("worker %s started on queue %r", self.id, self.queue.name)
         self._tasks = [
             asyncio.create_task(self._every("abort", self._renew_leases)),
             asyncio.create_task(self._every("sweep", self._sweep)),
             asyncio.create_task(self._every("stats", self._publish)),
+            asyncio.create_task(self._every("logs", self._flush_logs)),
         ]
         if self.cron_jobs:
             self._tasks.append(asyncio.create_task(self._every("schedule", self.scheduler.tick)))
@@ -183,6 +199,8 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._writer is not None:
             await self._writer.close()
+        if self.logs is not None:
+            self.logs.uninstall()
         with contextlib.suppress(Exception):
             await self.queue.backend.delete_worker(self.id)
         try:
@@ -280,6 +298,8 @@ class Worker:
     async def _process(self, job: Job) -> None:
         apply_defaults(job, self.defaults, getattr)
         ctx = {**self.context, "job": job, "exception": None}
+        run_id = job.meta.get("run_id")
+        capture = self.logs.start_run(str(run_id)) if self.logs and run_id else None
         fn = self.functions.get(job.function)
         outcome: Outcome
         try:
@@ -305,9 +325,14 @@ class Worker:
             transition = await self._transition(job, outcome)
             with contextlib.suppress(Exception):
                 await call_hooks(self.after_process, ctx)
+            if capture is not None and self.logs is not None:
+                self.logs.end_run(capture)
+                capture = None
             assert self._writer is not None
             self._writer.submit(transition)
         finally:
+            if capture is not None and self.logs is not None:
+                self.logs.end_run(capture)
             self._running.pop(job.key, None)
             self._kick.set()
 
@@ -349,6 +374,10 @@ class Worker:
             job = entry.job
             if job.heartbeat and job.touched and now_ms() - job.touched > job.heartbeat * 1000:
                 entry.cancel(CancelReason.HEARTBEAT)
+
+    async def _flush_logs(self) -> None:
+        if self._writer is not None:
+            self._writer.kick()
 
     async def _sweep(self) -> None:
         recovered = await self.queue.sweep(lock=int(self.lease_s), worker_id=self.id)

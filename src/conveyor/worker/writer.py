@@ -1,6 +1,6 @@
 """Write-behind for finished jobs: many transitions, one round trip.
 
-Jobs finish one at a time, but their writes travel together: while one ``finish`` call is in
+Jobs finish one at a time, but their writes (and their captured log lines) travel together: while one ``finish`` call is in
 flight, the next transitions accumulate, and the next call carries all of them (group
 commit). Under load every round trip carries many jobs; when idle a job's write leaves at
 once. A failed write is retried with backoff and never dropped.
@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from conveyor.backends.base import Backend, Transition
+from conveyor.observability.logs import LogSink
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -25,6 +26,7 @@ class TransitionWriter:
         on_written: Called after each successful batch (the worker uses it to claim again,
             since a finished job may have freed its group).
         max_batch: The most transitions one call carries.
+        logs: Captured log lines to write before each batch of transitions.
     """
 
     def __init__(
@@ -32,8 +34,10 @@ class TransitionWriter:
         backend: Backend,
         on_written: Callable[[list[Transition]], None] | None = None,
         max_batch: int = 500,
+        logs: LogSink | None = None,
     ) -> None:
         self._backend = backend
+        self._logs = logs
         self._on_written = on_written
         self._max_batch = max_batch
         self._pending: list[Transition] = []
@@ -54,10 +58,19 @@ class TransitionWriter:
         self._idle.clear()
         self._wakeup.set()
 
+    def kick(self) -> None:
+        """Write buffered log lines now (a running job's lines, for live tailing)."""
+        if self._logs is not None and self._logs.pending:
+            self._idle.clear()
+            self._wakeup.set()
+
     @property
     def pending(self) -> int:
         """Transitions not yet written."""
         return len(self._pending)
+
+    def _has_work(self) -> bool:
+        return bool(self._pending) or (self._logs is not None and self._logs.pending > 0)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is written."""
@@ -79,18 +92,25 @@ class TransitionWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
+            while self._has_work():
                 batch = self._pending[: self._max_batch]
+                lines = self._logs.take() if self._logs is not None else []
                 try:
-                    await self._backend.finish(batch)
+                    if lines:
+                        await self._backend.append_logs(lines)
+                        lines = []
+                    if batch:
+                        await self._backend.finish(batch)
                 except Exception:
                     logger.exception("writing %d finished jobs failed; retrying", len(batch))
+                    if lines and self._logs is not None:
+                        self._logs.requeue(lines)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
                 delay = 0.05
                 del self._pending[: len(batch)]
-                if self._on_written is not None:
+                if batch and self._on_written is not None:
                     self._on_written(batch)
             self._idle.set()
             if self._closing:

@@ -1,0 +1,1 @@
+"""Observability: run records, per-run log capture, metrics and tracing."""
