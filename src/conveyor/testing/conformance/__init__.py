@@ -11,8 +11,7 @@ need them say so when they skip.
 """
 
 from conveyor.testing.conformance.test_crash import *  # noqa: F403
+from conveyor.testing.conformance.test_cron import *  # noqa: F403
 from conveyor.testing.conformance.test_logs import *  # noqa: F403
-
-# CRON_PENDING
 from conveyor.testing.conformance.test_queue import *  # noqa: F403
 from conveyor.testing.conformance.test_worker import *  # noqa: F403

@@ -32,7 +32,7 @@ async def test_cron_fires_once_per_slot_with_two_workers(make_queue: Any) -> Non
     counts = Counter(fired)
     assert counts and max(counts.values()) == 1, counts
     assert all(slot == int(slot) for slot in fired)
-    runs, total = await first.backend.list_runs(RunFilter(function="tick"), 0, 100)
+    runs, total = await first.backend.list_runs(RunFilter(function=every_second.name), 0, 100)
     assert total >= 4
     detail = first.load(runs[0].detail)
     assert detail["trigger"] == "cron" and detail["cron"] == "* * * * * *"
