@@ -1,0 +1,426 @@
+"""The Redis backend: every batch operation is one Lua script call (one round trip).
+
+The key scheme is in :mod:`conveyor.backends.redis.keys`, the scripts in ``scripts/*.lua``.
+Three kinds of connection are used: the client's pool for operations, a pool without a
+socket timeout for ``BLPOP`` (``wait_for_work``) and one pub/sub connection (the
+``wait_for_finish`` listener). The last two reconnect by themselves with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from conveyor.backends.base import (
+    Capabilities,
+    JobRow,
+    LogLine,
+    NewJob,
+    Payload,
+    RunFilter,
+    RunRecord,
+    Transition,
+)
+from conveyor.backends.redis import codec
+from conveyor.backends.redis.keys import KeyScheme
+from conveyor.backends.redis.notify import Backoff, FinishListener
+from conveyor.backends.redis.scripts import Scripts
+from conveyor.errors import BackendError, ConfigurationError
+
+_ALL_STATUSES = ("queued", "active", "aborting", "complete", "failed", "aborted")
+_RUN_FIELDS = (
+    "key",
+    "function",
+    "attempt",
+    "worker_id",
+    "status",
+    "started_ms",
+    "finished_ms",
+    "error",
+    "detail",
+)
+#: ``list_runs`` checks filters that have no index over this many runs of the range at most.
+RUN_SCAN_WINDOW = 10_000
+#: ``claim`` moves at most this many due scheduled jobs to the ready set per call.
+MOVE_BOUND = 1000
+
+
+class RedisBackend:
+    """A queue stored in Redis (5.0 or newer server; redis-py 5 to 8).
+
+    Args:
+        redis: A ``redis.asyncio.Redis`` built with ``decode_responses=False`` (the default).
+        queue_name: The queue's name.
+        prefix: The namespace of every key (``prefix:{queue}:...``).
+        owns_client: Close ``redis`` on :meth:`disconnect` (set by :meth:`from_url`).
+
+    Raises:
+        ConfigurationError: When the client decodes responses, or a name is unusable.
+    """
+
+    name = "redis"
+    capabilities = Capabilities(cross_process=True, durable=True)
+
+    def __init__(
+        self, redis: Any, queue_name: str, prefix: str = "conveyor", *, owns_client: bool = False
+    ) -> None:
+        kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+        if kwargs.get("decode_responses"):
+            raise ConfigurationError(
+                "the Redis backend needs a client built with decode_responses=False"
+            )
+        self.queue_name = queue_name
+        self.keys = KeyScheme(prefix, queue_name)
+        self._redis = redis
+        self._owns_client = owns_client
+        self._scripts = Scripts(redis, self.keys.fixed_keys, self.keys.prefixes)
+        self._blocking: Any = None
+        self._listener = FinishListener(redis, self.keys.channel)
+        self._wait_backoff = Backoff()
+        self._connected = False
+
+    @classmethod
+    def from_url(cls, url: str, queue_name: str, **kwargs: Any) -> RedisBackend:
+        """A backend for a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+        Args:
+            url: The server URL; the query option ``prefix`` (default ``conveyor``) is
+                taken out, the rest goes to ``redis.asyncio.Redis.from_url``.
+            queue_name: The queue's name.
+            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``;
+                anything else goes to ``Redis.from_url``.
+        """
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = kwargs.pop("prefix", None)
+        for name, value in query:
+            if name == "prefix":
+                prefix = value
+        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+        client = kwargs.pop("redis", None)
+        owns = client is None
+        if client is None:
+            kwargs.setdefault("decode_responses", False)
+            client = Redis.from_url(urlunsplit(parts._replace(query=rest)), **kwargs)
+        return cls(client, queue_name, prefix or "conveyor", owns_client=owns)
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise BackendError(self.name, f"{operation} failed: {exc}", exc) from exc
+
+    async def connect(self) -> None:
+        """Load the scripts (one round trip) and open the blocking pool. Idempotent.
+
+        Raises:
+            BackendError: When the server cannot be reached.
+        """
+        with self._errors("connect"):
+            await self._scripts.load()
+        if self._blocking is None:
+            self._blocking = _blocking_client(self._redis)
+        self._connected = True
+
+    async def disconnect(self) -> None:
+        """Stop the listener and close the connections this backend opened. Idempotent."""
+        self._connected = False
+        await self._listener.close()
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None and blocking is not self._redis:
+            with contextlib.suppress(Exception):
+                await _aclose(blocking)
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                await _aclose(self._redis)
+
+    def describe(self) -> dict[str, Any]:
+        """The engine, the address (without password), the prefix and the queue."""
+        kwargs = getattr(self._redis.connection_pool, "connection_kwargs", {})
+        address = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return {
+            "engine": "redis",
+            "address": address,
+            "db": kwargs.get("db", 0),
+            "prefix": self.keys.prefix,
+            "queue": self.queue_name,
+        }
+
+    async def drop(self) -> None:
+        """Delete every key under this backend's prefix (every queue sharing it).
+
+        Raises:
+            BackendError: When the server fails.
+        """
+        with self._errors("drop"):
+            batch: list[bytes] = []
+            async for key in self._redis.scan_iter(
+                match=self.keys.everything_pattern(), count=1000
+            ):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await self._redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await self._redis.unlink(*batch)
+
+    async def _run(self, operation: str, args: list[Any]) -> Any:
+        with self._errors(operation):
+            return await self._scripts.run(operation, args)
+
+    # Jobs
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[bool]:
+        """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`."""
+        if not jobs:
+            return []
+        args: list[Any] = []
+        for job in jobs:
+            ttl_ms = math.ceil(job.once_ttl * 1000) if job.once else 0
+            args += (
+                job.key,
+                job.function,
+                job.payload,
+                job.priority,
+                repr(float(job.due)),
+                job.group_key or "",
+                job.once or "",
+                ttl_ms,
+            )
+        reply = await self._run("enqueue", args)
+        return [bool(flag) for flag in reply]
+
+    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
+        if limit <= 0:
+            return []
+        now_ms = int(now * 1000)
+        reply = await self._run(
+            "claim", [worker_id, limit, repr(now + lease_s), repr(now), now_ms, MOVE_BOUND]
+        )
+        text = codec.text
+        return [
+            JobRow(
+                key=text(reply[i]),
+                payload=reply[i + 1],
+                status="active",
+                attempts=int(reply[i + 2]),
+                started_ms=now_ms,
+                touched_ms=now_ms,
+                worker_id=worker_id,
+                run_id=text(reply[i + 3]),
+            )
+            for i in range(0, len(reply), 4)
+        ]
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Block on the wake-up list until an enqueue, the next due time or ``timeout``.
+
+        Never raises for a lost connection: it waits out a backoff delay (at most
+        ``timeout``) instead, so that the caller's next operation reports the error.
+        """
+        try:
+            with self._errors("wait_for_work"):
+                first = await self._redis.zrange(self.keys.key("scheduled"), 0, 0, withscores=True)
+                if first:
+                    timeout = min(timeout, float(first[0][1]) - time.time())
+                if timeout <= 0:
+                    return
+                client = self._blocking or self._redis
+                # BLPOP rounds to ms and 0 means forever: never ask for less than 10 ms.
+                await client.blpop([self.keys.key("wake")], timeout=max(timeout, 0.01))
+            self._wait_backoff.reset()
+        except BackendError:
+            await asyncio.sleep(max(0.0, min(timeout, self._wait_backoff.next())))
+
+    async def renew(
+        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
+    ) -> list[str]:
+        """Renew leases; see the protocol."""
+        if not keys:
+            return []
+        reply = await self._run(
+            "renew", [worker_id, repr(now + lease_s), int(now * 1000), *keys]
+        )
+        return [codec.text(key) for key in reply]
+
+    async def finish(self, transitions: Sequence[Transition]) -> None:
+        """Apply transitions in one script call; see the protocol."""
+        if not transitions:
+            return
+        args: list[Any] = []
+        for t in transitions:
+            run = t.run
+            args += (
+                t.key,
+                t.payload,
+                t.status,
+                repr(float(t.due)),
+                int(t.expire_at * 1000) if t.expire_at is not None and not t.delete else "",
+                "1" if t.delete else "",
+                run.run_id if run else "",
+                run.status if run else "",
+                run.finished_ms if run else 0,
+                run.detail if run else b"",
+                (run.error or "") if run else "",
+            )
+        await self._run("finish", args)
+
+    async def update(self, key: str, payload: Payload) -> bool:
+        """Store a payload and announce the change; see the protocol."""
+        reply = await self._run("update", [key, payload, int(time.time() * 1000)])
+        return bool(reply)
+
+    async def abort(self, key: str, payload: Payload, now: float) -> str | None:
+        """Abort a job; see the protocol."""
+        return codec.optional(await self._run("abort", [key, payload]))
+
+    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Take over expired leases; see the protocol."""
+        reply = await self._run("recover", [worker_id, limit, repr(now + lease_s), repr(now)])
+        return codec.recovered_rows(reply, worker_id)
+
+    async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
+        """Load jobs; see the protocol."""
+        if not keys:
+            return []
+        self._listener.note_read(keys)
+        reply = await self._run("get", list(keys))
+        n = codec.JOB_FIELDS
+        return [
+            codec.job_row(key, reply[i * n : i * n + n]) if reply[i * n] else None
+            for i, key in enumerate(keys)
+        ]
+
+    async def list_jobs(
+        self, statuses: Sequence[str] | None, offset: int, limit: int
+    ) -> list[JobRow]:
+        """List jobs, newest first; see the protocol."""
+        wanted = list(_ALL_STATUSES if statuses is None else statuses)
+        if limit <= 0 or not wanted:
+            return []
+        reply = await self._run("list_jobs", [max(offset, 0), limit, *wanted])
+        return codec.job_rows_with_keys(reply)
+
+    async def count(self, statuses: Sequence[str]) -> dict[str, int]:
+        """Count jobs by status; see the protocol."""
+        if not statuses:
+            return {}
+        reply = await self._run("count", [repr(time.time()), *statuses])
+        return {status: int(n) for status, n in zip(statuses, reply, strict=True)}
+
+    async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:
+        """Wait for an announcement of one of ``keys``; see the protocol."""
+        await self._listener.wait(keys, timeout)
+
+    async def expire(self, now: float, limit: int) -> int:
+        """Delete expired finished jobs and clean the indexes; see the protocol."""
+        return int(await self._run("expire", [int(now * 1000), limit]))
+
+    # Workers
+
+    async def put_worker(self, worker_id: str, info: Payload, ttl_s: float) -> None:
+        """Store a worker record; see the protocol."""
+        now_ms = int(time.time() * 1000)
+        await self._run("put_worker", [worker_id, info, now_ms + int(ttl_s * 1000), now_ms])
+
+    async def delete_worker(self, worker_id: str) -> None:
+        """Remove a worker record."""
+        with self._errors("delete_worker"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hdel(self.keys.key("workers"), worker_id)
+            pipe.zrem(self.keys.key("worker_ttl"), worker_id)
+            await pipe.execute()
+
+    async def workers(self) -> dict[str, Payload]:
+        """Live worker records."""
+        reply = await self._run("workers", [int(time.time() * 1000)])
+        return {codec.text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+
+    # Runs and logs
+
+    async def list_runs(
+        self, filters: RunFilter, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """List runs, newest first, with the total.
+
+        The most selective filter picks the index (job key, then status, then function,
+        else every run) and ``since_ms``/``until_ms`` its score range; the total is exact
+        for those. Any other filter (``error_contains``, or a second of key/status/function)
+        is checked run by run over the newest :data:`RUN_SCAN_WINDOW` runs of that range.
+        """
+        f = filters
+        args: list[Any] = [
+            "-inf" if f.since_ms is None else f.since_ms,
+            "+inf" if f.until_ms is None else f"({f.until_ms}",
+            max(offset, 0),
+            max(limit, 0),
+            RUN_SCAN_WINDOW,
+        ]
+        if f.key is not None:
+            index, extra = self.keys.runs_by_job(f.key), (f.status, f.function, None)
+        elif f.status is not None:
+            index, extra = self.keys.runs_by_status(f.status), (None, f.function, None)
+        elif f.function is not None:
+            index, extra = self.keys.runs_by_function(f.function), (None, None, None)
+        else:
+            index, extra = self.keys.key("runs"), (None, None, None)
+        needle = (f.error_contains or "").lower()
+        args += [value or "" for value in extra]
+        args.append(needle)
+        reply = await self._run("list_runs", [index, *args])
+        return codec.run_records(reply[2:]), int(reply[0])
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run."""
+        with self._errors("get_run"):
+            values = await self._redis.hmget(self.keys.run(run_id), _RUN_FIELDS)
+        return codec.run_record(run_id, values)
+
+    async def append_logs(self, lines: Sequence[LogLine]) -> None:
+        """Store log lines of any number of runs in one script call."""
+        if not lines:
+            return
+        args: list[Any] = []
+        for line in lines:
+            args += (line.run_id, line.seq, codec.pack_log(line))
+        await self._run("append_logs", args)
+
+    async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
+        """A run's lines after a cursor."""
+        if limit <= 0:
+            return []
+        with self._errors("read_logs"):
+            members = await self._redis.zrangebyscore(
+                self.keys.logs(run_id), f"({after_seq}", "+inf", start=0, num=limit
+            )
+        return [codec.unpack_log(run_id, member) for member in members]
+
+    async def purge_runs(self, before_ms: int, limit: int) -> int:
+        """Delete old finished runs, their logs and index entries."""
+        return int(await self._run("purge_runs", [before_ms, limit]))
+
+
+def _blocking_client(client: Any) -> Any:
+    """A client on its own pool without a socket timeout, for BLPOP; or ``client`` itself
+    when its pool is of a kind that cannot be copied (Sentinel, custom pools)."""
+    pool = client.connection_pool
+    if type(pool) is not ConnectionPool:
+        return client
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["socket_timeout"] = None
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+async def _aclose(client: Any) -> None:
+    closer = getattr(client, "aclose", None) or client.close
+    await closer()

@@ -1,0 +1,106 @@
+-- Shared prelude, prepended to every script at load time.
+-- KEYS and the first ARGV follow keys.FIXED_KEYS and keys.PREFIXES; a script's own
+-- arguments start at ARGV[A + 1].
+local K = {
+  ready = KEYS[1], scheduled = KEYS[2], leases = KEYS[3], groups = KEYS[4],
+  seq = KEYS[5], run_seq = KEYS[6], wake = KEYS[7], expiring = KEYS[8],
+  runs = KEYS[9], workers = KEYS[10], worker_ttl = KEYS[11],
+}
+local P = {
+  job = ARGV[1], status = ARGV[2], parked = ARGV[3], run = ARGV[4],
+  runs_status = ARGV[5], runs_function = ARGV[6], runs_job = ARGV[7],
+  logs = ARGV[8], mark = ARGV[9], channel = ARGV[10],
+}
+local A = 10
+
+local INCOMPLETE = { queued = true, active = true, aborting = true }
+local TERMINAL = { complete = true, failed = true, aborted = true }
+
+-- The ready-set member: due (ms) and seq zero padded, so equal priorities sort by them.
+local function ready_member(due, seq, key)
+  local due_ms = math.floor((tonumber(due) or 0) * 1000)
+  if due_ms < 0 then due_ms = 0 end
+  return string.format('%015d:%015d:', due_ms, tonumber(seq)) .. key
+end
+
+local function member_key(member)
+  return string.sub(member, 33)
+end
+
+local function member_seq(member)
+  return tonumber(string.sub(member, 17, 31))
+end
+
+local function run_member(run_id)
+  return string.format('%015d', tonumber(run_id))
+end
+
+-- Whether another job holds ``group`` (a stale holder, one no longer active, does not count).
+local function group_busy(group)
+  local holder = redis.call('HGET', K.groups, group)
+  if not holder then return false end
+  local status = redis.call('HGET', P.job .. holder, 'status')
+  if status == 'active' or status == 'aborting' then return true end
+  redis.call('HDEL', K.groups, group)
+  return false
+end
+
+-- Put a queued, due job where claim finds it: ready, or its group's parking set.
+local function make_ready(key, priority, due, seq, group)
+  local member = ready_member(due, seq, key)
+  if group and group ~= '' and group_busy(group) then
+    redis.call('ZADD', P.parked .. group, priority, member)
+  else
+    redis.call('ZADD', K.ready, priority, member)
+  end
+end
+
+-- Move the best parked job of ``group`` back to ready.
+local function unpark_one(group)
+  local best = redis.call('ZRANGE', P.parked .. group, 0, 0, 'WITHSCORES')
+  if #best > 0 then
+    redis.call('ZREM', P.parked .. group, best[1])
+    redis.call('ZADD', K.ready, best[2], best[1])
+  end
+end
+
+-- Release ``group`` if ``key`` holds it, letting its next job be claimed.
+local function release_group(group, key)
+  if group and group ~= '' and redis.call('HGET', K.groups, group) == key then
+    redis.call('HDEL', K.groups, group)
+    unpark_one(group)
+  end
+end
+
+-- Take a queued job out of ready / scheduled / parked (it is being aborted or rewritten).
+local function unqueue(key, job)
+  redis.call('ZREM', K.scheduled, key)
+  if job.seq then
+    local member = ready_member(job.due, job.seq, key)
+    redis.call('ZREM', K.ready, member)
+    if job.group and job.group ~= '' then
+      redis.call('ZREM', P.parked .. job.group, member)
+    end
+  end
+end
+
+local function set_status(key, old, new, seq)
+  if old then redis.call('ZREM', P.status .. old, key) end
+  redis.call('ZADD', P.status .. new, seq, key)
+end
+
+local function wake(count)
+  if count > 16 then count = 16 end
+  for _ = 1, count do redis.call('LPUSH', K.wake, '1') end
+  redis.call('LTRIM', K.wake, 0, 63)
+end
+
+local function announce(keys)
+  if #keys > 0 then redis.call('PUBLISH', P.channel, cjson.encode(keys)) end
+end
+
+local function str(value)
+  if value then return value end
+  return ''
+end
+-- end of prelude

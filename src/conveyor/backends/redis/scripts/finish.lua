@@ -1,0 +1,62 @@
+-- Apply transitions. ARGV[A+1..]: per transition, 11 values:
+--   key, payload, status, due (s), expire_at (ms, '' none), delete ('1' or ''),
+--   run_id ('' none), run_status, finished_ms, detail, error.
+-- Announces every changed key once on the channel; wakes workers when jobs are re-queued.
+local changed = {}
+local requeued = 0
+
+local function end_run(run_id, status, finished_ms, detail, err)
+  local rk = P.run .. run_id
+  local old = redis.call('HMGET', rk, 'status', 'started_ms')
+  if not old[1] then return end
+  redis.call('HSET', rk, 'status', status, 'finished_ms', finished_ms, 'detail', detail,
+    'error', err)
+  local rm = run_member(run_id)
+  redis.call('ZREM', P.runs_status .. old[1], rm)
+  redis.call('ZADD', P.runs_status .. status, old[2], rm)
+end
+
+for i = A + 1, #ARGV, 11 do
+  local key, payload, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local due, expire_ms, delete = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
+  if ARGV[i + 6] ~= '' then
+    end_run(ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
+  end
+  local jk = P.job .. key
+  local f = redis.call('HMGET', jk, 'status', 'seq', 'group_key', 'priority', 'due')
+  local old = f[1]
+  if old then
+    local job = { seq = f[2], group = f[3], due = f[5] }
+    if old == 'queued' then unqueue(key, job) end
+    redis.call('ZREM', K.leases, key)
+    release_group(job.group, key)
+    if status == 'queued' then
+      local seq = redis.call('INCR', K.seq)
+      redis.call('HSET', jk, 'payload', payload, 'status', 'queued', 'due', ARGV[i + 3],
+        'seq', seq, 'worker_id', '')
+      set_status(key, old, 'queued', seq)
+      if due > 0 then
+        redis.call('ZADD', K.scheduled, due, key)
+      else
+        make_ready(key, f[4], 0, seq, job.group)
+      end
+      requeued = requeued + 1
+    elseif delete == '1' then
+      redis.call('ZREM', P.status .. old, key)
+      redis.call('ZREM', K.expiring, key)
+      redis.call('DEL', jk)
+    else
+      redis.call('HSET', jk, 'payload', payload, 'status', status)
+      set_status(key, old, status, job.seq)
+      if expire_ms ~= '' then
+        redis.call('HSET', jk, 'expire_at', expire_ms)
+        redis.call('ZADD', K.expiring, expire_ms, key)
+        redis.call('PEXPIREAT', jk, expire_ms)
+      end
+    end
+    changed[#changed + 1] = key
+  end
+end
+announce(changed)
+if requeued > 0 then wake(requeued) end
+return #changed
