@@ -31,6 +31,7 @@ from conveyor.job import (
 from conveyor.serialization import Dumper, Loader, default_dump, default_load, dump_job, dump_value
 
 if TYPE_CHECKING:
+    from conveyor.observability.instrumentation import Instrumentation
     from conveyor.tasks import Task
 
 logger = logging.getLogger("conveyor.queue")
@@ -56,6 +57,8 @@ class Queue:
             ``retries``, ``ttl``, ``retry_delay``, ``retry_backoff``, ``heartbeat``); a value
             given on the job itself wins.
         swept_error_message: The error recorded on a job whose worker died.
+        instrumentation: Metrics and tracing hooks
+            (:class:`conveyor.observability.instrumentation.Instrumentation`).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Queue:
         load: Loader | None = None,
         defaults: dict[str, Any] | None = None,
         swept_error_message: str = "worker died while running the job (lease expired)",
+        instrumentation: Sequence[Instrumentation] = (),
     ) -> None:
         self.backend = backend
         self.name = name
@@ -76,6 +80,7 @@ class Queue:
             if field not in POLICY_FIELDS:
                 raise ValueError(f"{field!r} is not a job default; use one of {POLICY_FIELDS}")
         self.swept_error_message = swept_error_message
+        self.instrumentation = list(instrumentation)
         self._before_enqueues: dict[int, BeforeEnqueue] = {}
         self._connected = False
 
@@ -91,13 +96,14 @@ class Queue:
                 directory), ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
                 ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted).
             **kwargs: ``name``, ``dump``, ``load``, ``defaults`` and
-                ``swept_error_message`` go to the queue; the rest to the backend.
+                ``swept_error_message`` and ``instrumentation`` go to the queue; the rest to
+                the backend.
 
         Raises:
             UnsupportedURLError: For an unknown scheme, listing the supported ones.
             MissingDependencyError: When the backend's extra is not installed.
         """
-        queue_keys = {"name", "dump", "load", "defaults", "swept_error_message"}
+        queue_keys = {"name", "dump", "load", "defaults", "swept_error_message", "instrumentation"}
         queue_kwargs = {k: v for k, v in kwargs.items() if k in queue_keys}
         backend_kwargs = {k: v for k, v in kwargs.items() if k not in queue_keys}
         name = queue_kwargs.get("name", "default")
@@ -202,6 +208,8 @@ class Queue:
             result = callback(job)
             if asyncio.iscoroutine(result):
                 await result
+        for hook in self.instrumentation:
+            hook.before_enqueue(job)
         job.status = Status.QUEUED
         job.queued = job.touched = now_ms()
         job.attempts = 0
@@ -236,7 +244,11 @@ class Queue:
         """
         job = self._build(job_or_func, kwargs)
         [inserted] = await self.backend.enqueue([await self._prepare(job)])
-        return job if inserted else None
+        if not inserted:
+            return None
+        for hook in self.instrumentation:
+            hook.enqueued(job)
+        return job
 
     async def enqueue_many(self, jobs: Iterable[Job]) -> list[Job | None]:
         """Store many jobs in one round trip.
@@ -249,7 +261,12 @@ class Queue:
         built = [self._build(job, {}) for job in jobs]
         items = [await self._prepare(job) for job in built]
         inserted = await self.backend.enqueue(items) if items else []
-        return [job if ok else None for job, ok in zip(built, inserted, strict=True)]
+        out = [job if ok else None for job, ok in zip(built, inserted, strict=True)]
+        for hook in self.instrumentation:
+            for job in out:
+                if job is not None:
+                    hook.enqueued(job)
+        return out
 
     async def apply(
         self, job_or_func: str | Job | Task[Any, Any], timeout: float | None = None, **kwargs: Any

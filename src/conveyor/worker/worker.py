@@ -303,10 +303,13 @@ class Worker:
         fn = self.functions.get(job.function)
         outcome: Outcome
         try:
-            await call_hooks(self.before_process, ctx)
-            outcome = await run_attempt(
-                fn, ctx, job, lambda: UnknownFunctionError(job.function, self.functions)
-            )
+            with contextlib.ExitStack() as stack:
+                for hook in self.queue.instrumentation:
+                    stack.enter_context(hook.run(job))
+                await call_hooks(self.before_process, ctx)
+                outcome = await run_attempt(
+                    fn, ctx, job, lambda: UnknownFunctionError(job.function, self.functions)
+                )
         except asyncio.CancelledError:
             entry = self._running.get(job.key)
             reason = entry.reason if entry else CancelReason.SHUTDOWN
@@ -323,6 +326,9 @@ class Worker:
             entry.finishing = True  # too late to cancel: the outcome is decided
         try:
             transition = await self._transition(job, outcome)
+            run_status = transition.run.status if transition.run else transition.status
+            for hook in self.queue.instrumentation:
+                hook.finished(job, run_status)
             with contextlib.suppress(Exception):
                 await call_hooks(self.after_process, ctx)
             if capture is not None and self.logs is not None:

@@ -2,8 +2,9 @@
 
 Jobs finish one at a time, but their writes (and their captured log lines) travel
 together: while one ``finish`` call is in flight, the next transitions accumulate, and the
-next call carries all of them (group commit). Under load every round trip carries many jobs; when idle a job's write leaves at
-once. A failed write is retried with backoff and never dropped.
+next call carries all of them (group commit). Under load every round trip carries many
+jobs; when idle a job's write leaves at once. A failed write is retried with backoff and
+never dropped.
 """
 
 from __future__ import annotations
