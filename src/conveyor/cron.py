@@ -79,9 +79,9 @@ _FIELDS = (
 
 # An item of a field: a start (``*``, ``?``, a value or a range) and an optional step.
 _ITEM = re.compile(r"^(?P<start>\*|\?|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?$", re.I)
-# Special forms croniter knows, checked by croniter itself: L, nW, LW (day of month);
+# Special forms croniter knows, checked by croniter itself: L, nW (day of month);
 # n#k, Ln (day of week).
-_SPECIAL = re.compile(r"^(?:L|LW|[0-9]+W|[0-9a-z]+#[0-9]+|L[0-9a-z]+)$", re.I)
+_SPECIAL = re.compile(r"^(?:L|[0-9]+W|[0-9a-z]+#[0-9]+|L[0-9a-z]+)$", re.I)
 _DAY_FIELDS = frozenset({"day of month", "day of week"})
 
 # Far enough in the past that every expression fires after it, fixed so validation is pure.
