@@ -109,24 +109,25 @@ class Supervisor:
         """
         self._stopping = asyncio.Event()
         signals = self._install_signal_handlers()
+        slots = [
+            asyncio.create_task(self._keep_running(slot), name=f"conveyor-slot-{slot}")
+            for slot in range(self.processes)
+        ]
+        stop_requested = asyncio.create_task(self._stopping.wait())
         try:
-            slots = [
-                asyncio.create_task(self._keep_running(slot), name=f"conveyor-slot-{slot}")
-                for slot in range(self.processes)
-            ]
-            all_slots = asyncio.gather(*slots)
-            stop_requested = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait({all_slots, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+            all_finished = asyncio.ensure_future(asyncio.wait(slots))
+            await asyncio.wait({all_finished, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
             self._stopping.set()
-            await self._stop_children(all_slots)
-            stop_requested.cancel()
-            error = _slot_error(all_slots)
-            if error is not None and self.failure is None:
-                self.failure = f"could not run the worker processes: {error!r}"
+            await self._stop_children(slots)
+            await all_finished
         finally:
+            stop_requested.cancel()
             loop = asyncio.get_running_loop()
             for sig in signals:
                 loop.remove_signal_handler(sig)
+        for slot in slots:
+            if slot.exception() is not None and self.failure is None:
+                self.failure = f"supervising worker processes failed: {slot.exception()!r}"
         if self.failure is not None:
             logger.error("%s", self.failure)
             return 1
@@ -152,15 +153,20 @@ class Supervisor:
     async def _keep_running(self, slot: int) -> None:
         assert self._stopping is not None
         while not self._stopping.is_set():
-            process = await self._spawn(slot)
-            code = await process.wait()
+            try:
+                process = await self._spawn(slot)
+            except OSError as exc:
+                logger.error("could not start worker process %d: %s", slot + 1, exc)
+                pid, code = 0, 127
+            else:
+                pid, code = process.pid, await process.wait()
             if self._stopping.is_set():
                 return
             if code == 0 and self.exit_zero_is_done:
-                logger.info("worker process %d (pid %d) finished", slot + 1, process.pid)
+                logger.info("worker process %d (pid %d) finished", slot + 1, pid)
                 self._children.pop(slot, None)
                 return
-            delay = self._record_death(slot, process.pid, code)
+            delay = self._record_death(slot, pid, code)
             if delay is None:
                 self._stopping.set()
                 return
@@ -171,9 +177,7 @@ class Supervisor:
         assert self._stopping is not None
         process = await asyncio.create_subprocess_exec(*self.command, env=self.env, cwd=self.cwd)
         self._children[slot] = process
-        logger.info(
-            "started worker process %d/%d (pid %d)", slot + 1, self.processes, process.pid
-        )
+        logger.info("started worker process %d/%d (pid %d)", slot + 1, self.processes, process.pid)
         if self._stopping.is_set():
             _send(process, signal.SIGTERM)  # a stop arrived while it was starting
         return process
@@ -192,7 +196,7 @@ class Supervisor:
                 "run one worker without --workers to see why it fails"
             )
             return None
-        delay = min(self.restart_delay * 2 ** (recent - 1), self.max_restart_delay)
+        delay: float = min(self.restart_delay * 2.0 ** (recent - 1), self.max_restart_delay)
         logger.error(
             "worker process %d (pid %d) died unexpectedly (%s); replacing it in %.1fs",
             slot + 1,
@@ -202,28 +206,20 @@ class Supervisor:
         )
         return delay
 
-    async def _stop_children(self, slots: asyncio.Future[list[None]]) -> None:
+    async def _stop_children(self, slots: list[asyncio.Task[None]]) -> None:
         for process in list(self._children.values()):
             _send(process, signal.SIGTERM)
-        done, _ = await asyncio.wait({slots}, timeout=self.stop_timeout)
-        if not done:
-            running = self.pids
+        _, running = await asyncio.wait(slots, timeout=self.stop_timeout)
+        if running:
             logger.error(
                 "worker processes %s did not stop within %gs; killing them",
-                running,
+                self.pids,
                 self.stop_timeout,
             )
             for process in list(self._children.values()):
                 _send(process, signal.SIGKILL)
-        await asyncio.gather(slots, return_exceptions=True)
+            await asyncio.wait(slots)
         logger.info("all worker processes stopped")
-
-
-def _slot_error(slots: asyncio.Future[list[None]]) -> BaseException | None:
-    """The exception a finished gather of slots ended with, if any."""
-    if slots.done() and not slots.cancelled():
-        return slots.exception()
-    return None
 
 
 def _send(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
