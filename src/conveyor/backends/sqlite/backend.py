@@ -1,0 +1,324 @@
+"""The SQLite backend: Conveyor's zero-setup default, shared safely by worker processes.
+
+One daemon thread per backend owns the ``sqlite3`` connection; each protocol method is one
+function submitted to it (one hop, one transaction, see :mod:`.thread`). The file is in WAL
+mode, so readers never block the writer, and writes take the lock with
+``BEGIN IMMEDIATE``, so two processes never claim the same job. Waiting for work or for a
+job to finish is served by :class:`.watcher.ChangeWatcher`: an in-process notification for
+this backend's own commits, a ``PRAGMA data_version`` poll for everybody else's.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from conveyor.backends.base import (
+    Capabilities,
+    JobRow,
+    LogLine,
+    NewJob,
+    Payload,
+    RunFilter,
+    RunRecord,
+    Transition,
+)
+from conveyor.backends.sqlite.connection import (
+    SQLiteSettings,
+    open_connection,
+    open_watcher,
+    read_data_version,
+)
+from conveyor.backends.sqlite.operations import JobOperations
+from conveyor.backends.sqlite.records import RecordOperations
+from conveyor.backends.sqlite.schema import migrate
+from conveyor.backends.sqlite.sql import load_queries
+from conveyor.backends.sqlite.thread import DatabaseThread
+from conveyor.backends.sqlite.watcher import ChangeWatcher
+from conveyor.errors import BackendError
+
+T = TypeVar("T")
+
+#: A timer may fire a little early; a wait for a due time adds this much.
+_DUE_SLACK = 0.001
+
+
+class SQLiteBackend:
+    """A queue stored in one SQLite file, which any number of queues and processes share.
+
+    Args:
+        queue_name: The queue's name; rows of other queues in the file are never touched.
+        settings: Where the file is and how to open it (see :meth:`from_url`).
+    """
+
+    name = "sqlite"
+    capabilities = Capabilities(cross_process=True, durable=True, transactional_enqueue=False)
+
+    def __init__(self, queue_name: str, settings: SQLiteSettings) -> None:
+        self.queue_name = queue_name
+        self.settings = settings
+        queries = load_queries()
+        self._queries = queries
+        self._jobs = JobOperations(queue_name, queries)
+        self._records = RecordOperations(queue_name, queries)
+        self._thread: DatabaseThread | None = None
+        self._watch_conn: sqlite3.Connection | None = None
+        self._watcher: ChangeWatcher | None = None
+        # The latest `now` this backend claimed at: jobs due by then were already looked at,
+        # so wait_for_work only needs the next due time after it.
+        self._claimed_at = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, queue_name: str, **kwargs: Any) -> SQLiteBackend:
+        """A backend for ``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``sqlite://``.
+
+        Args:
+            url: The URL; query parameters ``synchronous``, ``busy_timeout`` (ms) and
+                ``poll_interval`` (seconds) are options.
+            queue_name: The queue's name.
+            **kwargs: The same options; they win over the URL's.
+
+        Raises:
+            ConfigurationError: For an invalid URL or option.
+        """
+        return cls(queue_name, SQLiteSettings.from_url(url, **kwargs))
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for displays."""
+        return {
+            "engine": "sqlite",
+            "queue": self.queue_name,
+            "path": str(self.settings.path),
+            "sqlite_version": sqlite3.sqlite_version,
+        }
+
+    # Lifecycle
+
+    async def connect(self) -> None:
+        """Start the database thread, create or migrate the schema. Idempotent."""
+        if self._thread is not None:
+            return
+        settings = self.settings
+        thread = DatabaseThread(
+            functools.partial(open_connection, settings),
+            name=f"conveyor-sqlite-{self.queue_name}",
+        )
+        self._thread = thread
+        try:
+            await self._run(functools.partial(migrate, queries=self._queries))
+            watch_conn = await self._run(lambda _conn: open_watcher(settings))
+        except BaseException:
+            self._thread = None
+            await thread.stop()
+            raise
+        self._watch_conn = watch_conn
+        self._watcher = ChangeWatcher(
+            functools.partial(read_data_version, watch_conn), settings.poll_interval
+        )
+
+    async def disconnect(self) -> None:
+        """Release waiters, finish submitted operations and close the connections.
+
+        Idempotent.
+        """
+        thread, self._thread = self._thread, None
+        watcher, self._watcher = self._watcher, None
+        watch_conn, self._watch_conn = self._watch_conn, None
+        if watcher is not None:
+            await watcher.close()
+        if watch_conn is not None:
+            watch_conn.close()
+        if thread is not None:
+            await thread.stop()
+
+    async def drop(self) -> None:
+        """Delete every row of this queue from the file, then disconnect (for tests)."""
+        if self._thread is not None:
+            await self._run(self._records.drop)
+        await self.disconnect()
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        thread = self._thread
+        if thread is None:
+            raise BackendError(self.name, "not connected: await connect() first")
+        try:
+            return await thread.call(operation)
+        except sqlite3.Error as exc:
+            raise BackendError(self.name, f"{exc} (database {self.settings.path})", exc) from exc
+
+    def _notify(self, *channels: str) -> None:
+        if self._watcher is not None:
+            for channel in channels:
+                self._watcher.notify(channel)
+
+    # Jobs
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[bool]:
+        """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`."""
+        if not jobs:
+            return []
+        inserted = await self._run(
+            functools.partial(self._jobs.enqueue, jobs=list(jobs), now=time.time())
+        )
+        if any(inserted):
+            self._notify("work")
+        return inserted
+
+    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
+        rows = await self._run(
+            functools.partial(
+                self._jobs.claim, worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
+            )
+        )
+        self._claimed_at = max(self._claimed_at, now)
+        return rows
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return on a new or re-queued job, another process's commit, or the next due time.
+
+        Jobs due by the latest claim of this backend were already seen by that claim (taken,
+        or held back by their group); only a job due after it shortens the wait, so a group
+        that is busy does not make the caller spin.
+        """
+        if timeout <= 0:
+            return
+        next_due = await self._run(functools.partial(self._jobs.next_due, after=self._claimed_at))
+        if next_due is not None:
+            timeout = min(timeout, next_due - time.time() + _DUE_SLACK)
+        await self._watching().wait("work", timeout)
+
+    async def renew(
+        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
+    ) -> list[str]:
+        """Renew leases; see :meth:`conveyor.backends.base.Backend.renew`."""
+        return await self._run(
+            functools.partial(
+                self._jobs.renew, worker_id=worker_id, keys=list(keys), lease_s=lease_s, now=now
+            )
+        )
+
+    async def finish(self, transitions: Sequence[Transition]) -> None:
+        """Apply transitions; see :meth:`conveyor.backends.base.Backend.finish`."""
+        if not transitions:
+            return
+        await self._run(functools.partial(self._jobs.finish, transitions=list(transitions)))
+        # Any finish may free a group, not only a re-queue: wake claimers too.
+        self._notify("finish", "work")
+
+    async def update(self, key: str, payload: Payload) -> bool:
+        """Store a payload; see :meth:`conveyor.backends.base.Backend.update`."""
+        found = await self._run(
+            functools.partial(self._jobs.update, key=key, payload=payload, now=time.time())
+        )
+        if found:
+            self._notify("finish")
+        return found
+
+    async def abort(self, key: str, payload: Payload, now: float) -> str | None:
+        """Abort a job; see :meth:`conveyor.backends.base.Backend.abort`."""
+        before = await self._run(functools.partial(self._jobs.abort, key=key, payload=payload))
+        if before in ("queued", "active"):
+            self._notify("finish")
+        return before
+
+    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Take over expired leases; see :meth:`conveyor.backends.base.Backend.recover`."""
+        return await self._run(
+            functools.partial(
+                self._jobs.recover, worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
+            )
+        )
+
+    async def expire(self, now: float, limit: int) -> int:
+        """Delete expired finished jobs and marks; see the protocol."""
+        return await self._run(functools.partial(self._jobs.expire, now=now, limit=limit))
+
+    # Reads
+
+    async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
+        """Load jobs; see :meth:`conveyor.backends.base.Backend.get`."""
+        return await self._run(functools.partial(self._records.get, keys=list(keys)))
+
+    async def list_jobs(
+        self, statuses: Sequence[str] | None, offset: int, limit: int
+    ) -> list[JobRow]:
+        """List jobs, newest first; see the protocol."""
+        wanted = None if statuses is None else list(statuses)
+        return await self._run(
+            functools.partial(self._records.list_jobs, statuses=wanted, offset=offset, limit=limit)
+        )
+
+    async def count(self, statuses: Sequence[str]) -> dict[str, int]:
+        """Count jobs by status; ``scheduled`` counts queued jobs not yet due."""
+        return await self._run(
+            functools.partial(self._records.count, statuses=list(statuses), now=time.time())
+        )
+
+    async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:
+        """Return when a job may have changed (any of this backend's finishes or updates,
+        or another connection's commit), or on timeout."""
+        await self._watching().wait("finish", timeout)
+
+    def _watching(self) -> ChangeWatcher:
+        if self._watcher is None:
+            raise BackendError(self.name, "not connected: await connect() first")
+        return self._watcher
+
+    # Workers
+
+    async def put_worker(self, worker_id: str, info: Payload, ttl_s: float) -> None:
+        """Store a worker record; see the protocol."""
+        await self._run(
+            functools.partial(
+                self._records.put_worker,
+                worker_id=worker_id,
+                info=info,
+                ttl_s=ttl_s,
+                now=time.time(),
+            )
+        )
+
+    async def delete_worker(self, worker_id: str) -> None:
+        """Remove a worker record."""
+        await self._run(functools.partial(self._records.delete_worker, worker_id=worker_id))
+
+    async def workers(self) -> dict[str, Payload]:
+        """Live worker records, by worker id."""
+        return await self._run(functools.partial(self._records.workers, now=time.time()))
+
+    # Runs and logs
+
+    async def list_runs(
+        self, filters: RunFilter, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """List runs, newest first, and the total that match; see the protocol."""
+        return await self._run(
+            functools.partial(self._records.list_runs, filters=filters, offset=offset, limit=limit)
+        )
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+        return await self._run(functools.partial(self._records.get_run, run_id=run_id))
+
+    async def append_logs(self, lines: Sequence[LogLine]) -> None:
+        """Store log lines of any number of runs in one transaction."""
+        if lines:
+            await self._run(functools.partial(self._records.append_logs, lines=list(lines)))
+
+    async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
+        """A run's lines after a cursor, in ``seq`` order."""
+        return await self._run(
+            functools.partial(
+                self._records.read_logs, run_id=run_id, after_seq=after_seq, limit=limit
+            )
+        )
+
+    async def purge_runs(self, before_ms: int, limit: int) -> int:
+        """Delete old finished runs and their logs; see the protocol."""
+        return await self._run(
+            functools.partial(self._records.purge_runs, before_ms=before_ms, limit=limit)
+        )

@@ -1,0 +1,224 @@
+-- The named queries of the SQLite backend.
+--
+-- Each query starts at a "-- name: <name>" line and runs to the next one. Parameters are
+-- named (:queue ...); a list travels as one JSON array, read with json_each, so that a
+-- batch is one statement whatever its length. A query is one statement unless its name
+-- says otherwise (drop_queue). The Python code in operations.py decides nothing that a
+-- query could decide: it only sequences these inside one transaction.
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS conveyor_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+
+-- name: applied_migrations
+SELECT version FROM conveyor_migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO conveyor_migrations (version, name, applied_at) VALUES (:version, :name, :now);
+
+-- name: table_exists
+SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name;
+
+-- name: job_status
+SELECT status FROM jobs WHERE queue = :queue AND key = :key;
+
+-- name: mark_expiry
+SELECT expire_at FROM marks WHERE queue = :queue AND token = :token;
+
+-- name: put_mark
+INSERT OR REPLACE INTO marks (queue, token, expire_at) VALUES (:queue, :token, :expire_at);
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) FROM jobs WHERE queue = :queue;
+
+-- name: insert_job
+-- OR REPLACE: a finished job with the same key makes way for the new one.
+INSERT OR REPLACE INTO jobs (queue, key, function, payload, status, priority, due, group_key, seq)
+VALUES (:queue, :key, :function, :payload, 'queued', :priority, :due, :group_key, :seq);
+
+-- name: next_priority
+-- The lowest priority above :after among queued jobs: claim's manual skip-scan, so that
+-- many scheduled jobs at one priority are never walked one by one.
+SELECT min(priority) FROM jobs INDEXED BY jobs_claim
+WHERE queue = :queue AND status = 'queued' AND priority > :after;
+
+-- name: claim_candidates
+-- Due jobs of one priority in claim order, leaving out groups that have a job running.
+SELECT j.key, j.function, j.attempts, j.group_key, j.payload
+FROM jobs AS j INDEXED BY jobs_claim
+WHERE j.queue = :queue AND j.status = 'queued' AND j.priority = :priority AND j.due <= :now
+    AND (j.group_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jobs AS a
+        WHERE a.queue = j.queue AND a.group_key = j.group_key
+            AND a.group_key IS NOT NULL AND a.status IN ('active', 'aborting')
+    ))
+ORDER BY j.due, j.seq;
+
+-- name: insert_run
+INSERT INTO runs (queue, key, function, attempt, worker_id, status, started_ms)
+VALUES (:queue, :key, :function, :attempt, :worker_id, 'running', :now_ms);
+
+-- name: activate_job
+UPDATE jobs
+SET status = 'active', attempts = :attempt, started_ms = :now_ms, touched_ms = :now_ms,
+    worker_id = :worker_id, run_id = :run_id, lease_until = :lease_until
+WHERE queue = :queue AND key = :key;
+
+-- name: next_due
+SELECT min(due) FROM jobs WHERE queue = :queue AND status = 'queued' AND due > :after;
+
+-- name: renew_leases
+UPDATE jobs SET lease_until = :lease_until, touched_ms = :now_ms
+WHERE queue = :queue AND worker_id = :worker_id AND status IN ('active', 'aborting')
+    AND key IN (SELECT value FROM json_each(:keys));
+
+-- name: job_statuses
+SELECT key, status FROM jobs
+WHERE queue = :queue AND key IN (SELECT value FROM json_each(:keys));
+
+-- name: end_run
+UPDATE runs SET status = :status, finished_ms = :finished_ms, error = :error, detail = :detail
+WHERE queue = :queue AND run_id = :run_id;
+
+-- name: requeue_job
+UPDATE jobs
+SET payload = :payload, status = 'queued', due = :due, seq = :seq, worker_id = NULL,
+    lease_until = 0
+WHERE queue = :queue AND key = :key;
+
+-- name: end_job
+UPDATE jobs SET payload = :payload, status = :status, lease_until = 0, expire_at = :expire_at
+WHERE queue = :queue AND key = :key;
+
+-- name: delete_job
+DELETE FROM jobs WHERE queue = :queue AND key = :key;
+
+-- name: update_payload
+UPDATE jobs SET payload = :payload, touched_ms = :now_ms WHERE queue = :queue AND key = :key;
+
+-- name: set_status_payload
+UPDATE jobs SET status = :status, payload = :payload WHERE queue = :queue AND key = :key;
+
+-- name: expired_leases
+SELECT key, payload, status, attempts, started_ms, touched_ms, run_id
+FROM jobs INDEXED BY jobs_lease
+WHERE queue = :queue AND status IN ('active', 'aborting') AND lease_until < :now
+ORDER BY lease_until
+LIMIT :limit;
+
+-- name: take_lease
+UPDATE jobs SET lease_until = :lease_until, worker_id = :worker_id
+WHERE queue = :queue AND key = :key;
+
+-- name: get_jobs
+SELECT key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id
+FROM jobs
+WHERE queue = :queue AND key IN (SELECT value FROM json_each(:keys));
+
+-- name: list_jobs
+SELECT key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id
+FROM jobs INDEXED BY jobs_seq
+WHERE queue = :queue
+    AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+ORDER BY seq DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: count_status
+-- With status bound, SQLite re-plans per value and uses the partial indexes for the
+-- statuses they cover (queued, active, aborting).
+SELECT count(*) FROM jobs WHERE queue = :queue AND status = :status;
+
+-- name: count_scheduled
+SELECT count(*) FROM jobs WHERE queue = :queue AND status = 'queued' AND due > :now;
+
+-- name: expire_jobs
+DELETE FROM jobs WHERE rowid IN (
+    SELECT rowid FROM jobs
+    WHERE queue = :queue AND expire_at <= :now AND status IN ('complete', 'failed', 'aborted')
+    LIMIT :limit
+);
+
+-- name: expire_marks
+DELETE FROM marks WHERE queue = :queue AND expire_at <= :now;
+
+-- name: put_worker
+INSERT OR REPLACE INTO workers (queue, worker_id, info, expire_at)
+VALUES (:queue, :worker_id, :info, :expire_at);
+
+-- name: forget_dead_workers
+DELETE FROM workers WHERE queue = :queue AND expire_at <= :now;
+
+-- name: delete_worker
+DELETE FROM workers WHERE queue = :queue AND worker_id = :worker_id;
+
+-- name: live_workers
+SELECT worker_id, info FROM workers
+WHERE queue = :queue AND expire_at > :now
+ORDER BY worker_id;
+
+-- name: list_runs
+-- /* filters */ is replaced by the run_filter_* fragments of the filters that are set.
+SELECT run_id, key, function, attempt, worker_id, status, started_ms, finished_ms, error, detail
+FROM runs
+WHERE queue = :queue /* filters */
+ORDER BY started_ms DESC, run_id DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: count_runs
+SELECT count(*) FROM runs WHERE queue = :queue /* filters */;
+
+-- name: run_filter_status
+AND status = :status
+
+-- name: run_filter_function
+AND function = :function
+
+-- name: run_filter_key
+AND key = :key
+
+-- name: run_filter_since_ms
+AND started_ms >= :since_ms
+
+-- name: run_filter_until_ms
+AND started_ms < :until_ms
+
+-- name: run_filter_error_contains
+-- conveyor_contains is registered on the connection: Unicode case-insensitive, no wildcards.
+AND conveyor_contains(error, :error_contains)
+
+-- name: get_run
+SELECT run_id, key, function, attempt, worker_id, status, started_ms, finished_ms, error, detail
+FROM runs
+WHERE queue = :queue AND run_id = :run_id;
+
+-- name: append_log
+INSERT OR REPLACE INTO logs (queue, run_id, seq, ts, level, message, extra)
+VALUES (:queue, :run_id, :seq, :ts, :level, :message, :extra);
+
+-- name: read_logs
+SELECT run_id, seq, ts, level, message, extra FROM logs
+WHERE queue = :queue AND run_id = :run_id AND seq > :after_seq
+ORDER BY seq
+LIMIT :limit;
+
+-- name: purgeable_runs
+SELECT run_id FROM runs
+WHERE queue = :queue AND started_ms < :before_ms AND status != 'running'
+ORDER BY started_ms, run_id
+LIMIT :limit;
+
+-- name: delete_logs_of_runs
+DELETE FROM logs WHERE queue = :queue AND run_id IN (SELECT value FROM json_each(:run_ids));
+
+-- name: delete_runs
+DELETE FROM runs WHERE queue = :queue AND run_id IN (SELECT value FROM json_each(:run_ids));
+
+-- name: drop_queue
+DELETE FROM jobs WHERE queue = :queue;
+DELETE FROM marks WHERE queue = :queue;
+DELETE FROM runs WHERE queue = :queue;
+DELETE FROM logs WHERE queue = :queue;
+DELETE FROM workers WHERE queue = :queue;
