@@ -113,6 +113,8 @@ def resolve_tz(tz: str | tzinfo | None) -> tzinfo:
 
 def _check_item(item: str, field: _Field) -> str | None:
     """What is wrong with one comma-separated item of a field, or None."""
+    if not item:
+        return "an empty item (a stray comma)"
     if item.upper().startswith("H"):
         return "hashed values (H) are not supported"
     if field.name in _DAY_FIELDS and _SPECIAL.match(item):
