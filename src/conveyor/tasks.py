@@ -103,7 +103,15 @@ class Task(Generic[P, R]):
     Raises:
         ConfigurationError: When ``fn`` is not callable, takes no context parameter, or an
             option is not a job field.
+
+    A function with a ``**kwargs`` parameter must take its context positional-only,
+    ``fn(ctx, /, **kwargs)``, for mypy to accept it (``Concatenate`` prepends a
+    positional-only parameter, and ``ctx=`` could otherwise land in ``**kwargs``).
     """
+
+    # Copied from the function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
 
     @overload
     def __init__(

@@ -30,6 +30,11 @@ def render(ctx: dict[str, Any], *, template: str) -> str:
     return template
 
 
+@task
+async def flexible(ctx: Context, /, **kwargs: str) -> int:
+    return len(kwargs)
+
+
 @registry.task
 async def registered(ctx: Context, *, n: int) -> list[int]:
     return list(range(n))
@@ -60,6 +65,7 @@ async def use(queue: Queue) -> None:
     assert_type(await registered.apply(queue, n=3), list[int])
     assert_type(await registered_with_options.apply(queue, text="t"), str)
     assert_type(await nightly.apply(queue), dict[str, str])
+    assert_type(await flexible.apply(queue, anything="1", goes="here"), int)
     # Queue's own SAQ-style API keeps taking handles and names.
     await queue.enqueue(add, a=1, b=2)
     await queue.enqueue("add", a=1, b=2)
