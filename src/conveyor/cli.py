@@ -31,6 +31,7 @@ logger = logging.getLogger("conveyor.cli")
 WEB_UNAVAILABLE = "the web console is not available in this version (issue: console)"
 
 _LOG_LEVELS = {0: logging.ERROR, 1: logging.INFO}
+_HANDLER_NAME = "conveyor-cli"
 #: Seconds the supervisor waits, beyond the workers' own grace periods, before SIGKILL.
 _STOP_MARGIN_S = 10.0
 
@@ -128,12 +129,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def configure_logging(verbosity: int) -> None:
-    """Log to stderr: 0 errors only, 1 info, 2 or more debug."""
-    logging.basicConfig(
-        level=_LOG_LEVELS.get(verbosity, logging.DEBUG),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    """Log to stderr: 0 errors only, 1 info, 2 or more debug.
+
+    The level is set on the handler, not only on the root logger, because a worker lowers
+    the root logger's level to capture its jobs' log lines.
+    """
+    level = _LOG_LEVELS.get(verbosity, logging.DEBUG)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setLevel(level)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     )
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _configuration_error(exc: ConfigurationError) -> int:

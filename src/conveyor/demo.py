@@ -271,7 +271,6 @@ async def run_demo(
     handler = _TaskLogHandler(view)
     task_logger.addHandler(handler)
     task_logger.setLevel(logging.INFO)
-    task_logger.propagate = False
     amount = "jobs until Ctrl-C" if count is None else f"{count} jobs"
     print(f"Conveyor demo: a worker with 4 slots on {where}, {amount}", file=out)
     print("cron: queue_stats every 2 seconds (* * * * * */2)\n", file=out, flush=True)
