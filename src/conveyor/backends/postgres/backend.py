@@ -1,0 +1,450 @@
+"""The PostgreSQL backend: every protocol operation is one statement from ``queries.sql``.
+
+Batches (enqueue, claim, renew, finish, logs) are single statements over arrays, so N jobs
+cost one round trip. Claiming uses ``FOR UPDATE SKIP LOCKED`` and creates the run rows in
+the same statement; ``enqueue`` and ``finish`` notify listeners in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+from conveyor.backends.base import (
+    Capabilities,
+    JobRow,
+    LogLine,
+    NewJob,
+    Payload,
+    RunFilter,
+    RunRecord,
+    Transition,
+)
+from conveyor.backends.postgres import batches, sqlfiles
+from conveyor.backends.postgres.codec import (
+    job_row,
+    join_opaque,
+    log_line,
+    run_id_number,
+    run_record,
+    split_opaque,
+    split_payload,
+)
+from conveyor.backends.postgres.config import Settings, settings_from
+from conveyor.backends.postgres.database import Database, Params, Row, execute, first
+from conveyor.backends.postgres.listener import Listener
+from conveyor.backends.postgres.migrate import migrate
+from conveyor.errors import BackendError, ConfigurationError
+
+#: How often a claim that lost the race for a group to another claim is run again.
+_GROUP_CONFLICT_RETRIES = 3
+
+
+def channel_name(schema: str) -> str:
+    """The NOTIFY channel of a schema (at most 63 bytes, as PostgreSQL requires)."""
+    name = f"conveyor_{schema}"
+    if len(name) <= 63:
+        return name
+    return "conveyor_" + hashlib.sha1(schema.encode()).hexdigest()[:24]
+
+
+def _consume_error(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so that an abandoned read does not log a warning
+
+
+class PostgresBackend:
+    """A queue stored in PostgreSQL tables, in a schema of its own.
+
+    Args:
+        queue_name: The queue's name; queues of one schema share tables, not jobs.
+        settings: Connection and behaviour settings (see :func:`from_url`).
+        pool: A ``psycopg_pool.AsyncConnectionPool`` built by the caller, used instead of
+            a pool of the backend's own; it is not closed by :meth:`disconnect`.
+    """
+
+    name = "postgres"
+    capabilities = Capabilities(cross_process=True, durable=True, transactional_enqueue=True)
+
+    def __init__(
+        self,
+        queue_name: str,
+        settings: Settings | None = None,
+        *,
+        pool: AsyncConnectionPool[Any] | None = None,
+    ) -> None:
+        self.queue_name = queue_name
+        self.settings = settings or Settings()
+        if pool is None and not self.settings.conninfo:
+            raise ConfigurationError("the PostgreSQL backend needs a URL or a pool")
+        self.sql = sqlfiles.load(self.settings.schema)
+        self.channel = channel_name(self.settings.schema)
+        self._user_pool = pool
+        self._db: Database | None = None
+        self._listener: Listener | None = None
+        self._seen_generation = 0
+        self._reads: set[asyncio.Future[list[Row]]] = set()
+
+    @classmethod
+    def from_url(cls, url: str, queue_name: str, **kwargs: Any) -> PostgresBackend:
+        """A backend for a ``postgresql://`` URL.
+
+        Args:
+            url: ``postgresql://``, ``postgres://``, ``postgresql+psycopg://`` or
+                ``postgresql+asyncpg://`` (psycopg is always used). Query options
+                ``schema`` (default ``conveyor``), ``poll_interval`` (seconds; polls instead
+                of LISTEN, for PgBouncer in transaction mode) and ``prepare_threshold``
+                (``none`` never prepares) are removed before connecting.
+            queue_name: The queue's name.
+            **kwargs: ``pool`` (an ``AsyncConnectionPool`` of your own), and the options
+                above plus ``min_size``, ``max_size``, ``pool_timeout``; a keyword wins
+                over the URL.
+
+        Raises:
+            ConfigurationError: For a malformed URL or option.
+        """
+        pool = kwargs.pop("pool", None)
+        return cls(queue_name, settings_from(url, **kwargs), pool=pool)
+
+    # Lifecycle
+
+    def _own_pool(self) -> AsyncConnectionPool[Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s.prepare_threshold}
+        if "application_name" not in conninfo_to_dict(s.conninfo):
+            kwargs["application_name"] = s.application_name
+        return AsyncConnectionPool(
+            s.conninfo,
+            kwargs=kwargs,
+            min_size=s.min_size,
+            max_size=s.max_size,
+            open=False,
+            timeout=s.pool_timeout,
+            name=s.application_name,
+        )
+
+    async def connect(self) -> None:
+        """Open the pool, migrate the schema and start listening. Idempotent.
+
+        Raises:
+            BackendError: When the server cannot be reached or the migration fails.
+        """
+        if self._db is not None:
+            return
+        pool = self._user_pool or self._own_pool()
+        db = Database(pool, owns_pool=self._user_pool is None, timeout=self.settings.pool_timeout)
+        await db.open()
+        try:
+            async with db.connection() as conn:
+                await migrate(conn, self.sql)
+            if self.settings.poll_interval is None:
+                conninfo, kwargs = await db.conninfo()
+                kwargs["autocommit"] = True
+
+                async def listen_connection() -> psycopg.AsyncConnection[Any]:
+                    return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
+
+                self._listener = Listener(listen_connection, self.channel, self.queue_name)
+                await self._listener.start()
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, psycopg.Error):
+                raise BackendError("postgres", f"cannot prepare the schema: {exc}", exc) from exc
+            raise
+        self._db = db
+
+    async def disconnect(self) -> None:
+        """Stop listening and close the backend's own pool. Idempotent."""
+        db, self._db = self._db, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
+        if db is not None:
+            await db.close()
+
+    async def drop(self) -> None:
+        """Drop the backend's schema with everything in it (other schemas are untouched)."""
+        await self._fetch("drop", {}, idempotent=True)
+
+    def describe(self) -> dict[str, Any]:
+        """Engine, address (without password), schema and how workers are woken."""
+        info = conninfo_to_dict(self.settings.conninfo) if self.settings.conninfo else {}
+        address = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
+        return {
+            "engine": "postgres",
+            "queue": self.queue_name,
+            "address": f"{address}/{info.get('dbname', '')}",
+            "schema": self.settings.schema,
+            "wake": "poll" if self.settings.poll_interval else "listen/notify",
+        }
+
+    # Running statements
+
+    def _database(self) -> Database:
+        if self._db is None:
+            raise BackendError("postgres", "not connected: call connect() first")
+        return self._db
+
+    async def _fetch(
+        self, name: str, params: Params, *, idempotent: bool = True, conflict_retries: int = 0
+    ) -> list[Row]:
+        return await self._database().fetch(
+            name,
+            self.sql.queries[name],
+            params,
+            idempotent=idempotent,
+            conflict_retries=conflict_retries,
+        )
+
+    def _params(self, **params: Any) -> dict[str, Any]:
+        return {"queue": self.queue_name, **params}
+
+    # Jobs
+
+    async def enqueue(
+        self, jobs: Sequence[NewJob], *, connection: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[bool]:
+        """Insert jobs in one statement; see :meth:`conveyor.backends.base.Backend.enqueue`.
+
+        Args:
+            jobs: The jobs.
+            connection: A connection of the caller's: the jobs are inserted in its current
+                transaction and nothing is committed. They exist (and workers are woken)
+                only if the caller commits.
+        """
+        if not jobs:
+            return []
+        sent, flags = batches.unique_jobs(jobs)
+        params = self._params(channel=self.channel, **batches.enqueue_params(sent, time.time()))
+        if connection is None:
+            rows = await self._fetch("enqueue", params, idempotent=False)
+        else:
+            try:
+                rows = await execute(connection, self.sql.queries["enqueue"], params)
+            except psycopg.Error as exc:
+                raise BackendError("postgres", f"enqueue failed: {exc}", exc) from exc
+        inserted = {row[0] for row in rows}
+        return [flag and job.key in inserted for flag, job in zip(flags, jobs, strict=True)]
+
+    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Claim jobs in one statement; see the protocol."""
+        if limit <= 0:
+            return []
+        if self._listener is not None:
+            self._seen_generation = self._listener.work_generation
+        params = self._params(
+            worker_id=worker_id,
+            limit=int(limit),
+            now=float(now),
+            now_ms=int(now * 1000),
+            lease_until=float(now + lease_s),
+        )
+        rows = await self._fetch("claim", params, conflict_retries=_GROUP_CONFLICT_RETRIES)
+        return [job_row(row) for row in rows]
+
+    async def _next_due(self) -> float | None:
+        # Workers cancel their wait as soon as they have something to do; cancelling a
+        # query mid-flight would close its connection, so the read finishes on its own.
+        query = asyncio.ensure_future(self._fetch("next_due", self._params(now=time.time())))
+        self._reads.add(query)
+        query.add_done_callback(self._reads.discard)
+        query.add_done_callback(_consume_error)
+        try:
+            rows = await asyncio.shield(query)
+        except BackendError:
+            return time.time() + self.settings.listen_fallback  # the database is away: poll
+        due = first(rows)
+        return None if due is None else float(due)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Wait for a NOTIFY from an enqueue or a finish, or for the next due job."""
+        listener = self._listener
+        if listener is not None and listener.work_generation != self._seen_generation:
+            self._seen_generation = listener.work_generation  # woken since the last claim
+            return
+        next_due = await self._next_due()
+        if next_due is not None:
+            timeout = min(timeout, next_due - time.time())
+        if timeout <= 0:
+            return
+        if listener is None:
+            await asyncio.sleep(min(timeout, self.settings.poll_interval or timeout))
+            return
+        if not listener.listening:
+            timeout = min(timeout, self.settings.listen_fallback)
+        await listener.work.wait(timeout)
+        self._seen_generation = listener.work_generation
+
+    async def renew(
+        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
+    ) -> list[str]:
+        """Extend leases in one statement; returns the keys to cancel."""
+        if not keys:
+            return []
+        params = self._params(
+            worker_id=worker_id,
+            keys=list(keys),
+            lease_until=float(now + lease_s),
+            now_ms=int(now * 1000),
+        )
+        return [row[0] for row in await self._fetch("renew", params)]
+
+    async def finish(self, transitions: Sequence[Transition]) -> None:
+        """Apply transitions and end their runs in one statement; see the protocol."""
+        if not transitions:
+            return
+        params = self._params(channel=self.channel, **batches.finish_params(transitions))
+        await self._fetch("finish", params)
+
+    async def update(self, key: str, payload: Payload) -> bool:
+        """Store a payload; see the protocol."""
+        text, raw, is_bytes = split_payload(payload)
+        params = self._params(
+            key=key,
+            payload=text,
+            raw=raw,
+            is_bytes=is_bytes,
+            now_ms=int(time.time() * 1000),
+            channel=self.channel,
+        )
+        return bool(await self._fetch("update", params))
+
+    async def abort(self, key: str, payload: Payload, now: float) -> str | None:
+        """Abort a job; returns the status it had."""
+        text, raw, is_bytes = split_payload(payload)
+        params = self._params(key=key, payload=text, raw=raw, is_bytes=is_bytes)
+        rows = await self._fetch("abort", params, idempotent=False)
+        return first(rows)  # type: ignore[no-any-return]
+
+    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+        """Take over expired leases; see the protocol."""
+        if limit <= 0:
+            return []
+        params = self._params(
+            worker_id=worker_id,
+            limit=int(limit),
+            now=float(now),
+            lease_until=float(now + lease_s),
+        )
+        return [job_row(row) for row in await self._fetch("recover", params)]
+
+    async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
+        """Load jobs by key, in order."""
+        if not keys:
+            return []
+        rows = await self._fetch("get", self._params(keys=list(keys)))
+        found = {row[0]: job_row(row) for row in rows}
+        return [found.get(key) for key in keys]
+
+    async def list_jobs(
+        self, statuses: Sequence[str] | None, offset: int, limit: int
+    ) -> list[JobRow]:
+        """Jobs newest first, paginated."""
+        page = {"offset": max(0, int(offset)), "limit": max(0, int(limit))}
+        if statuses is None:
+            rows = await self._fetch("list_all_jobs", self._params(**page))
+        else:
+            rows = await self._fetch("list_jobs", self._params(statuses=list(statuses), **page))
+        return [job_row(row) for row in rows]
+
+    async def count(self, statuses: Sequence[str]) -> dict[str, int]:
+        """Jobs per status; ``scheduled`` counts queued jobs not yet due."""
+        out = dict.fromkeys(statuses, 0)
+        wanted = {s for s in statuses if s != "scheduled"}
+        if "scheduled" in out:
+            wanted.add("queued")
+        rows = await self._fetch("count", self._params(statuses=sorted(wanted), now=time.time()))
+        for status, total, not_due in rows:
+            if status in out:
+                out[status] = int(total)
+            if status == "queued" and "scheduled" in out:
+                out["scheduled"] = int(not_due)
+        return out
+
+    async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:
+        """Wait for a NOTIFY from a finish or an update (or poll)."""
+        listener = self._listener
+        if listener is None:
+            await asyncio.sleep(max(0.0, min(timeout, self.settings.poll_interval or timeout)))
+            return
+        if not listener.listening:
+            timeout = min(timeout, self.settings.listen_fallback)
+        await listener.finished.wait(timeout)
+
+    async def expire(self, now: float, limit: int) -> int:
+        """Delete a bounded batch of expired finished jobs (and expired marks)."""
+        if limit <= 0:
+            return 0
+        rows = await self._fetch("expire", self._params(now=float(now), limit=int(limit)))
+        return int(first(rows, 0))
+
+    # Workers
+
+    async def put_worker(self, worker_id: str, info: Payload, ttl_s: float) -> None:
+        """Store a worker's record until ``ttl_s`` from now."""
+        data, is_text = split_opaque(info)
+        params = self._params(
+            worker_id=worker_id, info=data, info_text=is_text, expire_at=time.time() + ttl_s
+        )
+        await self._fetch("put_worker", params)
+
+    async def delete_worker(self, worker_id: str) -> None:
+        """Remove a worker's record."""
+        await self._fetch("delete_worker", self._params(worker_id=worker_id))
+
+    async def workers(self) -> dict[str, Payload]:
+        """Records of live workers."""
+        rows = await self._fetch("workers", self._params(now=time.time()))
+        return {row[0]: join_opaque(row[1], row[2]) for row in rows}
+
+    # Runs and logs
+
+    async def list_runs(
+        self, filters: RunFilter, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """Runs newest first, paginated, with the total that match."""
+        params = self._params(
+            status=filters.status,
+            function=filters.function,
+            key=filters.key,
+            since_ms=filters.since_ms,
+            until_ms=filters.until_ms,
+            error=filters.error_contains,
+            offset=max(0, int(offset)),
+            limit=max(0, int(limit)),
+        )
+        rows = await self._fetch("list_runs", params)
+        total = int(rows[0][0]) if rows else 0
+        return [run_record(row[1:]) for row in rows if row[1] is not None], total
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+        number = run_id_number(run_id)
+        if number is None:
+            return None
+        rows = await self._fetch("get_run", self._params(id=number))
+        return run_record(rows[0]) if rows else None
+
+    async def append_logs(self, lines: Sequence[LogLine]) -> None:
+        """Store log lines of any number of runs in one statement."""
+        if lines:
+            await self._fetch("append_logs", self._params(**batches.log_params(lines)))
+
+    async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
+        """A run's lines after ``after_seq``, in order."""
+        params = self._params(run_id=run_id, after_seq=int(after_seq), limit=max(0, int(limit)))
+        return [log_line(row) for row in await self._fetch("read_logs", params)]
+
+    async def purge_runs(self, before_ms: int, limit: int) -> int:
+        """Delete a bounded batch of old finished runs with their logs."""
+        if limit <= 0:
+            return 0
+        params = self._params(before_ms=int(before_ms), limit=int(limit))
+        return int(first(await self._fetch("purge_runs", params), 0))

@@ -1,0 +1,132 @@
+"""Batches as column arrays: a whole batch is one statement over ``unnest(...)``.
+
+Each function turns a list of protocol records into the parameters of one named query,
+one Python list (one PostgreSQL array) per column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from conveyor.backends.base import LogLine, NewJob, Transition
+from conveyor.backends.postgres.codec import (
+    clean_text,
+    run_id_number,
+    split_opaque,
+    split_payload,
+)
+
+
+def unique_jobs(jobs: Sequence[NewJob]) -> tuple[list[NewJob], list[bool]]:
+    """The jobs to send, and for each given job whether it was sent.
+
+    A key or a ``once`` token repeated within a batch can only succeed once, as if the
+    jobs were inserted one after the other: the later duplicates are not sent.
+    """
+    keys: set[str] = set()
+    onces: set[str] = set()
+    sent: list[NewJob] = []
+    flags: list[bool] = []
+    for job in jobs:
+        duplicate = job.key in keys or (job.once is not None and job.once in onces)
+        flags.append(not duplicate)
+        if duplicate:
+            continue
+        sent.append(job)
+        keys.add(job.key)
+        if job.once is not None:
+            onces.add(job.once)
+    return sent, flags
+
+
+def enqueue_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
+    """Parameters of the ``enqueue`` query."""
+    payloads: list[str | None] = []
+    raws: list[bytes | None] = []
+    is_bytes: list[bool] = []
+    for job in jobs:
+        text, raw, was_bytes = split_payload(job.payload)
+        payloads.append(text)
+        raws.append(raw)
+        is_bytes.append(was_bytes)
+    return {
+        "keys": [job.key for job in jobs],
+        "functions": [job.function for job in jobs],
+        "payloads": payloads,
+        "raws": raws,
+        "is_bytes": is_bytes,
+        "priorities": [int(job.priority) for job in jobs],
+        "dues": [float(job.due or 0.0) for job in jobs],
+        "groups": [job.group_key for job in jobs],
+        "onces": [job.once for job in jobs],
+        "once_ttls": [float(job.once_ttl) for job in jobs],
+        "now": float(now),
+    }
+
+
+_FINISH_COLUMNS = (
+    "keys",
+    "payloads",
+    "raws",
+    "is_bytes",
+    "statuses",
+    "dues",
+    "expire_ats",
+    "removes",
+    "run_ids",
+    "run_statuses",
+    "finished_ms",
+    "details",
+    "details_text",
+    "errors",
+)
+
+
+def _finish_row(t: Transition) -> tuple[Any, ...]:
+    text, raw, was_bytes = split_payload(t.payload)
+    run = t.run
+    detail, detail_text = split_opaque(run.detail) if run else (b"", False)
+    return (
+        t.key,
+        text,
+        raw,
+        was_bytes,
+        t.status,
+        float(t.due or 0.0),
+        None if t.expire_at is None else float(t.expire_at),
+        bool(t.delete),
+        run_id_number(run.run_id) if run else None,
+        run.status if run else None,
+        int(run.finished_ms) if run else None,
+        detail,
+        detail_text,
+        clean_text(run.error) if run and run.error else None,
+    )
+
+
+def finish_params(transitions: Sequence[Transition]) -> dict[str, Any]:
+    """Parameters of the ``finish`` query."""
+    columns = list(zip(*(_finish_row(t) for t in transitions), strict=True))
+    if not columns:
+        columns = [() for _ in _FINISH_COLUMNS]
+    return {name: list(values) for name, values in zip(_FINISH_COLUMNS, columns, strict=True)}
+
+
+def log_params(lines: Sequence[LogLine]) -> dict[str, Any]:
+    """Parameters of the ``append_logs`` query."""
+    extras: list[bytes] = []
+    extras_text: list[bool] = []
+    for line in lines:
+        extra, is_text = split_opaque(line.extra)
+        extras.append(extra)
+        extras_text.append(is_text)
+    return {
+        "run_ids": [line.run_id for line in lines],
+        "seqs": [int(line.seq) for line in lines],
+        "ts": [float(line.ts) for line in lines],
+        "levels": [line.level for line in lines],
+        "messages": [clean_text(line.message) for line in lines],
+        "extras": extras,
+        "extras_text": extras_text,
+    }

@@ -1,0 +1,102 @@
+-- 0001: the initial schema (jobs, marks, runs, logs, workers).
+-- Jobs: one row per (queue, key). The payload is JSONB when the serializer wrote JSON
+-- text (so operators can query it), else raw bytes in payload_raw; payload_bytes
+-- remembers whether the caller gave bytes, so that the same type comes back.
+CREATE TABLE {{schema}}.jobs (
+    queue text NOT NULL,
+    key text NOT NULL,
+    function text NOT NULL,
+    payload jsonb,
+    payload_raw bytea,
+    payload_bytes boolean NOT NULL DEFAULT false,
+    status text NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    due double precision NOT NULL DEFAULT 0,
+    group_key text,
+    attempts integer NOT NULL DEFAULT 0,
+    started_ms bigint NOT NULL DEFAULT 0,
+    touched_ms bigint NOT NULL DEFAULT 0,
+    worker_id text,
+    run_id bigint,
+    lease_until double precision NOT NULL DEFAULT 0,
+    expire_at double precision,
+    seq bigserial NOT NULL,
+    PRIMARY KEY (queue, key),
+    CONSTRAINT jobs_one_payload CHECK ((payload IS NULL) <> (payload_raw IS NULL)),
+    CONSTRAINT jobs_status CHECK (
+        status IN ('queued', 'active', 'aborting', 'complete', 'failed', 'aborted')
+    )
+);
+
+-- Claiming: the next queued jobs in (priority, due, insertion) order. Partial, so a
+-- million finished rows cost nothing here.
+CREATE INDEX jobs_claim_idx ON {{schema}}.jobs (queue, priority, due, seq)
+    WHERE status = 'queued';
+-- The earliest future due time (wait_for_work); jobs due at once (due = 0) stay out.
+CREATE INDEX jobs_due_idx ON {{schema}}.jobs (queue, due)
+    WHERE status = 'queued' AND due > 0;
+-- The head of each group: only a group's first claimable job may be claimed.
+CREATE INDEX jobs_group_head_idx ON {{schema}}.jobs (queue, group_key, priority, due, seq)
+    WHERE status = 'queued' AND group_key IS NOT NULL;
+-- At most one running job per group, enforced by the database itself.
+CREATE UNIQUE INDEX jobs_group_running_idx ON {{schema}}.jobs (queue, group_key)
+    WHERE status IN ('active', 'aborting') AND group_key IS NOT NULL;
+-- Recovering expired leases.
+CREATE INDEX jobs_lease_idx ON {{schema}}.jobs (queue, lease_until)
+    WHERE status IN ('active', 'aborting');
+-- Expiring finished jobs.
+CREATE INDEX jobs_expire_idx ON {{schema}}.jobs (queue, expire_at)
+    WHERE status IN ('complete', 'failed', 'aborted') AND expire_at IS NOT NULL;
+-- Listing and counting, newest first.
+CREATE INDEX jobs_list_idx ON {{schema}}.jobs (queue, seq);
+CREATE INDEX jobs_status_idx ON {{schema}}.jobs (queue, status, seq);
+
+-- Set-once tokens (a cron slot is enqueued once by any number of workers).
+CREATE TABLE {{schema}}.marks (
+    queue text NOT NULL,
+    token text NOT NULL,
+    expire_at double precision NOT NULL,
+    PRIMARY KEY (queue, token)
+);
+
+-- One row per attempt; the id is exposed as a string.
+CREATE TABLE {{schema}}.runs (
+    id bigserial PRIMARY KEY,
+    queue text NOT NULL,
+    key text NOT NULL,
+    function text NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text,
+    status text NOT NULL,
+    started_ms bigint NOT NULL,
+    finished_ms bigint NOT NULL DEFAULT 0,
+    error text,
+    detail bytea NOT NULL DEFAULT '',
+    detail_text boolean NOT NULL DEFAULT false
+);
+
+CREATE INDEX runs_list_idx ON {{schema}}.runs (queue, started_ms, id);
+CREATE INDEX runs_key_idx ON {{schema}}.runs (queue, key);
+
+-- Captured log lines of runs.
+CREATE TABLE {{schema}}.logs (
+    queue text NOT NULL,
+    run_id text NOT NULL,
+    seq bigint NOT NULL,
+    ts double precision NOT NULL,
+    level text NOT NULL,
+    message text NOT NULL,
+    extra bytea NOT NULL DEFAULT '',
+    extra_text boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (queue, run_id, seq)
+);
+
+-- Live workers; a record whose expire_at has passed is dead.
+CREATE TABLE {{schema}}.workers (
+    queue text NOT NULL,
+    worker_id text NOT NULL,
+    info bytea NOT NULL,
+    info_text boolean NOT NULL DEFAULT false,
+    expire_at double precision NOT NULL,
+    PRIMARY KEY (queue, worker_id)
+);

@@ -1,0 +1,375 @@
+-- Named queries of the PostgreSQL backend, parsed when a backend is built.
+--
+-- A query starts at a "-- name: <name>" line and ends at the next one. {{schema}} stands
+-- for the quoted schema identifier, {{schema_name}} for the schema name as a string literal.
+-- Parameters are psycopg's %(name)s placeholders (a literal percent sign is written %%).
+-- Every statement that a worker runs once per batch is a single statement: one round
+-- trip, one transaction, whatever the batch size.
+
+-- name: version_table
+-- The migrations table, or NULL when the schema was never migrated.
+SELECT to_regclass('{{schema}}.schema_version') IS NOT NULL;
+
+-- name: current_version
+SELECT coalesce(max(version), 0) FROM {{schema}}.schema_version;
+
+-- name: migration_lock
+-- Transaction-scoped: released at commit or rollback, never left on a pooled connection.
+SELECT pg_advisory_xact_lock(hashtext('conveyor.migrate'), hashtext({{schema_name}}));
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {{schema}};
+
+-- name: create_version_table
+CREATE TABLE IF NOT EXISTS {{schema}}.schema_version (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: record_version
+INSERT INTO {{schema}}.schema_version (version, name) VALUES ({{version}}, '{{migration}}');
+
+-- name: drop
+DROP SCHEMA IF EXISTS {{schema}} CASCADE;
+
+-- name: enqueue
+-- Insert jobs, one array element each (keys and once tokens are unique in a batch). A job
+-- goes in when no incomplete job holds its key and its once-mark is free or expired (the
+-- mark is taken in the same statement); a finished job with the same key is replaced.
+-- Returns the inserted keys; waiting workers get one notification for the batch.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(keys)s::text[], %(functions)s::text[], %(payloads)s::text[], %(raws)s::bytea[],
+        %(is_bytes)s::boolean[], %(priorities)s::integer[], %(dues)s::float8[],
+        %(groups)s::text[], %(onces)s::text[], %(once_ttls)s::float8[]
+    ) AS t(key, function, payload, raw, is_bytes, priority, due, group_key, once, once_ttl)
+),
+blocked AS (
+    SELECT j.key FROM {{schema}}.jobs j
+    WHERE j.queue = %(queue)s AND j.key IN (SELECT key FROM input)
+      AND j.status IN ('queued', 'active', 'aborting')
+),
+marked AS (
+    INSERT INTO {{schema}}.marks AS m (queue, token, expire_at)
+    SELECT %(queue)s, i.once, %(now)s + i.once_ttl FROM input i
+    WHERE i.once IS NOT NULL AND i.key NOT IN (SELECT key FROM blocked)
+    ON CONFLICT (queue, token) DO UPDATE SET expire_at = excluded.expire_at
+        WHERE m.expire_at <= %(now)s
+    RETURNING m.token
+),
+inserted AS (
+    INSERT INTO {{schema}}.jobs AS j (
+        queue, key, function, payload, payload_raw, payload_bytes, status, priority, due,
+        group_key
+    )
+    SELECT %(queue)s, i.key, i.function, i.payload::jsonb, i.raw, i.is_bytes, 'queued',
+        i.priority, i.due, i.group_key
+    FROM input i
+    WHERE i.once IS NULL OR i.once IN (SELECT token FROM marked)
+    ON CONFLICT (queue, key) DO UPDATE SET
+        function = excluded.function, payload = excluded.payload,
+        payload_raw = excluded.payload_raw, payload_bytes = excluded.payload_bytes,
+        status = 'queued', priority = excluded.priority, due = excluded.due,
+        group_key = excluded.group_key, attempts = 0, started_ms = 0, touched_ms = 0,
+        worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL,
+        seq = excluded.seq
+    WHERE j.status NOT IN ('queued', 'active', 'aborting')
+    RETURNING j.key
+),
+notified AS (
+    SELECT pg_notify(%(channel)s, 'w:' || %(queue)s) AS sent
+    WHERE EXISTS (SELECT 1 FROM inserted)
+)
+SELECT inserted.key FROM inserted, notified;
+
+-- name: claim
+-- Take the next claimable jobs: queued, due, and either without a group, or the head of
+-- a group (its first due job in claim order) that has no running job. Only a head may be
+-- taken, so one statement takes at most one job per group; the unique index
+-- jobs_group_running_idx settles the rare race between two statements (the loser fails
+-- with a unique violation and the caller retries). The run rows are created in the same
+-- statement.
+WITH picked AS (
+    SELECT j.key FROM {{schema}}.jobs j
+    WHERE j.queue = %(queue)s AND j.status = 'queued' AND j.due <= %(now)s
+      AND (j.group_key IS NULL OR (
+          NOT EXISTS (
+              SELECT 1 FROM {{schema}}.jobs r
+              WHERE r.queue = j.queue AND r.group_key = j.group_key
+                AND r.status IN ('active', 'aborting')
+          )
+          AND NOT EXISTS (
+              SELECT 1 FROM {{schema}}.jobs h
+              WHERE h.queue = j.queue AND h.group_key = j.group_key
+                AND h.status = 'queued' AND h.due <= %(now)s
+                AND (h.priority, h.due, h.seq) < (j.priority, j.due, j.seq)
+          )
+      ))
+    ORDER BY j.priority, j.due, j.seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+numbered AS (
+    SELECT key, nextval('{{schema}}.runs_id_seq') AS run_id FROM picked
+),
+claimed AS (
+    UPDATE {{schema}}.jobs j SET
+        status = 'active', attempts = j.attempts + 1, started_ms = %(now_ms)s,
+        touched_ms = %(now_ms)s, worker_id = %(worker_id)s, run_id = n.run_id,
+        lease_until = %(lease_until)s
+    FROM numbered n
+    WHERE j.queue = %(queue)s AND j.key = n.key
+    RETURNING j.key, j.payload::text AS payload, j.payload_raw, j.payload_bytes, j.status,
+        j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.function,
+        j.priority, j.due, j.seq
+),
+runs AS (
+    INSERT INTO {{schema}}.runs (id, queue, key, function, attempt, worker_id, status,
+        started_ms)
+    SELECT run_id, %(queue)s, key, function, attempts, %(worker_id)s, 'running', %(now_ms)s
+    FROM claimed
+)
+SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms, touched_ms,
+    worker_id, run_id
+FROM claimed
+ORDER BY priority, due, seq;
+
+-- name: next_due
+-- The earliest due time of a scheduled job, for wait_for_work (uses jobs_due_idx).
+SELECT min(due) FROM {{schema}}.jobs
+WHERE queue = %(queue)s AND status = 'queued' AND due > 0 AND due > %(now)s;
+
+-- name: renew
+-- Extend the leases held by the worker; return the keys it must cancel (aborting or gone).
+WITH renewed AS (
+    UPDATE {{schema}}.jobs SET lease_until = %(lease_until)s, touched_ms = %(now_ms)s
+    WHERE queue = %(queue)s AND key = ANY(%(keys)s::text[])
+      AND worker_id = %(worker_id)s AND status IN ('active', 'aborting')
+)
+SELECT k.key FROM unnest(%(keys)s::text[]) AS k(key)
+LEFT JOIN {{schema}}.jobs j ON j.queue = %(queue)s AND j.key = k.key
+WHERE j.key IS NULL OR j.status = 'aborting';
+
+-- name: finish
+-- Apply transitions and end their runs, one array element each. Notifies once: "f" for
+-- finish waiters, plus "w" for workers when a job was re-queued or a group was freed.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(keys)s::text[], %(payloads)s::text[], %(raws)s::bytea[], %(is_bytes)s::boolean[],
+        %(statuses)s::text[], %(dues)s::float8[], %(expire_ats)s::float8[],
+        %(removes)s::boolean[], %(run_ids)s::bigint[], %(run_statuses)s::text[],
+        %(finished_ms)s::bigint[], %(details)s::bytea[], %(details_text)s::boolean[],
+        %(errors)s::text[]
+    ) AS t(key, payload, raw, is_bytes, status, due, expire_at, remove, run_id, run_status,
+        finished_ms, detail, detail_text, error)
+),
+ended AS (
+    UPDATE {{schema}}.runs r SET
+        status = i.run_status, finished_ms = i.finished_ms, error = i.error,
+        detail = i.detail, detail_text = i.detail_text
+    FROM input i
+    WHERE i.run_id IS NOT NULL AND r.id = i.run_id AND r.queue = %(queue)s
+),
+deleted AS (
+    DELETE FROM {{schema}}.jobs j USING input i
+    WHERE i.remove AND j.queue = %(queue)s AND j.key = i.key
+    RETURNING j.group_key, i.status
+),
+updated AS (
+    UPDATE {{schema}}.jobs j SET
+        payload = i.payload::jsonb, payload_raw = i.raw, payload_bytes = i.is_bytes,
+        status = i.status, lease_until = 0,
+        due = CASE WHEN i.status = 'queued' THEN i.due ELSE j.due END,
+        seq = CASE WHEN i.status = 'queued'
+            THEN nextval('{{schema}}.jobs_seq_seq') ELSE j.seq END,
+        worker_id = CASE WHEN i.status = 'queued' THEN NULL ELSE j.worker_id END,
+        expire_at = CASE WHEN i.status = 'queued' THEN j.expire_at ELSE i.expire_at END
+    FROM input i
+    WHERE NOT i.remove AND j.queue = %(queue)s AND j.key = i.key
+    RETURNING j.group_key, i.status
+)
+SELECT pg_notify(
+    %(channel)s,
+    CASE WHEN bool_or(c.status = 'queued' OR c.group_key IS NOT NULL) THEN 'fw:' ELSE 'f:' END
+        || %(queue)s
+)
+FROM (SELECT * FROM deleted UNION ALL SELECT * FROM updated) c;
+
+-- name: update
+-- Store a new payload; notifies finish waiters. Returns a row when the job exists.
+WITH updated AS (
+    UPDATE {{schema}}.jobs SET
+        payload = %(payload)s::jsonb, payload_raw = %(raw)s, payload_bytes = %(is_bytes)s,
+        touched_ms = %(now_ms)s
+    WHERE queue = %(queue)s AND key = %(key)s
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, 'f:' || %(queue)s) FROM updated;
+
+-- name: abort
+-- queued -> aborted, active -> aborting (payload stored in both cases); returns the
+-- status before, or no row when the job does not exist.
+WITH before AS (
+    SELECT key, status FROM {{schema}}.jobs
+    WHERE queue = %(queue)s AND key = %(key)s
+    FOR UPDATE
+),
+changed AS (
+    UPDATE {{schema}}.jobs j SET
+        status = CASE WHEN b.status = 'queued' THEN 'aborted' ELSE 'aborting' END,
+        payload = %(payload)s::jsonb, payload_raw = %(raw)s, payload_bytes = %(is_bytes)s
+    FROM before b
+    WHERE j.queue = %(queue)s AND j.key = b.key AND b.status IN ('queued', 'active')
+)
+SELECT status FROM before;
+
+-- name: recover
+-- Take over jobs whose lease expired: status, attempts and run are kept.
+WITH picked AS (
+    SELECT key FROM {{schema}}.jobs
+    WHERE queue = %(queue)s AND status IN ('active', 'aborting') AND lease_until < %(now)s
+    ORDER BY lease_until
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {{schema}}.jobs j SET lease_until = %(lease_until)s, worker_id = %(worker_id)s
+FROM picked p
+WHERE j.queue = %(queue)s AND j.key = p.key
+RETURNING j.key, j.payload::text, j.payload_raw, j.payload_bytes, j.status, j.attempts,
+    j.started_ms, j.touched_ms, j.worker_id, j.run_id;
+
+-- name: get
+SELECT key, payload::text, payload_raw, payload_bytes, status, attempts, started_ms,
+    touched_ms, worker_id, run_id
+FROM {{schema}}.jobs
+WHERE queue = %(queue)s AND key = ANY(%(keys)s::text[]);
+
+-- name: list_jobs
+SELECT key, payload::text, payload_raw, payload_bytes, status, attempts, started_ms,
+    touched_ms, worker_id, run_id
+FROM {{schema}}.jobs
+WHERE queue = %(queue)s AND status = ANY(%(statuses)s::text[])
+ORDER BY seq DESC
+OFFSET %(offset)s LIMIT %(limit)s;
+
+-- name: list_all_jobs
+SELECT key, payload::text, payload_raw, payload_bytes, status, attempts, started_ms,
+    touched_ms, worker_id, run_id
+FROM {{schema}}.jobs
+WHERE queue = %(queue)s
+ORDER BY seq DESC
+OFFSET %(offset)s LIMIT %(limit)s;
+
+-- name: count
+-- Per status: how many, and how many are not due yet (for "scheduled").
+SELECT status, count(*), count(*) FILTER (WHERE due > %(now)s)
+FROM {{schema}}.jobs
+WHERE queue = %(queue)s AND status = ANY(%(statuses)s::text[])
+GROUP BY status;
+
+-- name: expire
+-- Delete a bounded batch of expired finished jobs (skipping rows locked by anyone), with
+-- expired marks and dead worker records. Returns how many jobs were deleted.
+WITH doomed AS (
+    SELECT key FROM {{schema}}.jobs
+    WHERE queue = %(queue)s AND status IN ('complete', 'failed', 'aborted')
+      AND expire_at IS NOT NULL AND expire_at <= %(now)s
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM {{schema}}.jobs j USING doomed d
+    WHERE j.queue = %(queue)s AND j.key = d.key
+    RETURNING 1
+),
+old_marks AS (
+    SELECT token FROM {{schema}}.marks
+    WHERE queue = %(queue)s AND expire_at <= %(now)s
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+marks_deleted AS (
+    DELETE FROM {{schema}}.marks m USING old_marks o
+    WHERE m.queue = %(queue)s AND m.token = o.token
+),
+workers_deleted AS (
+    DELETE FROM {{schema}}.workers WHERE queue = %(queue)s AND expire_at <= %(now)s
+)
+SELECT count(*) FROM deleted;
+
+-- name: put_worker
+INSERT INTO {{schema}}.workers AS w (queue, worker_id, info, info_text, expire_at)
+VALUES (%(queue)s, %(worker_id)s, %(info)s, %(info_text)s, %(expire_at)s)
+ON CONFLICT (queue, worker_id) DO UPDATE SET
+    info = excluded.info, info_text = excluded.info_text, expire_at = excluded.expire_at;
+
+-- name: delete_worker
+DELETE FROM {{schema}}.workers WHERE queue = %(queue)s AND worker_id = %(worker_id)s;
+
+-- name: workers
+SELECT worker_id, info, info_text FROM {{schema}}.workers
+WHERE queue = %(queue)s AND expire_at > %(now)s;
+
+-- name: list_runs
+-- One page of runs, newest first, and the total that match: always at least one row (the
+-- total), whose run columns are NULL when the page is empty.
+WITH matching AS (
+    SELECT id, key, function, attempt, worker_id, status, started_ms, finished_ms, error,
+        detail, detail_text
+    FROM {{schema}}.runs
+    WHERE queue = %(queue)s
+      AND (%(status)s::text IS NULL OR status = %(status)s::text)
+      AND (%(function)s::text IS NULL OR function = %(function)s::text)
+      AND (%(key)s::text IS NULL OR key = %(key)s::text)
+      AND (%(since_ms)s::bigint IS NULL OR started_ms >= %(since_ms)s::bigint)
+      AND (%(until_ms)s::bigint IS NULL OR started_ms < %(until_ms)s::bigint)
+      AND (%(error)s::text IS NULL OR strpos(lower(error), lower(%(error)s::text)) > 0)
+),
+page AS (
+    SELECT * FROM matching
+    ORDER BY started_ms DESC, id DESC
+    OFFSET %(offset)s LIMIT %(limit)s
+)
+SELECT (SELECT count(*) FROM matching), page.*
+FROM (SELECT 1) AS one LEFT JOIN page ON true
+ORDER BY page.started_ms DESC, page.id DESC;
+
+-- name: get_run
+SELECT id, key, function, attempt, worker_id, status, started_ms, finished_ms, error,
+    detail, detail_text
+FROM {{schema}}.runs
+WHERE queue = %(queue)s AND id = %(id)s;
+
+-- name: append_logs
+INSERT INTO {{schema}}.logs (queue, run_id, seq, ts, level, message, extra, extra_text)
+SELECT %(queue)s, t.* FROM unnest(
+    %(run_ids)s::text[], %(seqs)s::bigint[], %(ts)s::float8[], %(levels)s::text[],
+    %(messages)s::text[], %(extras)s::bytea[], %(extras_text)s::boolean[]
+) AS t
+ON CONFLICT DO NOTHING;
+
+-- name: read_logs
+SELECT run_id, seq, ts, level, message, extra, extra_text FROM {{schema}}.logs
+WHERE queue = %(queue)s AND run_id = %(run_id)s AND seq > %(after_seq)s
+ORDER BY seq
+LIMIT %(limit)s;
+
+-- name: purge_runs
+-- Delete a bounded batch of finished runs started before a time, with their log lines.
+WITH doomed AS (
+    SELECT id FROM {{schema}}.runs
+    WHERE queue = %(queue)s AND status <> 'running' AND started_ms < %(before_ms)s
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM {{schema}}.runs r USING doomed d
+    WHERE r.id = d.id
+    RETURNING r.id
+),
+logs_deleted AS (
+    DELETE FROM {{schema}}.logs l USING deleted d
+    WHERE l.queue = %(queue)s AND l.run_id = d.id::text
+)
+SELECT count(*) FROM deleted;
