@@ -150,11 +150,12 @@ class Task(Generic[P, R]):
                 f"task {resolved!r}: {', '.join(unknown)} not job options; "
                 f"use {', '.join(sorted(JOB_OPTIONS))}"
             )
+        # First, so that attributes copied from the function never shadow the handle's.
+        functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = resolved
         self.job_options: dict[str, Any] = options
         self._signature = _signature(fn, resolved)
-        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"Task<name={self.name!r}, fn={_describe(self.fn)}>"
