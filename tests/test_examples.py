@@ -27,7 +27,7 @@ EXAMPLES = ROOT / "examples"
 def missing_pieces() -> str | None:
     """Why the examples cannot run here yet, or None."""
     try:
-        import conveyor.backends.sqlite  # noqa: F401
+        import conveyor.backends.sqlite
     except ImportError:
         return "the SQLite backend (conveyor.backends.sqlite) is not here yet"
     import conveyor
