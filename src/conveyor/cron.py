@@ -365,7 +365,8 @@ class CronSchedule:
 
 
 def function_name(function: Any) -> str:
-    """The name a function is registered under: a task handle's ``name``, else its qualname.
+    """The name a function is registered under: a task handle's ``name``, else its
+    ``__qualname__`` as SAQ does (``__name__`` for a function nested in another).
 
     Raises:
         ConfigurationError: When the object has neither.
@@ -374,8 +375,10 @@ def function_name(function: Any) -> str:
     if isinstance(name, str) and hasattr(function, "fn"):
         return name
     qualname = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    if isinstance(qualname, str) and "<locals>" in qualname:
+        qualname = getattr(function, "__name__", qualname)  # nested: its own name
     if not isinstance(qualname, str):
-        raise ConfigurationError(f"cannot tell the name of function {function!r}")
+        raise ConfigurationError(f"cannot tell the name of function {function!r}; pass (name, fn)")
     return qualname
 
 

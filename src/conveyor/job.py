@@ -346,3 +346,16 @@ def apply_defaults(job: Job, defaults: dict[str, Any], getter: Callable[[Job, st
             raise ValueError(f"{name!r} is not a job default; use one of {POLICY_FIELDS}")
         if is_default(getter(job, name)):
             setattr(job, name, value)
+
+
+# SAQ keeps CronJob in its job module; ``from conveyor.job import CronJob`` works the same.
+from conveyor.cron import CronJob  # noqa: E402
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "UNSUCCESSFUL_TERMINAL_STATUSES",
+    "CronJob",
+    "Job",
+    "Status",
+]

@@ -196,6 +196,9 @@ class Queue:
                 setattr(job, name, value)
         else:
             name = job_or_func if isinstance(job_or_func, str) else job_or_func.name
+            if not isinstance(job_or_func, str):
+                # A task handle's preset job options, under what this call gives.
+                kwargs = {**getattr(job_or_func, "job_options", {}), **kwargs}
             job_kwargs = {k: v for k, v in kwargs.items() if k in _JOB_FIELDS}
             task_kwargs = {k: v for k, v in kwargs.items() if k not in _JOB_FIELDS}
             job = Job(function=name, kwargs=task_kwargs or None, **job_kwargs)

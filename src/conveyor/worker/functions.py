@@ -5,23 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from conveyor.cron import function_name
 from conveyor.errors import ConfigurationError
 
 Hook = Callable[[dict[str, Any]], Any]
-
-
-def function_name(fn: Any) -> str:
-    """The name a function is registered under: a task handle's name, else ``__qualname__``
-    (as SAQ does), or ``__name__`` for a function defined inside another."""
-    name = getattr(fn, "name", None)
-    if isinstance(name, str) and hasattr(fn, "fn"):
-        return name
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if isinstance(qualname, str) and "<locals>" in qualname:
-        qualname = getattr(fn, "__name__", qualname)  # a nested function: its own name
-    if not isinstance(qualname, str):
-        raise ConfigurationError(f"cannot tell the name of function {fn!r}; pass (name, fn)")
-    return qualname
 
 
 def _callable_of(fn: Any) -> Callable[..., Any]:
