@@ -144,21 +144,25 @@ class PostgresBackend:
         try:
             async with db.connection() as conn:
                 await migrate(conn, self.sql)
-            if self.settings.poll_interval is None:
-                conninfo, kwargs = await db.conninfo()
-                kwargs["autocommit"] = True
-
-                async def listen_connection() -> psycopg.AsyncConnection[Any]:
-                    return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
-
-                self._listener = Listener(listen_connection, self.channel, self.queue_name)
-                await self._listener.start()
         except BaseException as exc:
             await db.close()
             if isinstance(exc, psycopg.Error):
                 raise BackendError("postgres", f"cannot prepare the schema: {exc}", exc) from exc
             raise
+        if self.settings.poll_interval is None:
+            self._listener = await self._listen(db)
         self._db = db
+
+    async def _listen(self, db: Database) -> Listener:
+        conninfo, kwargs = await db.conninfo()
+        kwargs["autocommit"] = True
+
+        async def listen_connection() -> psycopg.AsyncConnection[Any]:
+            return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
+
+        listener = Listener(listen_connection, self.channel, self.queue_name)
+        await listener.start()
+        return listener
 
     async def disconnect(self) -> None:
         """Stop listening and close the backend's own pool. Idempotent."""
@@ -266,21 +270,34 @@ class PostgresBackend:
     async def wait_for_work(self, timeout: float) -> None:
         """Wait for a NOTIFY from an enqueue or a finish, or for the next due job."""
         listener = self._listener
-        if listener is not None and listener.work_generation != self._seen_generation:
-            self._seen_generation = listener.work_generation  # woken since the last claim
+        if listener is None:
+            next_due = await self._next_due()
+            if next_due is not None:
+                timeout = min(timeout, next_due - time.time())
+            await asyncio.sleep(max(0.0, min(timeout, self.settings.poll_interval or timeout)))
             return
+        if self._woken(listener):
+            return  # a notification came since the last claim
         next_due = await self._next_due()
         if next_due is not None:
             timeout = min(timeout, next_due - time.time())
-        if timeout <= 0:
-            return
-        if listener is None:
-            await asyncio.sleep(min(timeout, self.settings.poll_interval or timeout))
+        if timeout <= 0 or self._woken(listener):
             return
         if not listener.listening:
             timeout = min(timeout, self.settings.listen_fallback)
         await listener.work.wait(timeout)
         self._seen_generation = listener.work_generation
+
+    def _woken(self, listener: Listener) -> bool:
+        if listener.work_generation == self._seen_generation:
+            return False
+        self._seen_generation = listener.work_generation
+        return True
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (False in ``poll_interval`` mode)."""
+        return self._listener is not None and self._listener.listening
 
     async def renew(
         self, worker_id: str, keys: Sequence[str], lease_s: float, now: float

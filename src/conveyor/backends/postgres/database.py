@@ -70,6 +70,7 @@ class Database:
             try:
                 await self.pool.open(wait=True, timeout=self.timeout)
             except psycopg.Error as exc:
+                await self.pool.close()
                 raise BackendError("postgres", f"cannot connect: {exc}", exc) from exc
 
     async def close(self) -> None:

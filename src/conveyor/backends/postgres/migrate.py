@@ -77,7 +77,9 @@ async def migrate(conn: AsyncConnection[Any], files: SqlFiles) -> list[str]:
     Returns:
         The names of the migrations applied (empty when already current).
     """
-    if await current_version(conn, files) >= files.latest_version:
+    async with conn.transaction():  # committed at once, even on a non-autocommit connection
+        version = await current_version(conn, files)
+    if version >= files.latest_version:
         return []  # the common case: no lock, no DDL (works without CREATE privileges)
     q = files.queries
     applied: list[str] = []
