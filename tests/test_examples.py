@@ -12,7 +12,9 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -149,3 +151,55 @@ async def test_simple_example_settings_run_as_a_worker(
         "asyncio.run(main())\n"
     )
     assert "result complete 42" in await run_to_end(processes, workdir, "-c", check)
+
+
+# The README quotes the tour and gives the quickstart that CI runs.
+
+README = ROOT / "README.md"
+QUOTE = re.compile(r"<!-- examples/tour\.py: (\w+) -->\n```python\n(.*?)```", re.S)
+REGION = re.compile(r"^[ \t]*# --8<-- (\w+)\n(.*?)^[ \t]*# --8<--$", re.S | re.M)
+
+
+def quickstart_lines() -> list[str]:
+    block = re.search(r"<!-- quickstart[^>]*-->\n```sh\n(.*?)```", README.read_text(), re.S)
+    assert block is not None, "the README has no quickstart block"
+    return block.group(1).strip().splitlines()
+
+
+def test_readme_quotes_the_tour_exactly() -> None:
+    regions = {
+        name: textwrap.dedent(body).strip()
+        for name, body in REGION.findall((EXAMPLES / "tour.py").read_text())
+    }
+    quotes = dict(QUOTE.findall(README.read_text()))
+    assert set(quotes) == {"tasks", "settings", "produce"}
+    for name, quoted in quotes.items():
+        assert quoted.strip() == regions[name], f"README block {name!r} differs from tour.py"
+
+
+def test_the_quickstart_is_two_lines_demo_then_tests() -> None:
+    demo, tests = quickstart_lines()
+    assert demo.endswith("conveyor demo") and "pip install -e ." in demo
+    assert '".[dev]"' in tests and "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_line() -> None:
+    script = ROOT / ".ci" / "run"
+    assert os.access(script, os.X_OK), ".ci/run must be executable"
+    printed = subprocess.run(
+        [str(script), "--print-test-command"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert printed.stdout.strip() == quickstart_lines()[1]
+
+
+async def test_tour_runs(workdir: Path, processes: list[asyncio.subprocess.Process]) -> None:
+    output = await run_to_end(processes, workdir, "examples/tour.py")
+    for line in (
+        "enqueue: complete 3",
+        "apply: 5",
+        "map: [2, 4]",
+        "deduplicated: True True",
+        "scheduled: 8",
+        "task: sent 'Hi' to ada@example.com",
+    ):
+        assert line in output, output
