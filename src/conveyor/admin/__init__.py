@@ -1,0 +1,49 @@
+"""The admin service that every front end (console, CLI, metrics exporter) goes through.
+
+:class:`Admin` reads the queues' state, run history and logs, describes the registered
+tasks, and carries out actions (enqueue, retry, abort, purge), logging who did each.
+Its answers are typed records with a JSON-friendly ``to_dict()``.
+"""
+
+from conveyor.admin.errors import AdminError, JobStateError, RunNotFoundError, UnknownQueueError
+from conveyor.admin.models import (
+    AvailableJob,
+    CronInfo,
+    FunctionStats,
+    LogEntry,
+    LogPage,
+    Overview,
+    ParameterInfo,
+    QueueState,
+    RunDetail,
+    RunningJob,
+    RunPage,
+    RunSummary,
+    Throughput,
+    ThroughputBucket,
+    WorkerInfo,
+)
+from conveyor.admin.service import Admin
+
+__all__ = [
+    "Admin",
+    "AdminError",
+    "AvailableJob",
+    "CronInfo",
+    "FunctionStats",
+    "JobStateError",
+    "LogEntry",
+    "LogPage",
+    "Overview",
+    "ParameterInfo",
+    "QueueState",
+    "RunDetail",
+    "RunNotFoundError",
+    "RunPage",
+    "RunSummary",
+    "RunningJob",
+    "Throughput",
+    "ThroughputBucket",
+    "UnknownQueueError",
+    "WorkerInfo",
+]

@@ -1,0 +1,304 @@
+"""The admin service on every backend: queries, filters, logs, task introspection, actions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from conveyor.admin import Admin, AdminError, JobStateError, RunNotFoundError
+from conveyor.cron import CronJob
+from conveyor.errors import ArgumentsError, JobNotFoundError, UnknownFunctionError
+from conveyor.job import Status
+from conveyor.queue import Queue
+from conveyor.testing.fixtures import running_worker
+from conveyor.testing.helpers import wait_until
+from conveyor.testing.tasks import TEST_FUNCTIONS, echo
+
+__all__ = [
+    "test_admin_abort_queued_job_and_purge",
+    "test_admin_available_jobs_and_argument_checks",
+    "test_admin_logs_cursor_level_and_search",
+    "test_admin_overview_runs_and_detail",
+    "test_admin_retry_failed_job_keeps_key_and_history",
+    "test_admin_throughput",
+]
+
+noisy_logger = logging.getLogger("conveyor.testing.admin")
+
+
+async def noisy(ctx: dict[str, Any], *, count: int) -> int:
+    """Log ``count`` INFO lines, then a WARNING and an ERROR."""
+    for i in range(count):
+        noisy_logger.info("line %d", i)
+    noisy_logger.warning("careful: disk at %d%%", 91)
+    noisy_logger.error("broken pipe while writing")
+    return count
+
+
+async def typed(
+    ctx: dict[str, Any],
+    *,
+    count: int,
+    name: str = "x",
+    ratio: float | None = None,
+    tags: list[str] | None = None,
+    anything: Any = None,
+) -> None:
+    """A task with annotated parameters.
+
+    Used to check signature introspection.
+    """
+
+
+FUNCTIONS = [*TEST_FUNCTIONS, noisy, typed]
+
+
+def admin_for(queue: Queue, **kwargs: Any) -> Admin:
+    return Admin.from_settings({"queue": queue, "functions": FUNCTIONS, **kwargs})
+
+
+async def _claim_and_finish(queue: Queue, status: Status, **finish: Any) -> str:
+    """Run one queued job without a worker; return its run id."""
+    job = await queue.dequeue()
+    assert job is not None
+    await queue.finish(job, status, **finish)
+    return str(job.meta["run_id"])
+
+
+async def test_admin_overview_runs_and_detail(make_queue: Any) -> None:
+    queue = await make_queue()
+    admin = admin_for(queue)
+    async with running_worker(queue, FUNCTIONS) as worker:
+        jobs = [await queue.enqueue("echo", value=i) for i in range(3)]
+        jobs.append(await queue.enqueue("fail", message="disk full on /var"))
+        jobs.append(await queue.enqueue("fail", message="timeout talking to db"))
+        for job in jobs:
+            assert job is not None
+            await job.refresh(until_complete=10)
+        await queue.enqueue("echo", key="later", scheduled=time.time() + 3600)
+        overview = await wait_until(
+            lambda: _overview_with_worker(admin, worker.id), message="the worker's record"
+        )
+    assert (overview.completed, overview.failed) == (3, 2)
+    assert (overview.queued, overview.running, overview.scheduled) == (0, 0, 1)
+    assert json.loads(json.dumps(overview.to_dict()))["completed"] == 3
+
+    page = await admin.runs(limit=2)
+    assert page.total == 5 and len(page.runs) == 2
+    seen = [run.run_id for offset in (0, 2, 4) for run in (await admin.runs(offset=offset, limit=2)).runs]
+    assert len(seen) == len(set(seen)) == 5
+    everything = (await admin.runs(limit=10)).runs
+    assert [r.started for r in everything] == sorted((r.started for r in everything), reverse=True)
+
+    failed = await admin.runs(status="failed")
+    assert failed.total == 2 and {r.function for r in failed.runs} == {"fail"}
+    assert (await admin.runs(function="echo")).total == 3
+    [hit] = (await admin.runs(q="DISK FULL")).runs
+    assert hit.error is not None and "disk full" in hit.error and hit.status == "failed"
+    assert (await admin.runs(since=time.time() + 60)).total == 0
+    with pytest.raises(AdminError, match="unknown run status"):
+        await admin.runs(status="exploded")
+
+    detail = await admin.run(hit.run_id)
+    assert detail.run.key == hit.key and detail.kwargs == {"message": "disk full on /var"}
+    assert detail.traceback is not None and "ValueError" in detail.traceback
+    assert detail.trigger == "enqueued" and detail.job_status == "failed"
+    assert [a.run_id for a in detail.attempts] == [hit.run_id]
+    assert detail.run.duration_s is not None and detail.run.duration_s >= 0
+    complete = (await admin.runs(function="echo", limit=1)).runs[0]
+    assert (await admin.run(complete.run_id)).result == (await admin.run(complete.run_id)).kwargs[
+        "value"
+    ]
+    with pytest.raises(RunNotFoundError):
+        await admin.run("no-such-run")
+
+
+async def _overview_with_worker(admin: Admin, worker_id: str) -> Any:
+    overview = await admin.overview()
+    return overview if any(w.id == worker_id for w in overview.workers) else None
+
+
+async def test_admin_logs_cursor_level_and_search(make_queue: Any) -> None:
+    queue = await make_queue()
+    admin = admin_for(queue)
+    async with running_worker(queue, FUNCTIONS):
+        job = await queue.enqueue("noisy", count=7)
+        assert job is not None
+        await job.refresh(until_complete=10)
+    run_id = str(job.meta["run_id"])
+
+    messages, cursor, pages = [], 0, 0
+    while True:
+        page = await admin.logs(run_id, cursor=cursor, limit=3)
+        messages += [line.message for line in page.lines]
+        assert page.next_cursor >= cursor
+        cursor, pages = page.next_cursor, pages + 1
+        if not page.more:
+            break
+    assert messages == [f"line {i}" for i in range(7)] + [
+        "careful: disk at 91%",
+        "broken pipe while writing",
+    ]
+    assert pages == 3 and page.run_status == "complete"
+
+    warnings = await admin.logs(run_id, level="warning")
+    assert [line.level for line in warnings.lines] == ["WARNING", "ERROR"]
+    assert warnings.lines[0].extra["logger"] == "conveyor.testing.admin"
+    [found] = (await admin.logs(run_id, q="BROKEN")).lines
+    assert found.level == "ERROR"
+    # A filter that matches only the last line still moves the cursor past what it read.
+    first = await admin.logs(run_id, level="error", limit=1)
+    assert [line.message for line in first.lines] == ["broken pipe while writing"]
+    rest = await admin.logs(run_id, cursor=first.next_cursor, level="error")
+    assert rest.lines == [] and not rest.more and rest.next_cursor == first.next_cursor
+    nothing = await admin.logs(run_id, q="no such text")
+    assert nothing.lines == [] and nothing.next_cursor == cursor and not nothing.more
+    with pytest.raises(AdminError, match="unknown log level"):
+        await admin.logs(run_id, level="loud")
+    with pytest.raises(RunNotFoundError):
+        await admin.logs("no-such-run")
+
+
+async def test_admin_available_jobs_and_argument_checks(make_queue: Any) -> None:
+    queue = await make_queue()
+    cron = CronJob(echo, cron="*/5 * * * *", timeout=77, kwargs={"value": 1})
+    admin = admin_for(queue, cron_jobs=[cron], cron_tz="Europe/Berlin")
+    available = {job.name: job for job in admin.available_jobs()}
+    assert set(available) >= {"echo", "fail", "noisy", "typed"}
+    typed_job = available["typed"]
+    assert typed_job.doc is not None and typed_job.doc.startswith("A task with annotated")
+    params = {p.name: p for p in typed_job.parameters}
+    assert list(params) == ["count", "name", "ratio", "tags", "anything"]
+    assert params["count"].required and params["count"].annotation == "int"
+    assert params["name"].default == "x" and not params["name"].required
+    assert params["ratio"].annotation == "float | None" and params["ratio"].kind == "keyword_only"
+    assert typed_job.category == "function" and typed_job.cron is None
+    echo_job = available["echo"]
+    assert (echo_job.category, echo_job.cron, echo_job.tz, echo_job.timeout) == (
+        "cron",
+        "*/5 * * * *",
+        "Europe/Berlin",
+        77,
+    )
+    assert echo_job.schedules[0].next_run > time.time()
+    json.dumps([job.to_dict() for job in available.values()])
+
+    with pytest.raises(ArgumentsError) as caught:
+        await admin.enqueue("typed", {"count": "three", "bogus": 1, "ratio": 0.5})
+    assert set(caught.value.errors) == {"count", "bogus"}
+    assert "expected int" in caught.value.errors["count"]
+    with pytest.raises(ArgumentsError) as missing:
+        admin.check_arguments("typed", {"tags": ["a"], "anything": object()})
+    assert set(missing.value.errors) == {"count"}
+    admin.check_arguments("typed", {"count": 3, "ratio": 2, "tags": None})
+    with pytest.raises(UnknownFunctionError, match="typed"):
+        await admin.enqueue("nope", {})
+    assert (await admin.overview()).queued == 0
+
+    at = time.time() + 3600
+    key = await admin.enqueue("echo", {"value": "hi"}, scheduled_at=at, actor="alice")
+    stored = await queue.job(key)
+    assert stored is not None and stored.status == Status.QUEUED
+    assert stored.kwargs == {"value": "hi"} and stored.timeout == 77
+    assert stored.meta["trigger"] == "console" and stored.meta["actor"] == "alice"
+    assert abs(float(stored.scheduled) - at) < 1
+    assert (await admin.overview()).scheduled == 1
+
+
+async def test_admin_retry_failed_job_keeps_key_and_history(make_queue: Any) -> None:
+    queue = await make_queue()
+    admin = admin_for(queue)
+    async with running_worker(queue, FUNCTIONS):
+        key = await admin.enqueue("fail", {"message": "flaky"}, actor="bob")
+        failed = await queue.job(key)
+        assert failed is not None
+        await failed.refresh(until_complete=10)
+        assert failed.status == Status.FAILED
+        assert await admin.retry(key, actor="bob") == key
+        await wait_until(lambda: _runs_finished(admin, key, 2), message="the retried run")
+        waiting = await queue.enqueue("echo", key="waiting", scheduled=time.time() + 3600)
+        assert waiting is not None
+        with pytest.raises(JobStateError, match="only failed or aborted"):
+            await admin.retry("waiting")
+
+        gone = await queue.enqueue("fail", key="gone", ttl=-1, message="expired row")
+        assert gone is not None
+        await wait_until(lambda: _runs_finished(admin, "gone", 1), message="the first run")
+        assert await queue.job("gone") is None
+        await admin.retry("gone")
+        await wait_until(lambda: _runs_finished(admin, "gone", 2), message="the rebuilt run")
+    runs = (await admin.runs(key=key)).runs
+    assert [r.status for r in runs] == ["failed", "failed"]
+    detail = await admin.run(runs[0].run_id)
+    assert [a.run_id for a in detail.attempts] == [runs[1].run_id, runs[0].run_id]
+    assert detail.kwargs == {"message": "flaky"} and detail.trigger == "console"
+    gone_runs = (await admin.runs(key="gone")).runs
+    assert (await admin.run(gone_runs[0].run_id)).kwargs == {"message": "expired row"}
+    with pytest.raises(JobNotFoundError):
+        await admin.retry("never-existed")
+
+
+async def _runs_finished(admin: Admin, key: str, count: int) -> bool:
+    runs = (await admin.runs(key=key)).runs
+    return len(runs) == count and all(r.status != "running" for r in runs)
+
+
+async def test_admin_abort_queued_job_and_purge(make_queue: Any) -> None:
+    queue = await make_queue()
+    admin = admin_for(queue)
+    key = await admin.enqueue("echo", {"value": 1})
+    assert await admin.abort(key, "not needed", actor="carol") == "aborted"
+    aborted = await queue.job(key)
+    assert aborted is not None and aborted.status == Status.ABORTED
+    assert aborted.error == "not needed"
+    assert await queue.dequeue() is None
+    with pytest.raises(JobStateError):
+        await admin.abort(key, "again")
+    with pytest.raises(JobNotFoundError):
+        await admin.abort("missing", "x")
+
+    await queue.enqueue("echo", value=1)
+    await queue.enqueue("echo", value=2)
+    await _claim_and_finish(queue, Status.COMPLETE, result=1)
+    await _claim_and_finish(queue, Status.COMPLETE, result=2)
+    await queue.enqueue("sleep", seconds=1)
+    running = await queue.dequeue()
+    assert running is not None
+    running_detail = await admin.run(str(running.meta["run_id"]))
+    assert running_detail.run.status == "running" and running_detail.kwargs == {"seconds": 1}
+    assert await admin.purge(3600) == 0
+    assert await admin.purge(0, actor="carol") == 2
+    remaining = await admin.runs()
+    assert [r.status for r in remaining.runs] == ["running"]
+
+
+async def test_admin_throughput(make_queue: Any) -> None:
+    queue = await make_queue()
+    admin = admin_for(queue)
+    for value in range(3):
+        await queue.enqueue("echo", value=value)
+        await _claim_and_finish(queue, Status.COMPLETE, result=value)
+    await queue.enqueue("fail")
+    await _claim_and_finish(queue, Status.FAILED, error="boom")
+    now = time.time()
+    since = now - 59
+    report = await admin.throughput(since, 10, until=now + 1)
+    assert len(report.buckets) == 6
+    totals: dict[str, int] = {}
+    for bucket in report.buckets:
+        for status, count in bucket.counts.items():
+            totals[status] = totals.get(status, 0) + count
+    assert totals == {"complete": 3, "failed": 1}
+    stats = {f.function: f for f in report.functions}
+    assert stats["echo"].runs == 3 and stats["echo"].counts == {"complete": 3}
+    assert stats["echo"].mean_s is not None and stats["echo"].p95_s is not None
+    assert stats["echo"].p95_s >= 0 and report.sampled == report.total == 4
+    assert not report.truncated
+    only_fail = await admin.throughput(since, 30, function="fail")
+    assert [f.function for f in only_fail.functions] == ["fail"]
+    with pytest.raises(AdminError):
+        await admin.throughput(since, 0)
