@@ -350,7 +350,9 @@ class AdminQueries(AdminBase):
         await self.connect()
         # A run that started within the current millisecond counts as started before now.
         until_ms = int(end * 1000) + (1 if until is None else 0)
-        filters = RunFilter(function=function or None, since_ms=int(start * 1000), until_ms=until_ms)
+        filters = RunFilter(
+            function=function or None, since_ms=int(start * 1000), until_ms=until_ms
+        )
         records: list[RunRecord] = []
         total = 0
         for q in self._select(queue):

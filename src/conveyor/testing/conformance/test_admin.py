@@ -89,7 +89,11 @@ async def test_admin_overview_runs_and_detail(make_queue: Any) -> None:
 
     page = await admin.runs(limit=2)
     assert page.total == 5 and len(page.runs) == 2
-    seen = [run.run_id for offset in (0, 2, 4) for run in (await admin.runs(offset=offset, limit=2)).runs]
+    seen = [
+        run.run_id
+        for offset in (0, 2, 4)
+        for run in (await admin.runs(offset=offset, limit=2)).runs
+    ]
     assert len(seen) == len(set(seen)) == 5
     everything = (await admin.runs(limit=10)).runs
     assert [r.started for r in everything] == sorted((r.started for r in everything), reverse=True)
