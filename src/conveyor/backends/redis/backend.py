@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conveyor.backends.base import (
     Capabilities,
@@ -85,6 +87,7 @@ class RedisBackend:
         self._blocking: Any = None
         self._listener = FinishListener(redis, self.keys.channel)
         self._wait_backoff = Backoff()
+        self._pop: asyncio.Task[bool] | None = None
         self._connected = False
 
     @classmethod
@@ -112,12 +115,20 @@ class RedisBackend:
             client = Redis.from_url(urlunsplit(parts._replace(query=rest)), **kwargs)
         return cls(client, queue_name, prefix or "conveyor", owns_client=owns)
 
-    @contextlib.contextmanager
-    def _errors(self, operation: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def _errors(self, operation: str) -> AsyncIterator[None]:
         try:
             yield
         except (RedisError, OSError) as exc:
-            raise BackendError(self.name, f"{operation} failed: {exc}", exc) from exc
+            raise await self._failure(operation, exc) from exc
+
+    async def _failure(self, operation: str, exc: Exception) -> BackendError:
+        """The error to raise; after a connection error, idle pooled connections are closed
+        too, since they died with the same server (they reconnect on their next use)."""
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+            with contextlib.suppress(Exception):
+                await self._redis.connection_pool.disconnect(inuse_connections=False)
+        return BackendError(self.name, f"{operation} failed: {exc}", exc)
 
     async def connect(self) -> None:
         """Load the scripts (one round trip) and open the blocking pool. Idempotent.
@@ -125,7 +136,7 @@ class RedisBackend:
         Raises:
             BackendError: When the server cannot be reached.
         """
-        with self._errors("connect"):
+        async with self._errors("connect"):
             await self._scripts.load()
         if self._blocking is None:
             self._blocking = _blocking_client(self._redis)
@@ -135,6 +146,11 @@ class RedisBackend:
         """Stop the listener and close the connections this backend opened. Idempotent."""
         self._connected = False
         await self._listener.close()
+        pop, self._pop = self._pop, None
+        if pop is not None:
+            pop.cancel()
+            with contextlib.suppress(BaseException):
+                await pop
         blocking, self._blocking = self._blocking, None
         if blocking is not None and blocking is not self._redis:
             with contextlib.suppress(Exception):
@@ -161,7 +177,7 @@ class RedisBackend:
         Raises:
             BackendError: When the server fails.
         """
-        with self._errors("drop"):
+        async with self._errors("drop"):
             batch: list[bytes] = []
             async for key in self._redis.scan_iter(
                 match=self.keys.everything_pattern(), count=1000
@@ -174,8 +190,10 @@ class RedisBackend:
                 await self._redis.unlink(*batch)
 
     async def _run(self, operation: str, args: list[Any]) -> Any:
-        with self._errors(operation):
+        try:
             return await self._scripts.run(operation, args)
+        except (RedisError, OSError) as exc:
+            raise await self._failure(operation, exc) from exc
 
     # Jobs
 
@@ -225,22 +243,46 @@ class RedisBackend:
     async def wait_for_work(self, timeout: float) -> None:
         """Block on the wake-up list until an enqueue, the next due time or ``timeout``.
 
+        One ``BLPOP`` per backend is in flight at a time, shared by every caller and left
+        running when a caller is cancelled or times out (the next call picks it up), so
+        that cancelling a wait neither loses a token nor drops the connection.
+
         Never raises for a lost connection: it waits out a backoff delay (at most
         ``timeout``) instead, so that the caller's next operation reports the error.
         """
+        pop = self._pop
+        if pop is not None and pop.done():
+            self._pop = None
+            if not pop.cancelled() and pop.exception() is None and pop.result():
+                return  # a token arrived while nobody was waiting
         try:
-            with self._errors("wait_for_work"):
+            async with self._errors("wait_for_work"):
                 first = await self._redis.zrange(self.keys.key("scheduled"), 0, 0, withscores=True)
-                if first:
-                    timeout = min(timeout, float(first[0][1]) - time.time())
-                if timeout <= 0:
-                    return
-                client = self._blocking or self._redis
-                # BLPOP rounds to ms and 0 means forever: never ask for less than 10 ms.
-                await client.blpop([self.keys.key("wake")], timeout=max(timeout, 0.01))
-            self._wait_backoff.reset()
         except BackendError:
             await asyncio.sleep(max(0.0, min(timeout, self._wait_backoff.next())))
+            return
+        if first:
+            timeout = min(timeout, float(first[0][1]) - time.time())
+        if timeout <= 0:
+            return
+        if self._pop is None:
+            self._pop = asyncio.create_task(self._blpop(timeout), name="conveyor-redis-blpop")
+        pop = self._pop
+        await asyncio.wait({pop}, timeout=timeout)
+        if not pop.done():
+            return
+        self._pop = None
+        if pop.cancelled() or pop.exception() is None:
+            self._wait_backoff.reset()
+            return
+        delay = self._wait_backoff.next()
+        await asyncio.sleep(max(0.0, min(delay, timeout)))
+
+    async def _blpop(self, timeout: float) -> bool:
+        client = self._blocking or self._redis
+        # BLPOP rounds to ms and 0 means forever: never ask for less than 10 ms.
+        reply = await client.blpop([self.keys.key("wake")], timeout=max(timeout, 0.01))
+        return reply is not None
 
     async def renew(
         self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
@@ -248,9 +290,7 @@ class RedisBackend:
         """Renew leases; see the protocol."""
         if not keys:
             return []
-        reply = await self._run(
-            "renew", [worker_id, repr(now + lease_s), int(now * 1000), *keys]
-        )
+        reply = await self._run("renew", [worker_id, repr(now + lease_s), int(now * 1000), *keys])
         return [codec.text(key) for key in reply]
 
     async def finish(self, transitions: Sequence[Transition]) -> None:
@@ -335,7 +375,7 @@ class RedisBackend:
 
     async def delete_worker(self, worker_id: str) -> None:
         """Remove a worker record."""
-        with self._errors("delete_worker"):
+        async with self._errors("delete_worker"):
             pipe = self._redis.pipeline(transaction=True)
             pipe.hdel(self.keys.key("workers"), worker_id)
             pipe.zrem(self.keys.key("worker_ttl"), worker_id)
@@ -382,7 +422,7 @@ class RedisBackend:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """One run."""
-        with self._errors("get_run"):
+        async with self._errors("get_run"):
             values = await self._redis.hmget(self.keys.run(run_id), _RUN_FIELDS)
         return codec.run_record(run_id, values)
 
@@ -399,7 +439,7 @@ class RedisBackend:
         """A run's lines after a cursor."""
         if limit <= 0:
             return []
-        with self._errors("read_logs"):
+        async with self._errors("read_logs"):
             members = await self._redis.zrangebyscore(
                 self.keys.logs(run_id), f"({after_seq}", "+inf", start=0, num=limit
             )

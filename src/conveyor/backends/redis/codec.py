@@ -58,9 +58,7 @@ def job_row(key: str, values: Sequence[Any]) -> JobRow:
 def job_rows_with_keys(reply: Sequence[Any]) -> list[JobRow]:
     """Rows from a flat ``key, <JOB_FIELDS values>`` reply."""
     step = JOB_FIELDS + 1
-    return [
-        job_row(text(reply[i]), reply[i + 1 : i + step]) for i in range(0, len(reply), step)
-    ]
+    return [job_row(text(reply[i]), reply[i + 1 : i + step]) for i in range(0, len(reply), step)]
 
 
 def recovered_rows(reply: Sequence[Any], worker_id: str) -> list[JobRow]:

@@ -169,7 +169,9 @@ class FinishListener:
                 self._subscribed.clear()
                 self._wake_all()
                 delay = backoff.next()
-                logger.warning("redis listener lost its connection (%s); retry in %.2fs", exc, delay)
+                logger.warning(
+                    "redis listener lost its connection (%s); retry in %.2fs", exc, delay
+                )
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
