@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -107,7 +108,7 @@ def open_connection(settings: SQLiteSettings) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn, settings.busy_timeout_ms / 1000)
         conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
         conn.create_function("conveyor_contains", 2, contains, deterministic=True)
         conn.execute("SELECT json_valid('[]')")
@@ -115,6 +116,27 @@ def open_connection(settings: SQLiteSettings) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    # Switching a new file to WAL takes an exclusive lock, and SQLite reports a conflict
+    # with another process doing the same at once as SQLITE_BUSY without calling the busy
+    # handler: retry here, within the busy timeout.
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            continue
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL mode (journal_mode is {mode!r})")
+        return
 
 
 def open_watcher(settings: SQLiteSettings) -> sqlite3.Connection:
