@@ -85,7 +85,7 @@ local function unqueue(key, job)
 end
 
 local function set_status(key, old, new, seq)
-  if old then redis.call('ZREM', P.status .. old, key) end
+  if old and old ~= new then redis.call('ZREM', P.status .. old, key) end
   redis.call('ZADD', P.status .. new, seq, key)
 end
 
@@ -102,5 +102,11 @@ end
 local function str(value)
   if value then return value end
   return ''
+end
+-- Run ``cmd key items...`` in chunks (Lua's unpack has a stack limit); pairs stay whole.
+local function many(cmd, key, items)
+  for i = 1, #items, 1000 do
+    redis.call(cmd, key, unpack(items, i, math.min(i + 999, #items)))
+  end
 end
 -- end of prelude

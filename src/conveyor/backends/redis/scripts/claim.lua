@@ -13,31 +13,44 @@ for _, key in ipairs(due_keys) do
   if f[1] == 'queued' then make_ready(key, f[2], f[3], f[4], f[5]) end
 end
 
+-- Index writes are collected and sent variadic at the end: a job is claimed at most once
+-- per call, so no two of them touch the same member.
+local was_queued, now_active, leases, run_members, by_function = {}, {}, {}, {}, {}
+
 local function activate(key, jk, f)
   local attempts = (tonumber(f[4]) or 0) + 1
   local run_id = redis.call('INCR', K.run_seq)
   redis.call('HSET', jk, 'status', 'active', 'attempts', attempts, 'started_ms', now_ms,
     'touched_ms', now_ms, 'worker_id', worker, 'run_id', run_id)
-  set_status(key, 'queued', 'active', f[6])
-  redis.call('ZADD', K.leases, lease_until, key)
   redis.call('HSET', P.run .. run_id, 'key', key, 'function', f[3], 'attempt', attempts,
     'worker_id', worker, 'status', 'running', 'started_ms', now_ms, 'finished_ms', 0)
   local rm = run_member(run_id)
-  redis.call('ZADD', K.runs, now_ms, rm)
-  redis.call('ZADD', P.runs_status .. 'running', now_ms, rm)
-  redis.call('ZADD', P.runs_function .. f[3], now_ms, rm)
   redis.call('ZADD', P.runs_job .. key, now_ms, rm)
+  was_queued[#was_queued + 1] = key
+  now_active[#now_active + 1] = f[6]
+  now_active[#now_active + 1] = key
+  leases[#leases + 1] = lease_until
+  leases[#leases + 1] = key
+  run_members[#run_members + 1] = now_ms
+  run_members[#run_members + 1] = rm
+  local same_fn = by_function[f[3]]
+  if not same_fn then
+    same_fn = {}
+    by_function[f[3]] = same_fn
+  end
+  same_fn[#same_fn + 1] = now_ms
+  same_fn[#same_fn + 1] = rm
   return attempts, run_id
 end
 
 local out = {}
 local taken = 0
 while taken < limit do
-  local batch = redis.call('ZRANGE', K.ready, 0, limit - taken - 1, 'WITHSCORES')
+  -- Equal priorities pop in member order: due, then seq (see keys.py).
+  local batch = redis.call('ZPOPMIN', K.ready, limit - taken)
   if #batch == 0 then break end
   for i = 1, #batch, 2 do
     local member = batch[i]
-    redis.call('ZREM', K.ready, member)
     local key = member_key(member)
     local jk = P.job .. key
     local f = redis.call('HMGET', jk, 'status', 'group_key', 'function', 'attempts', 'payload',
@@ -58,6 +71,15 @@ while taken < limit do
       end
     end
   end
+end
+
+if taken > 0 then
+  many('ZREM', P.status .. 'queued', was_queued)
+  many('ZADD', P.status .. 'active', now_active)
+  many('ZADD', K.leases, leases)
+  many('ZADD', K.runs, run_members)
+  many('ZADD', P.runs_status .. 'running', run_members)
+  for fn, members in pairs(by_function) do many('ZADD', P.runs_function .. fn, members) end
 end
 
 -- Wake-up tokens: pass one on while work remains, drop stale ones once there is none.

@@ -46,10 +46,17 @@ for i = A + 1, #ARGV, 11 do
       redis.call('ZREM', K.expiring, key)
       redis.call('DEL', jk)
     else
-      redis.call('HSET', jk, 'payload', payload, 'status', status)
       set_status(key, old, status, job.seq)
-      if expire_ms ~= '' then
-        redis.call('HSET', jk, 'expire_at', expire_ms)
+      if expire_ms == '' then
+        redis.call('HSET', jk, 'payload', payload, 'status', status)
+        if TERMINAL[old] then
+          -- Finished again (e.g. an aborted queued job), now to be kept: no expiry left.
+          redis.call('HDEL', jk, 'expire_at')
+          redis.call('ZREM', K.expiring, key)
+          redis.call('PERSIST', jk)
+        end
+      else
+        redis.call('HSET', jk, 'payload', payload, 'status', status, 'expire_at', expire_ms)
         redis.call('ZADD', K.expiring, expire_ms, key)
         redis.call('PEXPIREAT', jk, expire_ms)
       end
