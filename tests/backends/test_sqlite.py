@@ -8,6 +8,7 @@ reopen, and payloads coming back exactly as bytes or str.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import queue
 import re
@@ -22,6 +23,7 @@ import pytest
 
 from conveyor.backends import backend_from_url
 from conveyor.backends.base import LogLine, NewJob, RunEnd, RunFilter, Transition
+from conveyor.backends.memory import MemoryBackend
 from conveyor.backends.sqlite import SQLiteBackend
 from conveyor.backends.sqlite.schema import migrate
 from conveyor.backends.sqlite.sql import load_migrations, load_queries
@@ -281,6 +283,85 @@ async def test_claim_skips_scheduled_backlog_and_busy_groups(backend: SQLiteBack
     assert [row.key for row in await backend.claim("w", 10, 30, time.time())] == ["g2"]
 
 
+# The reference: the same script gives the same answers on memory and SQLite
+
+
+async def _script(b: Any, t: float) -> list[Any]:
+    out: list[Any] = [
+        await b.enqueue(
+            [
+                NewJob("a", "f", b"A", priority=1),
+                NewJob("b", "g", "B"),
+                NewJob("c", "f", "C", group_key="grp"),
+                NewJob("d", "f", "D", group_key="grp"),
+                NewJob("e", "f", "E", due=t + 50),
+                NewJob("m1", "f", "M", once="tok", once_ttl=10),
+                NewJob("m2", "f", "M", once="tok", once_ttl=10),
+                NewJob("b", "f", "dup"),
+            ]
+        )
+    ]
+    first = await b.claim("w1", 1, 30, t)
+    second = await b.claim("w2", 10, 30, t)
+    out += [first, second, await b.count(["queued", "active", "scheduled", "aborting"])]
+    out.append(await b.renew("w1", [r.key for r in first] + ["missing"], 60, t + 1))
+    out.append(await b.abort(first[0].key, "aborting", t))
+    out.append(await b.abort("e", "aborted", t))
+    out.append(await b.renew("w1", [r.key for r in first], 60, t + 2))
+    [x, y, z] = second[:3]
+    await b.finish(
+        [
+            Transition(
+                x.key, "X", "complete", expire_at=t - 1, run=RunEnd(x.run_id, "complete", 5, b"r")
+            ),
+            Transition(
+                y.key, "Y", "queued", due=0, run=RunEnd(y.run_id, "retried", 6, "d", "Boom É")
+            ),
+            Transition(
+                z.key, "Z", "failed", delete=True, run=RunEnd(z.run_id, "failed", 7, b"", "boom é")
+            ),
+        ]
+    )
+    out += [await b.list_jobs(None, 0, 100), await b.list_jobs(["queued", "complete"], 1, 2)]
+    out += [await b.recover("w3", 10, 30, t + 100), await b.expire(t + 20, 100)]
+    out.append(await b.enqueue([NewJob("m3", "f", "M", once="tok", once_ttl=10)]))
+    for f in (
+        RunFilter(),
+        RunFilter(status="failed"),
+        RunFilter(function="g"),
+        RunFilter(key=x.key),
+        RunFilter(error_contains="BOOM é"),
+        RunFilter(since_ms=int(t * 1000), until_ms=int(t * 1000) + 1),
+    ):
+        out.append(await b.list_runs(f, 1 if f == RunFilter() else 0, 2))
+    out.append(await b.get_run("9999"))
+    run = first[0].run_id
+    await b.append_logs([LogLine(run, s, t, "INFO", f"l{s}") for s in (3, 1, 2)])
+    out += [await b.read_logs(run, 1, 5), await b.purge_runs(int(t * 1000) + 1, 1)]
+    await b.put_worker("dead", b"i", -1)
+    await b.put_worker("live", "i", 60)
+    return [*out, await b.workers(), await b.get(["a", "zz", "m3"])]
+
+
+def _normalized(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, list | tuple):
+        return [_normalized(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalized(v, ids) for k, v in value.items()}
+    if hasattr(value, "run_id"):
+        fields = dataclasses.asdict(value)
+        if fields["run_id"] is not None:
+            fields["run_id"] = ids.setdefault(fields["run_id"], f"run{len(ids)}")
+        return (type(value).__name__, fields)
+    return value
+
+
+async def test_behaves_like_the_memory_backend(backend: SQLiteBackend) -> None:
+    t = time.time()
+    expected = _normalized(await _script(MemoryBackend("main"), t), {})
+    assert _normalized(await _script(backend, t), {}) == expected
+
+
 # Several processes
 
 
@@ -395,6 +476,7 @@ async def test_processes_creating_a_new_file_together_create_it_once(url: str) -
 
 _ENQUEUER = """
 import asyncio, sys
+from conveyor.backends.memory import MemoryBackend
 from conveyor.backends.base import NewJob
 from conveyor.backends.sqlite import SQLiteBackend
 
