@@ -11,8 +11,18 @@ import pytest
 
 from conveyor.admin import Admin, AdminError, JobStateError, RunNotFoundError
 from conveyor.cron import CronJob
-from conveyor.errors import ArgumentsError, JobNotFoundError, UnknownFunctionError
+from conveyor.errors import (
+    ArgumentsError,
+    ConfigurationError,
+    JobNotFoundError,
+    UnknownFunctionError,
+)
 from conveyor.job import Status
+from conveyor.observability.retention import (
+    purge_run_history,
+    purge_runs_older_than,
+    retention_cron_job,
+)
 from conveyor.queue import Queue
 from conveyor.testing.fixtures import running_worker
 from conveyor.testing.helpers import wait_until
@@ -25,6 +35,7 @@ __all__ = [
     "test_admin_overview_runs_and_detail",
     "test_admin_retry_failed_job_keeps_key_and_history",
     "test_admin_throughput",
+    "test_retention_purges_old_runs_in_batches",
 ]
 
 noisy_logger = logging.getLogger("conveyor.testing.admin")
@@ -307,3 +318,34 @@ async def test_admin_throughput(make_queue: Any) -> None:
     assert [f.function for f in only_fail.functions] == ["fail"]
     with pytest.raises(AdminError):
         await admin.throughput(since, 0)
+
+
+async def test_retention_purges_old_runs_in_batches(make_queue: Any) -> None:
+    queue = await make_queue()
+    for value in range(3):
+        await queue.enqueue("echo", value=value)
+        await _claim_and_finish(queue, Status.COMPLETE, result=value)
+    backend = queue.backend
+    assert await purge_runs_older_than(backend, 3600, batch=2) == 0
+    assert await purge_runs_older_than(backend, 0, batch=2) == 3
+    assert (await admin_for(queue).runs()).total == 0
+
+    cron = retention_cron_job(retention_s=86400)
+    assert (cron.name, cron.cron, cron.kwargs) == (
+        "purge_run_history",
+        "0 3 * * *",
+        {"retention_s": 86400},
+    )
+    with pytest.raises(ConfigurationError, match="retention period"):
+        retention_cron_job(retention_s=0)
+
+    # The task itself, as the cron job runs it: every finished run but its own goes.
+    await queue.enqueue("echo", value="old")
+    await _claim_and_finish(queue, Status.COMPLETE, result="old")
+    async with running_worker(queue, [*FUNCTIONS, purge_run_history]):
+        job = await queue.enqueue("purge_run_history", retention_s=0)
+        assert job is not None
+        await job.refresh(until_complete=10)
+    assert job.status == Status.COMPLETE and job.result == 1
+    remaining = (await admin_for(queue).runs()).runs
+    assert [r.function for r in remaining] == ["purge_run_history"]
