@@ -125,7 +125,9 @@ async def _scraped(
     return value(samples(await exporter.render()), name, **labels) == want
 
 
-async def test_a_failing_backend_reports_state_down_and_keeps_counters() -> None:
+async def test_a_failing_backend_reports_state_down_and_keeps_counters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     metrics = PrometheusMetrics()
     queue = Queue(MemoryBackend("down"), name="down", instrumentation=[metrics])
     await queue.connect()
@@ -134,7 +136,7 @@ async def test_a_failing_backend_reports_state_down_and_keeps_counters() -> None
     async def broken(*args: Any) -> Any:
         raise ConnectionError("backend unreachable")
 
-    queue.backend.count = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(queue.backend, "count", broken)
     exporter = MetricsExporter(metrics.registry, admin=Admin(queue))
     parsed = samples(await exporter.render())
     assert value(parsed, "conveyor_queue_state_up") == 0

@@ -85,10 +85,7 @@ async def test_failed_attempts_have_error_status_and_share_the_send_parent() -> 
     assert job.status == Status.FAILED
     [send] = traced.spans("send flaky")
     assert send.parent is None  # enqueued outside any span: a new trace
-    processes = sorted(
-        traced.spans("process flaky"),
-        key=lambda s: dict(s.attributes or {})["conveyor.job.attempt"],
-    )
+    processes = sorted(traced.spans("process flaky"), key=_attempt)
     for attempt, span in enumerate(processes, start=1):
         attributes = dict(span.attributes or {})
         assert attributes["conveyor.job.attempt"] == attempt
@@ -98,6 +95,12 @@ async def test_failed_attempts_have_error_status_and_share_the_send_parent() -> 
         assert span.status.description is not None and "fails" in span.status.description
     assert [dict(s.attributes or {})["error.type"] for s in processes] == ["retried", "failed"]
     await queue.disconnect()
+
+
+def _attempt(span: ReadableSpan) -> int:
+    attempt = dict(span.attributes or {})["conveyor.job.attempt"]
+    assert isinstance(attempt, int)
+    return attempt
 
 
 async def test_spans_started_by_the_task_nest_under_process() -> None:
