@@ -176,9 +176,11 @@ async def test_drop_removes_only_its_own_schema(url: str, admin: Any, make: Fact
 def test_url_options_are_stripped_and_driver_suffixes_accepted() -> None:
     conninfo, options = split_url(
         "postgresql+asyncpg://u:p@db:6432/app?sslmode=disable&schema=jobs"
-        "&poll_interval=0.5&prepare_threshold=none"
+        "&poll_interval=0.5&prepare_threshold=none&options=-c%20lock_timeout%3D5s"
     )
-    assert conninfo == "postgresql://u:p@db:6432/app?sslmode=disable"
+    assert conninfo == (
+        "postgresql://u:p@db:6432/app?sslmode=disable&options=-c%20lock_timeout%3D5s"
+    )
     assert options == {"schema": "jobs", "poll_interval": "0.5", "prepare_threshold": "none"}
     backend = backend_from_url("postgres://h/db?schema=jobs&prepare_threshold=none", "q")
     assert isinstance(backend, PostgresBackend)
@@ -403,21 +405,39 @@ async def test_wait_for_work_returns_by_the_earliest_due_time(make: Factory) -> 
     await wait_until(lambda: backend.claim("w", 1, 30, time.time()), message="due job claimed")
 
 
+async def _listen_connections(admin: Any, schema: str) -> int:
+    cur = await admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        " AND query ILIKE 'LISTEN%%'",
+        (f"conveyor-{schema}",),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_listen_starts_with_the_first_wait_only(
+    make: Factory, admin: Any, schema: str
+) -> None:
+    producer = await make()
+    await producer.enqueue([_job("a")])
+    assert await _listen_connections(admin, schema) == 0  # a producer never listens
+    worker = await make()
+    await worker.wait_for_work(0)
+    await wait_until(lambda: worker.listening, message="listening")
+    assert await _listen_connections(admin, schema) == 1
+
+
 async def test_poll_interval_mode_never_listens(make: Factory, admin: Any, schema: str) -> None:
     backend = await make(poll_interval=0.1)
     producer = await make()
-    assert not backend.listening
-    cur = await admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-        " AND query ILIKE 'LISTEN%%' AND pid <> pg_backend_pid()",
-        (f"conveyor-{schema}",),
-    )
-    assert (await cur.fetchone())[0] == 1  # the producer's only
     waiter = asyncio.ensure_future(backend.wait_for_work(LONG_WAIT))
     await producer.enqueue([_job("polled")])
     await asyncio.wait_for(waiter, WOKEN_WITHIN)
+    await asyncio.wait_for(backend.wait_for_finish(["polled"], LONG_WAIT), WOKEN_WITHIN)
     [row] = await backend.claim("w", 1, 30, time.time())
     assert row.key == "polled"
+    assert not backend.listening
+    assert await _listen_connections(admin, schema) == 0
 
 
 async def _terminate(admin: Any, schema: str) -> list[int]:
@@ -432,7 +452,8 @@ async def _terminate(admin: Any, schema: str) -> list[int]:
         check = await admin.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
         )
-        return (await check.fetchone())[0] == 0
+        row = await check.fetchone()
+        return bool(row and row[0] == 0)
 
     await wait_until(gone, message="terminated backends gone")
     return pids
@@ -443,9 +464,10 @@ async def test_killed_connections_are_replaced_and_notify_still_wakes(
 ) -> None:
     backend = await make()
     producer = await make("main")
+    await backend.wait_for_work(0)
     await wait_until(lambda: backend.listening, message="listening")
     await backend.enqueue([_job("before")])
-    assert len(await _terminate(admin, schema)) >= 4  # two pools, two LISTEN connections
+    assert len(await _terminate(admin, schema)) >= 3  # two pools and a LISTEN connection
     # Every pooled connection died; the next operations work all the same.
     assert await backend.enqueue([_job("after")]) == [True]
     rows = await backend.claim("w", 5, 30, time.time())
@@ -477,6 +499,8 @@ async def test_finish_and_update_wake_finish_waiters(make: Factory) -> None:
     other = await make()
     await backend.enqueue([_job("watched")])
     [row] = await backend.claim("w", 1, 30, time.time())
+    await backend.wait_for_finish(["watched"], 0)
+    await wait_until(lambda: backend.listening, message="listening")
     for change in (
         other.update("watched", '{"progress":0.5}'),
         other.finish([_done("watched", row.run_id)]),

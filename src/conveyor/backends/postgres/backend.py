@@ -150,19 +150,28 @@ class PostgresBackend:
                 raise BackendError("postgres", f"cannot prepare the schema: {exc}", exc) from exc
             raise
         if self.settings.poll_interval is None:
-            self._listener = await self._listen(db)
+            self._listener = await self._make_listener(db)
         self._db = db
 
-    async def _listen(self, db: Database) -> Listener:
+    async def _make_listener(self, db: Database) -> Listener:
         conninfo, kwargs = await db.conninfo()
         kwargs["autocommit"] = True
 
         async def listen_connection() -> psycopg.AsyncConnection[Any]:
             return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
 
-        listener = Listener(listen_connection, self.channel, self.queue_name)
-        await listener.start()
-        return listener
+        return Listener(listen_connection, self.channel, self.queue_name)
+
+    async def _listening(self, timeout: float) -> tuple[Listener | None, bool]:
+        # LISTEN starts with the first wait: a process that only enqueues never opens the
+        # connection, nor processes the notifications of every enqueue and finish. The
+        # second value says it just started: what happened before is unknown, so the
+        # caller returns at once (a spurious wake-up) and looks again.
+        listener = self._listener
+        if listener is None or listener.started:
+            return listener, False
+        await listener.start(wait=max(0.0, timeout))
+        return listener, True
 
     async def disconnect(self) -> None:
         """Stop listening and close the backend's own pool. Idempotent."""
@@ -269,7 +278,9 @@ class PostgresBackend:
 
     async def wait_for_work(self, timeout: float) -> None:
         """Wait for a NOTIFY from an enqueue or a finish, or for the next due job."""
-        listener = self._listener
+        listener, just_started = await self._listening(timeout)
+        if just_started:
+            return
         if listener is None:
             next_due = await self._next_due()
             if next_due is not None:
@@ -296,7 +307,11 @@ class PostgresBackend:
 
     @property
     def listening(self) -> bool:
-        """Whether the LISTEN connection is up (False in ``poll_interval`` mode)."""
+        """Whether the LISTEN connection is up.
+
+        False in ``poll_interval`` mode, and until the first :meth:`wait_for_work` or
+        :meth:`wait_for_finish` starts it.
+        """
         return self._listener is not None and self._listener.listening
 
     async def renew(
@@ -387,7 +402,9 @@ class PostgresBackend:
 
     async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:
         """Wait for a NOTIFY from a finish or an update (or poll)."""
-        listener = self._listener
+        listener, just_started = await self._listening(timeout)
+        if just_started:
+            return
         if listener is None:
             await asyncio.sleep(max(0.0, min(timeout, self.settings.poll_interval or timeout)))
             return

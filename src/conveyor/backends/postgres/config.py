@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from conveyor.backends.postgres.sqlfiles import check_schema_name
 from conveyor.errors import ConfigurationError
@@ -94,7 +94,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
             options[name] = value
         else:
             libpq.append((name, value))
-    query = urlencode(libpq)
+    query = urlencode(libpq, quote_via=quote)  # libpq decodes %20, not +
     conninfo = f"postgresql://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     return conninfo, options
 

@@ -76,13 +76,23 @@ class Listener:
         self._task: asyncio.Task[None] | None = None
         self._first_attempt = asyncio.Event()
 
-    async def start(self) -> None:
-        """Start listening; returns once the first connection attempt has ended."""
-        if self._task is None or self._task.done():
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called (and :meth:`stop` was not)."""
+        return self._task is not None
+
+    async def start(self, wait: float = IO_TIMEOUT) -> None:
+        """Start listening; returns once the first connection attempt has ended.
+
+        Args:
+            wait: Seconds to wait at most for that first attempt.
+        """
+        if self._task is None:
             self._first_attempt.clear()
             self._task = asyncio.create_task(self._run(), name=f"conveyor-listen-{self._queue}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_attempt.wait(), IO_TIMEOUT * 2)
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_attempt.wait(), wait)
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
