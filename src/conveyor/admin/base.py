@@ -70,10 +70,10 @@ class AdminBase:
             raise ConfigurationError(
                 f"the 'queue' setting is a {type(queue).__name__}; expected a Queue"
             )
-        functions, cron_jobs = normalize_functions(
-            settings.get("functions") or (), settings.get("cron_jobs") or ()
-        )
-        return cls(queue, functions, cron_jobs, settings.get("cron_tz"))
+        given = settings.get("functions") or ()
+        functions, cron_jobs = normalize_functions(given, settings.get("cron_jobs") or ())
+        # Task handles carry job options (a timeout ...) that a console enqueue applies.
+        return cls(queue, {**functions, **_handles(given)}, cron_jobs, settings.get("cron_tz"))
 
     def __repr__(self) -> str:
         return f"Admin<queues={[q.name for q in self.queues]}>"
@@ -124,6 +124,20 @@ class AdminBase:
             if job is not None:
                 return q, job
         return selected[0], None
+
+
+def _handles(functions: Any) -> dict[str, Any]:
+    """Task handles (objects with ``name``, ``fn`` and ``job_options``) among ``functions``,
+    including those of registries, by name."""
+    items: list[Any] = []
+    for item in [functions] if hasattr(functions, "cron_jobs") else list(functions):
+        is_registry = hasattr(item, "functions") and hasattr(item, "cron_jobs")
+        items.extend(item.functions if is_registry else [item])
+    return {
+        item.name: item
+        for item in items
+        if isinstance(getattr(item, "name", None), str) and hasattr(item, "fn")
+    }
 
 
 __all__ = ["AdminBase", "Functions"]

@@ -67,7 +67,7 @@ class Admin(AdminQueries):
 
     # Tasks
 
-    def available_jobs(self) -> list[AvailableJob]:
+    async def available_jobs(self) -> list[AvailableJob]:
         """Every registered task and its cron schedules, with its parameters, by name."""
         crons: dict[str, list[CronJob]] = {}
         for cron in self.cron_jobs:
@@ -118,7 +118,7 @@ class Admin(AdminQueries):
                 break
         return {k: v for k, v in options.items() if k in _JOB_OPTIONS}
 
-    def check_arguments(self, name: str, args: Mapping[str, Any] | None) -> None:
+    async def check_arguments(self, name: str, args: Mapping[str, Any] | None) -> None:
         """Check that ``args`` fit task ``name`` before it is enqueued.
 
         Raises:
@@ -173,7 +173,7 @@ class Admin(AdminQueries):
             UnknownFunctionError, ArgumentsError: As :meth:`check_arguments`.
             UnknownQueueError: For a queue this service does not serve.
         """
-        self.check_arguments(name, args)
+        await self.check_arguments(name, args)
         [target] = self._select(queue) if queue is not None else self.queues[:1]
         scheduled = helpers.epoch(scheduled_at, "scheduled_at") if scheduled_at is not None else 0
         meta: dict[str, Any] = {"trigger": trigger}

@@ -65,7 +65,17 @@ async def typed(
     """
 
 
-FUNCTIONS = [*TEST_FUNCTIONS, noisy, typed]
+class Handle:
+    """Shaped like a task handle: a name, the function, and the job options it sets."""
+
+    def __init__(self, name: str, fn: Any, **job_options: Any) -> None:
+        self.name, self.fn, self.job_options = name, fn, job_options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+FUNCTIONS = [*TEST_FUNCTIONS, noisy, typed, Handle("slow_typed", typed, timeout=300)]
 
 
 def admin_for(queue: Queue, **kwargs: Any) -> Admin:
@@ -183,7 +193,7 @@ async def test_admin_available_jobs_and_argument_checks(make_queue: Any) -> None
     queue = await make_queue()
     cron = CronJob(echo, cron="*/5 * * * *", timeout=77, kwargs={"value": 1})
     admin = admin_for(queue, cron_jobs=[cron], cron_tz="Europe/Berlin")
-    available = {job.name: job for job in admin.available_jobs()}
+    available = {job.name: job for job in await admin.available_jobs()}
     assert set(available) >= {"echo", "fail", "noisy", "typed"}
     typed_job = available["typed"]
     assert typed_job.doc is not None and typed_job.doc.startswith("A task with annotated")
@@ -208,9 +218,9 @@ async def test_admin_available_jobs_and_argument_checks(make_queue: Any) -> None
     assert set(caught.value.errors) == {"count", "bogus"}
     assert "expected int" in caught.value.errors["count"]
     with pytest.raises(ArgumentsError) as missing:
-        admin.check_arguments("typed", {"tags": ["a"], "anything": object()})
+        await admin.check_arguments("typed", {"tags": ["a"], "anything": object()})
     assert set(missing.value.errors) == {"count"}
-    admin.check_arguments("typed", {"count": 3, "ratio": 2, "tags": None})
+    await admin.check_arguments("typed", {"count": 3, "ratio": 2, "tags": None})
     with pytest.raises(UnknownFunctionError, match="typed"):
         await admin.enqueue("nope", {})
     assert (await admin.overview()).queued == 0
@@ -223,6 +233,11 @@ async def test_admin_available_jobs_and_argument_checks(make_queue: Any) -> None
     assert stored.meta["trigger"] == "console" and stored.meta["actor"] == "alice"
     assert abs(float(stored.scheduled) - at) < 1
     assert (await admin.overview()).scheduled == 1
+
+    assert available["slow_typed"].timeout == 300
+    assert [p.name for p in available["slow_typed"].parameters] == list(params)
+    slow = await queue.job(await admin.enqueue("slow_typed", {"count": 1}))
+    assert slow is not None and slow.timeout == 300 and slow.function == "slow_typed"
 
 
 async def test_admin_retry_failed_job_keeps_key_and_history(make_queue: Any) -> None:
