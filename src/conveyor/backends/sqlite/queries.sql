@@ -122,14 +122,23 @@ WHERE queue = :queue AND key IN (SELECT value FROM json_each(:keys));
 SELECT key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id
 FROM jobs INDEXED BY jobs_seq
 WHERE queue = :queue
-    AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
 ORDER BY seq DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: newest_with_status
+-- One status's newest jobs, from the covering index alone; list_jobs merges the statuses.
+SELECT seq, rowid FROM jobs INDEXED BY jobs_status
+WHERE queue = :queue AND status = :status
+ORDER BY seq DESC
+LIMIT :limit;
+
+-- name: jobs_by_rowid
+SELECT rowid, key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id
+FROM jobs
+WHERE rowid IN (SELECT value FROM json_each(:rowids));
+
 -- name: count_status
--- With status bound, SQLite re-plans per value and uses the partial indexes for the
--- statuses they cover (queued, active, aborting).
-SELECT count(*) FROM jobs WHERE queue = :queue AND status = :status;
+SELECT count(*) FROM jobs INDEXED BY jobs_status WHERE queue = :queue AND status = :status;
 
 -- name: count_scheduled
 SELECT count(*) FROM jobs WHERE queue = :queue AND status = 'queued' AND due > :now;

@@ -48,6 +48,9 @@ CREATE INDEX jobs_expire ON jobs (queue, expire_at) WHERE expire_at IS NOT NULL;
 -- Newest first listings, and the next seq of a queue.
 CREATE INDEX jobs_seq ON jobs (queue, seq);
 
+-- Counts by status, and newest first listings of some statuses.
+CREATE INDEX jobs_status ON jobs (queue, status, seq);
+
 -- Set-once tokens (NewJob.once), so that a cron slot is enqueued once by any worker.
 CREATE TABLE marks (
     queue TEXT NOT NULL,
