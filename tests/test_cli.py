@@ -303,13 +303,13 @@ async def test_verbosity_levels(project: tuple[Path, str, str], spawn: Spawn) ->
 
 @needs_sqlite
 async def test_demo_runs_jobs_shows_them_and_ends_by_itself(tmp_path: Path, spawn: Spawn) -> None:
-    demo = await spawn("demo", "--jobs", "6", cwd=tmp_path)
+    demo = await spawn("demo", cwd=tmp_path)  # 20 jobs by default
     code, output = await finish(demo, timeout=60)
     assert code == 0, output
     for event in ("start", "complete", "retry", "failed", "log"):
         assert f" {event} " in output, f"no {event!r} event in:\n{output}"
     assert "queue_stats" in output  # the cron job ran
-    assert "6 jobs enqueued by the producer" in output
+    assert "20 jobs enqueued by the producer" in output
     assert "total" in output and "(temporary)" in output
     assert os.listdir(tmp_path) == []  # nothing left behind
 
