@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -67,6 +68,7 @@ class SQLiteBackend:
         self._thread: DatabaseThread | None = None
         self._watch_conn: sqlite3.Connection | None = None
         self._watcher: ChangeWatcher | None = None
+        self._finalizer: weakref.finalize[[], SQLiteBackend] | None = None
         # The latest `now` this backend claimed at: jobs due by then were already looked at,
         # so wait_for_work only needs the next due time after it.
         self._claimed_at = 0.0
@@ -114,6 +116,8 @@ class SQLiteBackend:
             self._thread = None
             await thread.stop()
             raise
+        # A backend dropped without disconnect() must not leave its thread and file behind.
+        self._finalizer = weakref.finalize(self, thread.stop_soon)
         self._watch_conn = watch_conn
         self._watcher = ChangeWatcher(
             functools.partial(read_data_version, watch_conn), settings.poll_interval
@@ -131,6 +135,9 @@ class SQLiteBackend:
             await watcher.close()
         if watch_conn is not None:
             watch_conn.close()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         if thread is not None:
             await thread.stop()
 

@@ -58,8 +58,12 @@ class DatabaseThread:
 
     async def stop(self) -> None:
         """Finish the operations already submitted, close the connection and end the thread."""
-        self._inbox.put(None)
+        self.stop_soon()
         await asyncio.to_thread(self._thread.join)
+
+    def stop_soon(self) -> None:
+        """Like :meth:`stop`, without waiting (for a finalizer: the owner was collected)."""
+        self._inbox.put(None)
 
     def _main(self) -> None:
         conn: sqlite3.Connection | None = None
