@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from conveyor.errors import ConfigurationError
@@ -205,7 +205,7 @@ async def run_worker(settings: dict[str, Any]) -> int:
     return 0
 
 
-def _watch_supervisor(request_stop: Any) -> asyncio.Task[None] | None:
+def _watch_supervisor(request_stop: Callable[[str], None]) -> asyncio.Task[None] | None:
     """Under a supervisor, stop the worker when the supervisor is gone (no orphans)."""
     expected = os.environ.get(SUPERVISOR_PID_ENV)
     if not expected or not expected.isdigit():
