@@ -266,8 +266,11 @@ class SQLiteBackend:
         )
 
     async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:
-        """Return when a job may have changed (any of this backend's finishes or updates,
-        or another connection's commit), or on timeout."""
+        """Return when a job may have changed, or on timeout.
+
+        Woken by this backend's own finishes, updates and aborts at once, and by any other
+        connection's commit within ``poll_interval``.
+        """
         await self._watching().wait("finish", timeout)
 
     def _watching(self) -> ChangeWatcher:

@@ -46,8 +46,11 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def job_row(row: Sequence[Any]) -> JobRow:
-    """A :class:`JobRow` from ``key, payload, status, attempts, started_ms, touched_ms,
-    worker_id, run_id`` columns."""
+    """A :class:`JobRow` from the columns the job queries select, in the dataclass's order.
+
+    Args:
+        row: ``key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id``.
+    """
     key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id = row
     return JobRow(
         key=key,
