@@ -188,7 +188,10 @@ class PostgresBackend:
 
     def describe(self) -> dict[str, Any]:
         """Engine, address (without password), schema and how workers are woken."""
-        info = conninfo_to_dict(self.settings.conninfo) if self.settings.conninfo else {}
+        conninfo = self.settings.conninfo
+        if not conninfo and self._user_pool is not None:
+            conninfo = self._user_pool.conninfo if isinstance(self._user_pool.conninfo, str) else ""
+        info = conninfo_to_dict(conninfo) if conninfo else {}
         address = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
         return {
             "engine": "postgres",
