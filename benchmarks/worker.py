@@ -29,11 +29,12 @@ async def drain(
     probe.PROBE.target = target
     # CPU time, not wall time: waiting for the server is not what we look for.
     profiler = cProfile.Profile(time.process_time) if profile else None
+    await adapter.prepare_worker(concurrency)  # type: ignore[attr-defined]
     cpu0 = probe.cpu_seconds()
     t0 = time.perf_counter()
     if profiler:
         profiler.enable()
-    await adapter.start_worker(concurrency)  # type: ignore[attr-defined]
+    await adapter.start_worker()  # type: ignore[attr-defined]
     capped = False
     try:
         await asyncio.wait_for(probe.PROBE.all_done.wait(), time_cap)
@@ -65,7 +66,8 @@ async def serve(adapter: object, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    await adapter.start_worker(concurrency)  # type: ignore[attr-defined]
+    await adapter.prepare_worker(concurrency)  # type: ignore[attr-defined]
+    await adapter.start_worker()  # type: ignore[attr-defined]
     await asyncio.sleep(1.0)
     probe.emit("ready", idle_rss_kib=probe.rss_kib())
     while True:

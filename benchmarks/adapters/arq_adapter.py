@@ -45,7 +45,7 @@ class Arq(Adapter):
         job_id = f"{self.target.token}-{uuid.uuid4().hex}"
         await self.pool.enqueue_job(kind, _job_id=job_id, **kwargs)
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
         from arq import Worker, func
 
         functions = [func(_wrap(body), name=kind) for kind, body in probe.BODIES.items()]
@@ -57,12 +57,20 @@ class Arq(Adapter):
             poll_delay=POLL_DELAY,
             handle_signals=False,
         )
+
+    async def start_worker(self) -> None:
         self.task = asyncio.create_task(self.worker.async_run())
         await asyncio.sleep(0)
 
     async def stop_worker(self) -> None:
-        await self.worker.close()
+        try:
+            # close() cancels the job tasks and re-raises their CancelledError.
+            await self.worker.close()
+        except BaseException:  # noqa: BLE001
+            pass
         await cancel_quietly(self.task)
+        if self.worker._pool is not None:
+            await self.worker._pool.aclose()
 
     async def cleanup(self) -> None:
         await delete_redis_keys(self.target.redis_url, f"arq:*{self.target.token}*")

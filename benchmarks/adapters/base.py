@@ -95,9 +95,13 @@ class Adapter:
 
     # Worker side
 
-    async def start_worker(self, concurrency: int) -> None:
-        """Build the library's worker running the probe's bodies and start it in the
-        background; return once it is started."""
+    async def prepare_worker(self, concurrency: int) -> None:
+        """Import the library and build its worker, running the probe's bodies (not
+        timed: imports cost the same whatever the workload)."""
+        raise NotImplementedError
+
+    async def start_worker(self) -> None:
+        """Start the prepared worker in the background (timed from here)."""
         raise NotImplementedError
 
     async def settle(self) -> None:

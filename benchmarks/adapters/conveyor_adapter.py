@@ -46,11 +46,15 @@ class _Conveyor(Adapter):
 
         await self.queue.enqueue_many(Job(kind, kwargs=dict(kw) or None) for kw in kwargs_list)
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
         from conveyor.worker import Worker
 
         functions = [(kind, _wrap(body)) for kind, body in probe.BODIES.items()]
-        self.worker = Worker(self._queue(), functions, concurrency=concurrency)
+        self.worker_queue = self._queue()
+        await self.worker_queue.connect()
+        self.worker = Worker(self.worker_queue, functions, concurrency=concurrency)
+
+    async def start_worker(self) -> None:
         self.task = asyncio.create_task(self.worker.start())
         await asyncio.sleep(0)
 
@@ -60,14 +64,14 @@ class _Conveyor(Adapter):
         await self.stop_worker()
 
     async def stop_worker(self) -> None:
-        if self.task.done():
-            self.task.result()
-            return
-        await self.worker.stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), 10)
-        finally:
-            await cancel_quietly(self.task)
+        if not self.task.done():
+            await self.worker.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 10)
+            finally:
+                await cancel_quietly(self.task)
+        self.task.result()
+        await self.worker_queue.disconnect()
 
 
 class ConveyorRedis(_Conveyor):

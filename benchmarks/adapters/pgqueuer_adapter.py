@@ -1,5 +1,10 @@
-"""PgQueuer (PostgreSQL, psycopg driver). Its tables have fixed names, so it runs in the
-benchmark's own database; entrypoint names carry the measurement's token."""
+"""PgQueuer (PostgreSQL) with its asyncpg driver. Its tables have fixed names, so it runs in
+the benchmark's own database; entrypoint names carry the measurement's token.
+
+Not its psycopg driver: in pgqueuer 1.6 that driver's NOTIFY watcher holds the connection in
+``notifies(timeout=1.0)``, so every wake-up waits up to a second for the connection (pickup
+p50 of ~1,000 ms measured here); asyncpg is its primary driver.
+"""
 
 from __future__ import annotations
 
@@ -21,29 +26,32 @@ class PgQueuer(Adapter):
     group = "postgres"
     package = "pgqueuer"
     bulk_api = "Queries.enqueue(lists)"
-    notes = "batch_size=min(10, c/2), max_concurrent_tasks=c"
+    notes = "asyncpg driver; batch_size=min(10, c/2), max_concurrent_tasks=c"
 
     @classmethod
     async def prepare_database(cls, dsn: str) -> None:
-        import psycopg
-        from pgqueuer import PsycopgDriver, Queries
+        import asyncpg
+        from pgqueuer import AsyncpgDriver, Queries
 
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await Queries(PsycopgDriver(conn)).install()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await Queries(AsyncpgDriver(conn)).install()
+        finally:
+            await conn.close()
 
     async def _connect(self) -> Any:
-        import psycopg
+        import asyncpg
 
-        return await psycopg.AsyncConnection.connect(self.target.pg_dsn, autocommit=True)
+        return await asyncpg.connect(self.target.pg_dsn)
 
     def _entrypoint(self, kind: str) -> str:
         return f"{kind}_{self.target.token}"
 
     async def open(self) -> None:
-        from pgqueuer import PsycopgDriver, Queries
+        from pgqueuer import AsyncpgDriver, Queries
 
         self.conn = await self._connect()
-        self.queries = Queries(PsycopgDriver(self.conn))
+        self.queries = Queries(AsyncpgDriver(self.conn))
 
     async def close(self) -> None:
         await self.conn.close()
@@ -57,16 +65,20 @@ class PgQueuer(Adapter):
         payloads = [json.dumps(kw).encode() if kw else None for kw in kwargs_list]
         await self.queries.enqueue([self._entrypoint(kind)] * n, payloads, [0] * n)
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
+        from pgqueuer import AsyncpgDriver
         from pgqueuer import PgQueuer as App
-        from pgqueuer import PsycopgDriver
 
         self.worker_conn = await self._connect()
-        self.app = App(PsycopgDriver(self.worker_conn))
+        self.app = App(AsyncpgDriver(self.worker_conn))
         for kind, body in probe.BODIES.items():
             self.app.entrypoint(self._entrypoint(kind))(_wrap(body))
+        self.concurrency = concurrency
+
+    async def start_worker(self) -> None:
+        c = self.concurrency
         self.task = asyncio.create_task(
-            self.app.run(batch_size=_batch_size(concurrency), max_concurrent_tasks=concurrency)
+            self.app.run(batch_size=_batch_size(c), max_concurrent_tasks=c)
         )
         await asyncio.sleep(0)
 
@@ -82,11 +94,8 @@ class PgQueuer(Adapter):
         conn = await self._connect()
         try:
             pattern = f"%_{self.target.token}"
-            await conn.execute("DELETE FROM pgqueuer WHERE entrypoint LIKE %s", (pattern,))
-            await conn.execute("DELETE FROM pgqueuer_log WHERE entrypoint LIKE %s", (pattern,))
-            await conn.execute(
-                "DELETE FROM pgqueuer_statistics WHERE entrypoint LIKE %s", (pattern,)
-            )
+            for table in ("pgqueuer", "pgqueuer_log", "pgqueuer_statistics"):
+                await conn.execute(f"DELETE FROM {table} WHERE entrypoint LIKE $1", pattern)
         finally:
             await conn.close()
 

@@ -52,7 +52,7 @@ class Procrastinate(Adapter):
     async def enqueue_bulk(self, kind: str, kwargs_list: Any) -> None:
         await self.tasks[kind].batch_defer_async(*kwargs_list)
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
         from procrastinate.worker import Worker
 
         self.worker_app, _ = _app(self.target.pg_dsn, self.target.token)
@@ -63,6 +63,8 @@ class Procrastinate(Adapter):
             concurrency=concurrency,
             install_signal_handlers=False,
         )
+
+    async def start_worker(self) -> None:
         self.task = asyncio.create_task(self.worker.run())
         await asyncio.sleep(0)
 

@@ -37,13 +37,15 @@ class _Saq(Adapter):
     async def enqueue(self, kind: str, **kwargs: Any) -> None:
         await self.queue.enqueue(kind, **kwargs)
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
         from saq import Worker
 
         self.worker_queue = self._queue()
         await self.worker_queue.connect()
         functions = [(kind, _wrap(body)) for kind, body in probe.BODIES.items()]
         self.worker = Worker(self.worker_queue, functions, concurrency=concurrency)
+
+    async def start_worker(self) -> None:
         self.task = asyncio.create_task(self.worker.start())
         await asyncio.sleep(0)
 

@@ -50,8 +50,10 @@ class Streaq(Adapter):
         task = self.tasks[kind]
         await self.client.enqueue_many([task.enqueue(**kwargs) for kwargs in kwargs_list])
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
         self.worker, _ = _build(self.target.redis_url, self.target.token, concurrency)
+
+    async def start_worker(self) -> None:
         self.task = asyncio.create_task(self.worker.run_async())
         await asyncio.sleep(0)
 

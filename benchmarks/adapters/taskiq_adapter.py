@@ -51,15 +51,19 @@ class Taskiq(Adapter):
     async def enqueue(self, kind: str, **kwargs: Any) -> None:
         await self.tasks[kind].kiq(**kwargs)
 
-    async def start_worker(self, concurrency: int) -> None:
+    async def prepare_worker(self, concurrency: int) -> None:
         from taskiq.receiver import Receiver
 
         self.worker_broker, _ = _build(self.target.redis_url, self.target.token)
         self.worker_broker.is_worker_process = True
         self.pool = ThreadPoolExecutor()
-        receiver = Receiver(self.worker_broker, executor=self.pool, max_async_tasks=concurrency)
+        self.receiver = Receiver(
+            self.worker_broker, executor=self.pool, max_async_tasks=concurrency
+        )
         self.finish = asyncio.Event()
-        self.task = asyncio.create_task(receiver.listen(self.finish))
+
+    async def start_worker(self) -> None:
+        self.task = asyncio.create_task(self.receiver.listen(self.finish))
         await asyncio.sleep(0)
 
     async def stop_worker(self) -> None:
