@@ -119,7 +119,7 @@ async def test_enqueue_checks_input_and_exits_2(cli: Cli, settings_module: Any) 
     for argv, needle in [
         (("enqueue", "report", "--args", "{day: 1}"), "--args is not valid JSON"),
         (("enqueue", "report", "--args", "[1]"), "must be a JSON object"),
-        (("enqueue", "nope"), "known functions: explode, report"),
+        (("enqueue", "nope"), "known functions: explode, purge_run_history, report"),
         (("enqueue", "report", "--args", '{"pages": "two"}'), "day: missing required"),
         (("abort", "no-such-key"), "no job with key 'no-such-key'"),
         (("retry", "no-such-key"), "no job with key 'no-such-key'"),

@@ -111,3 +111,11 @@ def test_job_defaults_match_saq() -> None:
         "failed",
         "complete",
     ]
+
+
+async def test_queue_connects_on_first_use() -> None:
+    queue = conveyor.Queue.from_url("memory://")
+    job = await queue.enqueue("echo", key="lazy")
+    assert job is not None
+    assert (await queue.job("lazy")) is not None
+    await queue.disconnect()

@@ -290,7 +290,7 @@ async def test_a_worker_takes_a_registry_with_its_cron_jobs(queue: Queue) -> Non
     async def poll(ctx: Context) -> None:
         """Poll."""
 
-    worker = Worker(queue, registry)
+    worker = Worker(queue, registry, retention_s=None)
     assert set(worker.functions) == {"mail.send", "poll"}
     assert worker.functions["mail.send"] is send_email.fn
     assert [c.name for c in worker.cron_jobs] == ["poll"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.backends import backend_from_url
 from conveyor.backends.base import Backend, JobRow, NewJob, RunEnd, Transition
-from conveyor.errors import JobError, JobNotFoundError, SerializationError
+from conveyor.errors import ConfigurationError, JobError, JobNotFoundError, SerializationError
 from conveyor.job import (
     POLICY_FIELDS,
     TERMINAL_STATUSES,
@@ -123,6 +123,11 @@ class Queue:
         if self._connected:
             self._connected = False
             await self.backend.disconnect()
+
+    async def _ensure_connected(self) -> None:
+        # Connected on first use: SAQ's Redis queue needs no explicit ``connect()``.
+        if not self._connected:
+            await self.connect()
 
     async def __aenter__(self) -> Queue:
         await self.connect()
@@ -231,11 +236,20 @@ class Queue:
             once_ttl=float(job.meta.get("once_ttl", 0)) if once else 0.0,
         )
 
-    async def enqueue(self, job_or_func: str | Job | Task[Any, Any], **kwargs: Any) -> Job | None:
+    async def enqueue(
+        self,
+        job_or_func: str | Job | Task[Any, Any],
+        *,
+        connection: Any = None,
+        **kwargs: Any,
+    ) -> Job | None:
         """Store a job so that a worker runs it.
 
         Args:
             job_or_func: A :class:`Job`, a task name, or a task handle.
+            connection: A database connection of the caller's, inside its own transaction:
+                the job exists if and only if that transaction commits (backends whose
+                ``capabilities.transactional_enqueue`` is true: PostgreSQL).
             **kwargs: Keyword arguments that are :class:`Job` fields (``key``, ``timeout``,
                 ``scheduled`` ...) configure the job; the rest are the task's arguments.
 
@@ -244,32 +258,53 @@ class Queue:
 
         Raises:
             SerializationError: When an argument cannot be serialized; nothing is stored.
+            ConfigurationError: When ``connection`` is given to a backend that cannot use it.
         """
+        await self._ensure_connected()
         job = self._build(job_or_func, kwargs)
-        [inserted] = await self.backend.enqueue([await self._prepare(job)])
+        [inserted] = await self._insert([await self._prepare(job)], connection)
         if not inserted:
             return None
         for hook in self.instrumentation:
             hook.enqueued(job)
         return job
 
-    async def enqueue_many(self, jobs: Iterable[Job]) -> list[Job | None]:
+    async def enqueue_many(
+        self, jobs: Iterable[Job], *, connection: Any = None
+    ) -> list[Job | None]:
         """Store many jobs in one round trip.
 
         Each job is serialized before anything is written: if one fails, none is stored.
 
+        Args:
+            jobs: The jobs.
+            connection: As for :meth:`enqueue`: the caller's transaction.
+
         Returns:
             Each job, or None where an incomplete job with its key already existed.
         """
+        await self._ensure_connected()
         built = [self._build(job, {}) for job in jobs]
         items = [await self._prepare(job) for job in built]
-        inserted = await self.backend.enqueue(items) if items else []
+        inserted = await self._insert(items, connection) if items else []
         out = [job if ok else None for job, ok in zip(built, inserted, strict=True)]
         for hook in self.instrumentation:
             for job in out:
                 if job is not None:
                     hook.enqueued(job)
         return out
+
+    async def _insert(self, items: list[NewJob], connection: Any) -> list[bool]:
+        if connection is None:
+            return await self.backend.enqueue(items)
+        if not self.backend.capabilities.transactional_enqueue:
+            raise ConfigurationError(
+                f"the {self.backend.name} backend cannot enqueue inside a caller's "
+                "transaction (connection=...); PostgreSQL can"
+            )
+        enqueue: Any = self.backend.enqueue
+        result: list[bool] = await enqueue(items, connection=connection)
+        return result
 
     async def apply(
         self, job_or_func: str | Job | Task[Any, Any], timeout: float | None = None, **kwargs: Any
@@ -354,17 +389,20 @@ class Queue:
 
     async def job(self, job_key: str) -> Job | None:
         """The job with ``job_key``, or None."""
+        await self._ensure_connected()
         [row] = await self.backend.get([job_key])
         return self.deserialize(row)
 
     async def jobs(self, job_keys: Iterable[str]) -> list[Job | None]:
         """Jobs by key, in order; None where a key does not exist."""
+        await self._ensure_connected()
         return [self.deserialize(row) for row in await self.backend.get(list(job_keys))]
 
     async def iter_jobs(
         self, statuses: Iterable[Status] | None = None, batch_size: int = 100
     ) -> AsyncIterator[Job]:
         """Every job with one of ``statuses`` (all by default), newest first, page by page."""
+        await self._ensure_connected()
         wanted = [Status(s).value for s in statuses] if statuses is not None else None
         offset = 0
         while True:
@@ -379,6 +417,7 @@ class Queue:
 
     async def count(self, kind: str) -> int:
         """How many jobs are ``queued``, ``active``, ``scheduled`` or ``incomplete``."""
+        await self._ensure_connected()
         kinds = {
             "queued": ["queued"],
             "active": ["active", "aborting"],
@@ -392,6 +431,7 @@ class Queue:
 
     async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> dict[str, Any]:
         """The queue's state: workers, counts and (with ``jobs``) a page of incomplete jobs."""
+        await self._ensure_connected()
         counts = await self.backend.count(["queued", "active", "aborting", "scheduled"])
         workers = {wid: self.load(info) for wid, info in (await self.backend.workers()).items()}
         out: dict[str, Any] = {
@@ -416,6 +456,7 @@ class Queue:
             TimeoutError: When they did not all finish in time.
             JobNotFoundError: When a job does not exist (expired or never stored).
         """
+        await self._ensure_connected()
         deadline = time.monotonic() + timeout if timeout else None
         pending = list(dict.fromkeys(keys))
         done: dict[str, Job] = {}
@@ -466,6 +507,7 @@ class Queue:
 
         Also returns when every job has finished, or after ``timeout`` seconds.
         """
+        await self._ensure_connected()
         deadline = time.monotonic() + timeout if timeout else None
         seen: dict[str, tuple[str, bytes | str]] = {}
         while True:
@@ -496,6 +538,7 @@ class Queue:
 
     async def update(self, job: Job, **kwargs: Any) -> None:
         """Set fields on ``job`` and store it (status is not changed here)."""
+        await self._ensure_connected()
         for name, value in kwargs.items():
             setattr(job, name, value)
         job.touched = now_ms()
@@ -509,6 +552,7 @@ class Queue:
             error: The reason, recorded on the job.
             ttl: Unused; kept for SAQ compatibility (aborted jobs follow the job's ``ttl``).
         """
+        await self._ensure_connected()
         key = job if isinstance(job, str) else job.key
         stored = await self.job(key)
         if stored is None:
@@ -528,10 +572,12 @@ class Queue:
         self, job: Job, status: Status, *, result: Any = None, error: str | None = None
     ) -> None:
         """Finish ``job`` with ``status`` (complete, failed or aborted) and store it."""
+        await self._ensure_connected()
         await self.backend.finish([self.transition(job, status, result=result, error=error)])
 
     async def retry(self, job: Job, error: str | None = None) -> None:
         """Queue ``job`` for another attempt, after its retry delay."""
+        await self._ensure_connected()
         await self.backend.finish([self.transition(job, Status.QUEUED, error=error)])
 
     def transition(
@@ -627,6 +673,7 @@ class Queue:
         self, timeout: float = 0, worker_id: str = "dequeue", lease_s: float = 60
     ) -> Job | None:
         """Claim one job, waiting up to ``timeout`` seconds (0: do not wait)."""
+        await self._ensure_connected()
         deadline = time.monotonic() + timeout
         while True:
             rows = await self.backend.claim(worker_id, 1, lease_s, time.time())
@@ -652,6 +699,7 @@ class Queue:
         Returns:
             The keys of the recovered jobs.
         """
+        await self._ensure_connected()
         now = time.time()
         rows = await self.backend.recover(worker_id, 100, max(float(lock), 5.0), now)
         transitions = []

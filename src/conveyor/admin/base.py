@@ -59,6 +59,7 @@ class AdminBase:
         Reads ``queue``, ``functions``, ``cron_jobs`` and ``cron_tz``; without ``queue``,
         the worker's default queue.
         """
+        from conveyor.observability.retention import DEFAULT_RETENTION_S, with_retention
         from conveyor.worker.functions import normalize_functions
 
         queue = settings.get("queue")
@@ -71,7 +72,10 @@ class AdminBase:
                 f"the 'queue' setting is a {type(queue).__name__}; expected a Queue"
             )
         given = settings.get("functions") or ()
-        functions, cron_jobs = normalize_functions(given, settings.get("cron_jobs") or ())
+        crons = with_retention(
+            settings.get("cron_jobs") or (), settings.get("retention_s", DEFAULT_RETENTION_S)
+        )
+        functions, cron_jobs = normalize_functions(given, crons)
         # Task handles carry job options (a timeout ...) that a console enqueue applies.
         return cls(queue, {**functions, **_handles(given)}, cron_jobs, settings.get("cron_tz"))
 

@@ -239,6 +239,13 @@ class Backend(Protocol):
         active or aborting) with the same key exists, or when its ``once`` mark exists. A
         finished job with the same key is replaced. Inserted jobs wake waiting workers.
 
+        A backend with ``capabilities.transactional_enqueue`` also accepts a keyword
+        ``connection``: the caller's connection, inside its own transaction; the jobs then
+        exist if and only if the caller commits.
+
+        Payloads come back from :meth:`get` equal in value: a backend that stores JSON
+        natively (PostgreSQL's JSONB) may normalise key order and spacing.
+
         Returns:
             One bool per job, in order: whether it was inserted.
         """
@@ -263,7 +270,10 @@ class Backend(Protocol):
         """Return when a job may have become claimable, or after ``timeout`` seconds.
 
         A wake-up may be spurious; the caller claims afterwards. A backend with scheduled
-        jobs returns no later than the earliest ``due`` time.
+        jobs returns no later than the earliest ``due`` time still in the future. A wake-up
+        that arrives between the caller's last :meth:`claim` and this call must not be lost
+        (return at once). Enqueues, re-queues, and finishes (a finished job may free its
+        ``group_key``) all wake waiters.
         """
         ...
 

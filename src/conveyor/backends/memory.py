@@ -187,7 +187,10 @@ class MemoryBackend:
         return dataclasses.replace(row)
 
     def _next_due(self) -> float | None:
-        due = [d for _, d, _, k in self.store.ready if k in self.store.jobs]
+        # Only jobs not yet due: a due job held back by its busy group waits for the finish
+        # that frees the group (which notifies), not for a timer.
+        now = time.time()
+        due = [d for _, d, _, k in self.store.ready if d > now and k in self.store.jobs]
         return min(due) if due else None
 
     async def wait_for_work(self, timeout: float) -> None:
@@ -246,7 +249,8 @@ class MemoryBackend:
                 del store.jobs[t.key]
             else:
                 job.expire_at = t.expire_at
-        if requeued:
+        if requeued or any(t.status != "queued" for t in transitions):
+            # A retry is claimable; a finished job may have freed its group.
             await self._notify(self._work())
         await self._notify(self._changed())
 

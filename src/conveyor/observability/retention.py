@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from conveyor.backends.base import Backend
@@ -137,6 +138,17 @@ def retention_cron_job(
     )
 
 
+def with_retention(cron_jobs: Iterable[CronJob], retention_s: float | None) -> list[CronJob]:
+    """``cron_jobs`` plus the retention purge, unless ``retention_s`` is None.
+
+    Used by the worker and by the admin service alike, so both know the purge task.
+    """
+    jobs = list(cron_jobs)
+    if retention_s is not None:
+        jobs.append(retention_cron_job(retention_s))
+    return jobs
+
+
 __all__ = [
     "DEFAULT_RETENTION_CRON",
     "DEFAULT_RETENTION_S",
@@ -144,4 +156,5 @@ __all__ = [
     "purge_run_history",
     "purge_runs_older_than",
     "retention_cron_job",
+    "with_retention",
 ]

@@ -20,10 +20,10 @@ async def add(ctx: dict[str, Any], *, a: int, b: int) -> int:
     return a + b
 
 
-async def sleep(ctx: dict[str, Any], *, seconds: float, result: Any = None) -> Any:
-    """Sleep, then return ``result``."""
+async def sleep(ctx: dict[str, Any], *, seconds: float, value: Any = None) -> Any:
+    """Sleep, then return ``value``."""
     await asyncio.sleep(seconds)
-    return result
+    return value
 
 
 async def fail(ctx: dict[str, Any], *, message: str = "boom") -> None:

@@ -33,6 +33,7 @@ from conveyor.backends.base import Transition
 from conveyor.errors import ConfigurationError, UnknownFunctionError
 from conveyor.job import Job, Status, apply_defaults, now_ms
 from conveyor.observability.logs import LogSink
+from conveyor.observability.retention import DEFAULT_RETENTION_S, with_retention
 from conveyor.queue import Queue
 from conveyor.worker.executor import CancelReason, Hook, Outcome, call_hooks, run_attempt
 from conveyor.worker.functions import normalize_functions, normalize_hooks
@@ -78,6 +79,8 @@ class Worker:
         defaults: Defaults for job policy fields (``timeout``, ``retries`` ...) that neither
             the job nor the queue set.
         lease_s: Seconds a claimed job's lease lasts without renewal.
+        retention_s: Seconds run records and their logs are kept; a daily cron job
+            (``purge_run_history``) deletes older ones. None keeps them forever.
         capture_logs: Attach every log record emitted while a job runs to its run record.
         log_level: The lowest level captured.
         poll_interval: Ignored; wake-ups come from the backend. Accepted for SAQ settings.
@@ -105,6 +108,7 @@ class Worker:
         metadata: dict[str, Any] | None = None,
         defaults: dict[str, Any] | None = None,
         lease_s: float = 15.0,
+        retention_s: float | None = DEFAULT_RETENTION_S,
         capture_logs: bool = True,
         log_level: int = logging.INFO,
         poll_interval: float | None = None,
@@ -118,7 +122,9 @@ class Worker:
             )
         self.queue = queue
         self.id = id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.functions, self.cron_jobs = normalize_functions(functions, cron_jobs or ())
+        self.functions, self.cron_jobs = normalize_functions(
+            functions, with_retention(cron_jobs or (), retention_s)
+        )
         self.concurrency = concurrency
         self.startup = normalize_hooks(startup)
         self.shutdown = normalize_hooks(shutdown)
@@ -167,6 +173,9 @@ class Worker:
         if self.logs is not None:
             self.logs.install()
         await call_hooks(self.startup, self.context)
+        if self._stopping:  # stop() was called while the startup hooks ran
+            await self._stopped.wait()
+            return
         logger.info("worker %s started on queue %r", self.id, self.queue.name)
         self._tasks = [
             asyncio.create_task(self._every("abort", self._renew_leases)),

@@ -10,6 +10,7 @@ Behaviours a backend cannot offer are declared in its ``capabilities`` and the t
 need them say so when they skip.
 """
 
+from conveyor.testing.conformance.test_admin import *  # noqa: F403
 from conveyor.testing.conformance.test_crash import *  # noqa: F403
 from conveyor.testing.conformance.test_cron import *  # noqa: F403
 from conveyor.testing.conformance.test_logs import *  # noqa: F403

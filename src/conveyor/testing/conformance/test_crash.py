@@ -55,7 +55,7 @@ async def test_killed_worker_job_is_recovered_and_runs_again(
     queue = await make_queue("crashy")
     _require_cross_process(queue)
     job = await queue.enqueue(
-        "sleep", seconds=1.5, result="survived", retries=2, timeout=30, key="victim"
+        "sleep", seconds=1.5, value="survived", retries=2, timeout=30, key="victim"
     )
     assert job is not None
     async with _worker_process(conveyor_url, "crashy") as process:
@@ -88,7 +88,7 @@ async def test_killed_worker_job_fails_when_no_retry_left(
 async def test_sigterm_lets_running_job_finish(make_queue: Any, conveyor_url: str) -> None:
     queue = await make_queue("graceful")
     _require_cross_process(queue)
-    job = await queue.enqueue("sleep", seconds=1.0, result="finished", key="in-flight")
+    job = await queue.enqueue("sleep", seconds=1.0, value="finished", key="in-flight")
     assert job is not None
     async with _worker_process(conveyor_url, "graceful") as process:
         await wait_until(lambda: _active_on(queue, "in-flight"), timeout=20, message="started")

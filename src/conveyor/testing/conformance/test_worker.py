@@ -289,26 +289,27 @@ async def test_lease_renewal_keeps_long_job_from_sweep(make_queue: Any) -> None:
     other = await make_queue()
     async with (
         running_worker(queue, TEST_FUNCTIONS, lease_s=0.5),
-        running_worker(other, [], lease_s=0.5, concurrency=1),
+        running_worker(other, TEST_FUNCTIONS, lease_s=0.5, concurrency=1),
     ):
-        job = await queue.enqueue("sleep", seconds=2, result="once", retries=3)
+        job = await queue.enqueue("sleep", seconds=2, value="once", retries=3)
         assert job is not None
         await job.refresh(until_complete=15)
-    assert job.status == Status.COMPLETE and job.attempts == 1
+    assert job.status == Status.COMPLETE, job.error
+    assert job.attempts == 1 and job.result == "once"
 
 
 async def test_graceful_shutdown_requeues_what_outlives_grace(make_queue: Any) -> None:
     queue = await make_queue()
     async with running_worker(queue, TEST_FUNCTIONS, shutdown_grace_period_s=1.0):
-        quick = await queue.enqueue("sleep", seconds=0.3, result="quick", key="quick")
-        slow = await queue.enqueue("sleep", seconds=30, timeout=60, result="slow", key="slow")
+        quick = await queue.enqueue("sleep", seconds=0.3, value="quick", key="quick")
+        slow = await queue.enqueue("sleep", seconds=30, timeout=60, value="slow", key="slow")
         assert quick and slow
         await wait_until(lambda: _status_is(queue, "quick", Status.ACTIVE), message="quick active")
         await wait_until(lambda: _status_is(queue, "slow", Status.ACTIVE), message="slow active")
         started = time.monotonic()
     assert time.monotonic() - started < 10
     done = await queue.job("quick")
-    assert done is not None and done.status == Status.COMPLETE
+    assert done is not None and done.status == Status.COMPLETE and done.result == "quick"
     requeued = await queue.job("slow")
     assert requeued is not None and requeued.status == Status.QUEUED
     assert requeued.error == "worker shut down"
