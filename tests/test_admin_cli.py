@@ -229,3 +229,15 @@ async def _runs_of(queue: Queue, key: str, count: int) -> bool:
 
     runs, _ = await queue.backend.list_runs(RunFilter(key=key), 0, 10)
     return len(runs) == count and all(r.status != "running" for r in runs)
+
+
+def test_conveyor_command_routes_admin_subcommands(
+    settings_module: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conveyor.cli import main
+
+    path = f"{settings_module.__name__}.settings"
+    assert main(["enqueue", path, "nope"]) == 2
+    assert "no function named 'nope'" in capsys.readouterr().err
+    assert main(["runs", path, "--json"]) == 0
+    assert '"total": 0' in capsys.readouterr().out.replace('"total":0', '"total": 0')

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="conveyor",
         usage=(
             "%(prog)s [-h] [--workers N] [--verbose] [--burst] [--check] settings\n"
-            "       %(prog)s demo [--jobs N] [--forever] [--db PATH]"
+            "       %(prog)s demo [--jobs N] [--forever] [--db PATH]\n"
+            "       %(prog)s {info,runs,logs,enqueue,abort,retry} SETTINGS ..."
         ),
         description="Start a Conveyor worker (or, with 'demo', watch one at work).",
         epilog=(
@@ -101,10 +102,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.demo import main as demo_main
 
             return demo_main(args_list[1:])
+        if args_list and args_list[0] in ADMIN_COMMANDS:
+            return _run_admin(args_list)
         return _run(build_parser().parse_args(args_list))
     except KeyboardInterrupt:
         print("conveyor: interrupted", file=sys.stderr)
         return 130
+
+
+#: Subcommands that read or change a queue through the admin service.
+ADMIN_COMMANDS = frozenset({"info", "runs", "logs", "enqueue", "abort", "retry"})
+
+
+def _run_admin(args_list: list[str]) -> int:
+    from conveyor.admin_cli import add_admin_commands, run_admin_command
+
+    parser = argparse.ArgumentParser(prog="conveyor")
+    add_admin_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(args_list)
+    configure_logging(0)
+    return asyncio.run(run_admin_command(args))
 
 
 def _run(args: argparse.Namespace) -> int:
