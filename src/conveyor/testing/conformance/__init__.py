@@ -15,4 +15,5 @@ from conveyor.testing.conformance.test_crash import *  # noqa: F403
 from conveyor.testing.conformance.test_cron import *  # noqa: F403
 from conveyor.testing.conformance.test_logs import *  # noqa: F403
 from conveyor.testing.conformance.test_queue import *  # noqa: F403
+from conveyor.testing.conformance.test_serialization import *  # noqa: F403
 from conveyor.testing.conformance.test_worker import *  # noqa: F403
