@@ -30,7 +30,7 @@ async def wait_for_file(ctx: dict[str, Any], *, path: str, lines: int = 1) -> st
     """Log, wait until ``path`` exists, log again: a test controls when it ends."""
     for index in range(lines):
         log.info("waiting line %d", index + 1)
-    while not Path(path).exists():  # noqa: ASYNC110 - the test creates the file
+    while not await asyncio.to_thread(Path(path).exists):  # noqa: ASYNC110 - a test creates it
         await asyncio.sleep(0.05)
     log.warning("released by %s", path)
     return "released"

@@ -66,7 +66,9 @@ def bar_chart(
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
-    for fraction in (0.0, 0.5, 1.0):
+    if top > 1 and top % 2:
+        top += 1  # an even maximum gives a whole number half-way
+    for fraction in (0.0, 0.5, 1.0) if top > 1 else (0.0, 1.0):
         y = _TOP + plot_h * (1 - fraction)
         value = top * fraction
         text = f"{value:g}" if value == int(value) else f"{value:.1f}"
