@@ -16,7 +16,7 @@ from starlette.responses import Response
 from conveyor.web import adapter, forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
-from conveyor.web.errors import WebError, from_exception
+from conveyor.web.errors import WebError, from_exception, read_form
 from conveyor.web.security import CSRF_FIELD
 
 
@@ -109,7 +109,7 @@ class Actions:
     # Forms
 
     async def _form(self, request: Request) -> tuple[Principal, Any]:
-        form = await request.form()
+        form = await read_form(request)
         principal = await self.console.require_action(request, str(form.get(CSRF_FIELD, "")))
         return principal, form
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
+from starlette.datastructures import FormData
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -95,6 +98,7 @@ HTTP_TYPES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    415: "unsupported_media_type",
 }
 
 
@@ -150,6 +154,29 @@ def wants_json(scope: Scope) -> bool:
     return route.startswith("/api/") or route == "/api"
 
 
+#: The largest form body read.
+MAX_FORM = 1 << 20
+
+
+async def read_form(request: Request) -> FormData:
+    """A URL-encoded form (the console's forms carry no files, so no multipart parser).
+
+    Raises:
+        WebError: 413 for a body over :data:`MAX_FORM`, 415 for another content type.
+    """
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        raise WebError(413, "too_large", f"the form is over {MAX_FORM} bytes")
+    if body and kind != "application/x-www-form-urlencoded":
+        raise WebError(415, "unsupported_media_type", "send the form URL-encoded")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise WebError(400, "bad_request", "the form is not UTF-8") from None
+    return FormData(parse_qsl(text, keep_blank_values=True))
+
+
 def json_body(data: bytes) -> Any:
     """Decode a JSON request body.
 
@@ -166,4 +193,13 @@ def json_body(data: bytes) -> Any:
         ) from None
 
 
-__all__ = ["HTTP_TYPES", "ErrorBoundary", "WebError", "from_exception", "json_body", "wants_json"]
+__all__ = [
+    "HTTP_TYPES",
+    "MAX_FORM",
+    "ErrorBoundary",
+    "WebError",
+    "from_exception",
+    "json_body",
+    "read_form",
+    "wants_json",
+]

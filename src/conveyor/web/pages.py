@@ -10,7 +10,7 @@ from conveyor.admin.errors import RunNotFoundError
 from conveyor.web import adapter, forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
-from conveyor.web.errors import WebError
+from conveyor.web.errors import WebError, read_form
 from conveyor.web.views import (
     RANGES,
     RunFilters,
@@ -195,7 +195,7 @@ class Pages:
         """Check the user name and password, then set the session cookie."""
         if not self.console.gate.has_login_form:
             raise WebError(404, "not_found", "this console has no sign-in form")
-        form = await request.form()
+        form = await read_form(request)
         username = str(form.get("username", ""))
         target = self.console.safe_next(request, str(form.get("next", "")), "/")
         principal = self.console.gate.check_password(username, str(form.get("password", "")))
@@ -213,7 +213,7 @@ class Pages:
 
     async def logout(self, request: Request) -> Response:
         """End the session (a POST with the CSRF token)."""
-        form = await request.form()
+        form = await read_form(request)
         principal = await self.console.require(request)
         if not self.console.gate.csrf_ok(request, principal, str(form.get("csrf_token", ""))):
             raise WebError(403, "csrf", "missing or invalid CSRF token")
