@@ -62,6 +62,9 @@ async def serve(
 ) -> None:
     """Serve a console over ``admin`` in the current event loop until cancelled.
 
+    The admin service stays connected: whoever made it disconnects it (its queue may be
+    a worker's).
+
     Args:
         admin: The admin service.
         host: The address to bind; 127.0.0.1 by default.
@@ -106,7 +109,6 @@ async def serve(
     finally:
         console.close()
         sock.close()
-        await admin.disconnect()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -135,7 +137,12 @@ async def serve_settings(
     The worker's own queue object is shared, so the console uses its connection.
     """
     admin = admin_from_settings_list([settings, *_load_settings(extra_settings_paths)])
-    await serve(admin, host, port, **options)
+    try:
+        await serve(admin, host, port, **options)
+    finally:
+        # The extra queues are the console's own; the first is the worker's.
+        for queue in admin.queues[1:]:
+            await queue.disconnect()
 
 
 def _load_settings(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -180,6 +187,7 @@ async def _run_until_signal(admin: Admin, host: str, port: int, options: dict[st
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await admin.disconnect()
     return 0
 
 
