@@ -16,7 +16,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -174,7 +174,8 @@ async def read_form(request: Request) -> FormData:
         text = body.decode()
     except UnicodeDecodeError:
         raise WebError(400, "bad_request", "the form is not UTF-8") from None
-    return FormData(parse_qsl(text, keep_blank_values=True))
+    items: list[tuple[str, str | UploadFile]] = list(parse_qsl(text, keep_blank_values=True))
+    return FormData(items)
 
 
 def json_body(data: bytes) -> Any:
