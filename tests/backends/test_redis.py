@@ -453,3 +453,13 @@ async def _finish_wakes_waiter(b: RedisBackend, probe: Redis) -> bool:
         return False
     await asyncio.wait_for(waiter, 10)
     return True
+
+
+def test_url_schemes_and_options_reach_the_client() -> None:
+    unix = RedisBackend.from_url("unix:///tmp/conveyor-test.sock?db=2&prefix=app", "jobs")
+    kwargs = unix._redis.connection_pool.connection_kwargs
+    assert (kwargs["path"], kwargs["db"], unix.keys.prefix) == ("/tmp/conveyor-test.sock", 2, "app")
+    assert unix.describe()["address"] == "/tmp/conveyor-test.sock"
+    tls = RedisBackend.from_url("rediss://:secret@example.invalid:6380/1", "jobs")
+    assert tls._redis.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert tls.keys.prefix == "conveyor" and "secret" not in repr(tls.describe())
