@@ -65,9 +65,12 @@ def _wait_for(predicate: Any, timeout: float, what: str, processes: list[Any]) -
 class Stack:
     """The console's URL, an API client, and where the test tasks look for files."""
 
-    def __init__(self, base: str, tmp: Path) -> None:
+    def __init__(self, base: str, tmp: Path, console: list[str], env: dict[str, str]) -> None:
         self.base = base
         self.tmp = tmp
+        self.console_command = console
+        self.env = env
+        self.processes: list[subprocess.Popen[bytes]] = []
         self.api = httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         )
@@ -76,6 +79,14 @@ class Stack:
         response = self.api.post("/api/enqueue", json={"name": name, "args": args, **extra})
         assert response.status_code == 201, response.text
         return str(response.json()["key"])
+
+    def start_console(self) -> None:
+        self.processes.append(subprocess.Popen(self.console_command, env=self.env, cwd=self.tmp))
+
+    def stop_console(self) -> None:
+        console = self.processes.pop()
+        console.terminate()
+        console.wait(15)
 
     def runs(self, **params: Any) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = self.api.get("/api/runs", params=params).json()["runs"]
@@ -114,13 +125,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "import sys; from conveyor.web import run_web; "
         f"sys.exit(run_web(['console_tasks.settings'], '127.0.0.1', {port}, poll_interval=0.3))"
     )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "console_tasks.settings"], env=env, cwd=tmp
-        ),
-        subprocess.Popen([sys.executable, "-c", console_code], env=env, cwd=tmp),
-    ]
-    stack = Stack(f"http://127.0.0.1:{port}", tmp)
+    stack = Stack(f"http://127.0.0.1:{port}", tmp, [sys.executable, "-c", console_code], env)
+    worker = [sys.executable, "-m", "conveyor", "console_tasks.settings"]
+    stack.processes.append(subprocess.Popen(worker, env=env, cwd=tmp))
+    stack.start_console()
 
     def healthy() -> bool:
         try:
@@ -129,13 +137,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             return False
 
     try:
-        _wait_for(healthy, 30, "the console saw a live worker", processes)
+        _wait_for(healthy, 30, "the console saw a live worker", stack.processes)
         yield stack
     finally:
         stack.api.close()
-        for process in processes:
+        for process in stack.processes:
             process.terminate()
-        for process in processes:
+        for process in stack.processes:
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
@@ -300,3 +308,20 @@ def test_a_read_only_user_cannot_act(page: Any, stack: Stack) -> None:
     assert status == 403
     job = stack.api.get("/api/jobs", params={"state": "queued"}).json()["jobs"]
     assert key in [j["key"] for j in job]
+
+
+def test_live_updates_reconnect_when_the_console_restarts(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, stack, ADMIN)
+    badge = page.locator("[data-live-badge]")
+    expect(badge).to_have_text("live")
+    stack.stop_console()
+    expect(badge).to_have_text("reconnecting")
+    stack.start_console()
+    expect(badge).to_have_text("live")
+    # The session survived the restart, and the counters follow again.
+    before = int(page.locator('[data-counter="completed"]').inner_text())
+    key = stack.enqueue("greet", {"name": "after restart"})
+    stack.wait_for_run(key, "complete")
+    expect(page.locator('[data-counter="completed"]')).to_have_text(str(before + 1))
