@@ -463,3 +463,22 @@ def test_url_schemes_and_options_reach_the_client() -> None:
     tls = RedisBackend.from_url("rediss://:secret@example.invalid:6380/1", "jobs")
     assert tls._redis.connection_pool.connection_class.__name__ == "SSLConnection"
     assert tls.keys.prefix == "conveyor" and "secret" not in repr(tls.describe())
+
+
+async def test_cancelling_a_task_inside_an_operation_always_cancels_it(
+    backend: RedisBackend,
+) -> None:
+    # redis-py sends through asyncio.wait_for, which on Python 3.11 can drop a cancellation.
+    async def busy() -> None:
+        while True:
+            await backend.put_worker("w", b"{}", 10)
+            await backend.count(["queued"])
+            await backend.wait_for_finish(["k"], 0.001)
+
+    for spins in range(30):
+        task = asyncio.create_task(busy())
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)

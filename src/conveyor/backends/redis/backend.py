@@ -32,6 +32,7 @@ from conveyor.backends.base import (
     Transition,
 )
 from conveyor.backends.redis import codec
+from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.backends.redis.notify import Backoff, FinishListener
 from conveyor.backends.redis.scripts import Scripts
@@ -117,10 +118,12 @@ class RedisBackend:
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str) -> AsyncIterator[None]:
+        before = cancel_requests()
         try:
             yield
         except (RedisError, OSError) as exc:
             raise await self._failure(operation, exc) from exc
+        raise_if_cancel_lost(before)
 
     async def _failure(self, operation: str, exc: Exception) -> BackendError:
         """The error to raise; after a connection error, idle pooled connections are closed
@@ -190,10 +193,13 @@ class RedisBackend:
                 await self._redis.unlink(*batch)
 
     async def _run(self, operation: str, args: list[Any]) -> Any:
+        before = cancel_requests()
         try:
-            return await self._scripts.run(operation, args)
+            reply = await self._scripts.run(operation, args)
         except (RedisError, OSError) as exc:
             raise await self._failure(operation, exc) from exc
+        raise_if_cancel_lost(before)
+        return reply
 
     # Jobs
 

@@ -18,6 +18,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
+
 logger = logging.getLogger("conveyor.backends.redis")
 
 #: How many keys the listener remembers (last announcement, last read) at most.
@@ -90,6 +92,13 @@ class FinishListener:
 
     async def wait(self, keys: Sequence[str], timeout: float) -> None:
         """Return when one of ``keys`` is announced, or after ``timeout`` seconds."""
+        before = cancel_requests()
+        try:
+            await self._wait(keys, timeout)
+        finally:
+            raise_if_cancel_lost(before)
+
+    async def _wait(self, keys: Sequence[str], timeout: float) -> None:
         if self._task is None:
             # First use: subscribe, then return, since a change may have come before.
             self._task = asyncio.create_task(self._run(), name="conveyor-redis-listener")
@@ -153,6 +162,7 @@ class FinishListener:
             try:
                 await pubsub.subscribe(self._channel)
                 while True:
+                    raise_if_cancel_lost(0)  # see conveyor.backends.redis.cancellation
                     message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=5)
                     if message is None:
                         continue
