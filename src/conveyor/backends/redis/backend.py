@@ -152,7 +152,7 @@ class RedisBackend:
         pop, self._pop = self._pop, None
         if pop is not None:
             pop.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pop
         blocking, self._blocking = self._blocking, None
         if blocking is not None and blocking is not self._redis:
