@@ -14,8 +14,10 @@ import pytest
 
 from conveyor import Worker
 from conveyor.admin import Admin
+from conveyor.errors import ConfigurationError
 from conveyor.testing import wait_until
-from conveyor.web import serve
+from conveyor.web import cli as web_cli
+from conveyor.web import serve, start_console
 
 STREAM_TIMEOUT = httpx.Timeout(20.0)
 
@@ -173,3 +175,34 @@ async def test_serve_stops_promptly_with_streams_open(admin: Admin) -> None:
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
         await asyncio.wait_for(listener, 10)  # the server closed the stream
+
+
+async def test_start_console_listens_before_it_returns(settings: dict[str, Any]) -> None:
+    port = free_port()
+    task = await start_console(settings, (), "127.0.0.1", port, poll_interval=0.2)
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/api/overview")
+        assert response.status_code == 200 and response.json()["queued"] == 0
+        with pytest.raises(OSError):
+            await start_console(settings, (), "127.0.0.1", port)
+        with pytest.raises(ConfigurationError, match="no_such_module"):
+            await start_console(settings, ["no_such_module.settings"], "127.0.0.1", free_port())
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settings["queue"].disconnect()
+
+
+def test_conveyor_web_exits_2_for_bad_settings_or_a_busy_port(
+    settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert web_cli.main(["no_such_module.settings"]) == 2
+    assert "no_such_module" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert web_cli.main(["console_tasks.settings", "--port", str(port)]) == 2
+    assert f"cannot serve the console on 127.0.0.1:{port}" in capsys.readouterr().err

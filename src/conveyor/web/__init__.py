@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from conveyor.web.app import console_of, create_app
 from conveyor.web.auth import BasicAuth, Principal, TokenAuth, auth_from_env
 from conveyor.web.litestar import litestar_handler
-from conveyor.web.server import run_web, serve, serve_settings
+from conveyor.web.server import run_web, serve, serve_settings, start_console
 
 __all__ = [
     "BasicAuth",
@@ -38,4 +38,5 @@ __all__ = [
     "run_web",
     "serve",
     "serve_settings",
+    "start_console",
 ]

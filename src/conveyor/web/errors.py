@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import FormData, UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -131,6 +131,8 @@ class ErrorBoundary:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            return  # the client went away (a closed live stream): nothing to answer
         except Exception:
             logger.exception("console error on %s %s", scope.get("method"), scope.get("path", ""))
             if started:

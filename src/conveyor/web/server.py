@@ -4,6 +4,7 @@
   SETTINGS --web`` runs it next to the worker).
 * :func:`serve_settings` builds the admin service of a worker's settings (sharing its
   queue object), plus any extra settings, and serves it.
+* :func:`start_console` starts that in the background and returns once it listens.
 * :func:`run_web` is the blocking entry point of ``conveyor web SETTINGS [-e MORE]``: it
   monitors several queues without running a worker.
 
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -145,6 +147,35 @@ async def serve_settings(
             await queue.disconnect()
 
 
+async def start_console(
+    settings: Mapping[str, Any],
+    extra_settings_paths: Sequence[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    **options: Any,
+) -> asyncio.Task[None]:
+    """Start :func:`serve_settings` in the background; return once it listens.
+
+    For ``conveyor SETTINGS --web``: a port in use or bad extra settings fail here,
+    before the worker starts. Cancel the returned task to stop the console.
+
+    Raises:
+        OSError: When the address cannot be bound.
+        ConfigurationError: When extra settings cannot be loaded.
+    """
+    started = asyncio.Event()
+    task = asyncio.create_task(
+        serve_settings(settings, extra_settings_paths, host, port, started=started, **options)
+    )
+    listening = asyncio.create_task(started.wait())
+    await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        listening.cancel()
+        task.result()  # raises what stopped it
+        raise RuntimeError("the console stopped before it started listening")
+    return task
+
+
 def _load_settings(paths: Sequence[str]) -> list[dict[str, Any]]:
     from conveyor.settings import check_settings, import_settings
 
@@ -156,6 +187,8 @@ def run_web(
 ) -> int:
     """Serve a console over the queues of several settings until SIGINT or SIGTERM.
 
+    The blocking entry point of ``conveyor web SETTINGS [-e MORE ...]``: no worker runs.
+
     Args:
         settings_paths: Dotted paths of worker settings (``module.settings``).
         host: The address to bind.
@@ -163,21 +196,28 @@ def run_web(
         **options: Passed to :func:`serve`.
 
     Returns:
-        The exit code: 0 after a clean stop, 2 for settings that cannot be loaded.
+        The exit code: 0 after a clean stop; 2 for settings that cannot be loaded or an
+        address that cannot be bound.
     """
     from conveyor.errors import ConfigurationError
 
     try:
         admin = admin_from_settings_list(_load_settings(settings_paths))
     except ConfigurationError as exc:
-        print(f"conveyor: error: {exc}")
+        print(f"conveyor: error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run_until_signal(admin, host, port, options))
+    try:
+        return asyncio.run(_run_until_signal(admin, host, port, options))
+    except OSError as exc:
+        print(f"conveyor: error: cannot serve the console on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _run_until_signal(admin: Admin, host: str, port: int, options: dict[str, Any]) -> int:
     loop = asyncio.get_running_loop()
-    task = asyncio.create_task(serve(admin, host, port, **options))
+    started = asyncio.Event()
+    task = asyncio.create_task(serve(admin, host, port, started=started, **options))
+    announce = asyncio.create_task(_announce(started, host, port, admin))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:
@@ -185,10 +225,20 @@ async def _run_until_signal(admin: Admin, host: str, port: int, options: dict[st
     except asyncio.CancelledError:
         pass
     finally:
+        announce.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await admin.disconnect()
     return 0
 
 
-__all__ = ["run_web", "serve", "serve_settings"]
+async def _announce(started: asyncio.Event, host: str, port: int, admin: Admin) -> None:
+    await started.wait()
+    names = ", ".join(q.name for q in admin.queues)
+    print(
+        f"Conveyor console for queue(s) {names}: http://{host}:{port}/ (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+
+
+__all__ = ["run_web", "serve", "serve_settings", "start_console"]
