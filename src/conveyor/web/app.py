@@ -77,6 +77,29 @@ def create_app(
     console = Console(admin, gate, title=title, poll_interval=poll_interval)
     routes = _routes(console)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Runs only when the console is the served app itself; a host application that
+        # mounts it disconnects the admin service in its own shutdown.
+        try:
+            yield
+        finally:
+            console.close()
+            await admin.disconnect()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ErrorBoundary, page=console.error_page)],
+        exception_handlers=_exception_handlers(console),
+        lifespan=lifespan,
+    )
+    app.state.console = console
+    return app
+
+
+def _exception_handlers(console: Console) -> dict[Any, Any]:
+    """JSON errors for the API, pages for people; unmapped errors are logged 500s."""
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         error = WebError(
@@ -94,28 +117,7 @@ def create_app(
             error = WebError(500, "internal", "internal error; the server log has details")
         return console.answer_error(request, error)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Runs only when the console is the served app itself; a host application that
-        # mounts it disconnects the admin service in its own shutdown.
-        try:
-            yield
-        finally:
-            console.close()
-            await admin.disconnect()
-
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(ErrorBoundary, page=console.error_page)],
-        exception_handlers={
-            HTTPException: http_error,
-            WebError: known_error,
-            ConveyorError: known_error,
-        },
-        lifespan=lifespan,
-    )
-    app.state.console = console
-    return app
+    return {HTTPException: http_error, WebError: known_error, ConveyorError: known_error}
 
 
 def console_of(app: Starlette) -> Console:

@@ -42,6 +42,20 @@ def _label(ts: float, bucket_s: float) -> tuple[str, str]:
     return moment.strftime("%H:%M"), "time"
 
 
+def _grid(top: int, plot_h: float) -> list[str]:
+    """Horizontal grid lines with their values: 0, half-way and the top."""
+    lines = []
+    for fraction in (0.0, 0.5, 1.0) if top > 1 else (0.0, 1.0):
+        y = _TOP + plot_h * (1 - fraction)
+        value = top * fraction
+        text = f"{value:g}" if value == int(value) else f"{value:.1f}"
+        lines.append(
+            f'<line class="grid" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="axis" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>'
+        )
+    return lines
+
+
 def bar_chart(
     buckets: Sequence[ThroughputBucket],
     series: Sequence[tuple[str, Sequence[str]]],
@@ -68,14 +82,7 @@ def bar_chart(
     ]
     if top > 1 and top % 2:
         top += 1  # an even maximum gives a whole number half-way
-    for fraction in (0.0, 0.5, 1.0) if top > 1 else (0.0, 1.0):
-        y = _TOP + plot_h * (1 - fraction)
-        value = top * fraction
-        text = f"{value:g}" if value == int(value) else f"{value:.1f}"
-        parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="axis" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>'
-        )
+    parts.extend(_grid(top, plot_h))
     count = max(len(buckets), 1)
     slot = plot_w / count
     bar_w = max(slot * 0.8, 1.0)
