@@ -16,9 +16,10 @@ import traceback as tb_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from conveyor import lifecycle, waiting
 from conveyor.backends import backend_from_url
-from conveyor.backends.base import Backend, JobRow, NewJob, RunEnd, Transition
-from conveyor.errors import ConfigurationError, JobError, JobNotFoundError, SerializationError
+from conveyor.backends.base import Backend, JobRow, NewJob, Transition
+from conveyor.errors import ConfigurationError, JobError, JobNotFoundError
 from conveyor.job import (
     POLICY_FIELDS,
     TERMINAL_STATUSES,
@@ -37,12 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.queue")
 
 BeforeEnqueue = Callable[[Job], Awaitable[Any] | Any]
-ListenCallback = Callable[[str, Status], Awaitable[Any] | Any]
 
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - {"function", "kwargs", "queue"}
-#: How long a ``refresh``/``apply`` waiter sleeps at most between checks, should a
-#: notification be missed; the normal path is woken by the backend's notification.
-_MAX_WAIT_SLICE = 1.0
 
 
 class Queue:
@@ -447,7 +444,7 @@ class Queue:
             out["jobs"] = [j.info(full=True) for r in rows if (j := self.deserialize(r))]
         return out
 
-    # Waiting
+    # Waiting (the loops live in conveyor.waiting)
 
     async def wait(self, keys: Sequence[str], timeout: float | None = None) -> list[Job]:
         """Wait until every job in ``keys`` is finished and return them, in order.
@@ -457,28 +454,7 @@ class Queue:
             JobNotFoundError: When a job does not exist (expired or never stored).
         """
         await self._ensure_connected()
-        deadline = time.monotonic() + timeout if timeout else None
-        pending = list(dict.fromkeys(keys))
-        done: dict[str, Job] = {}
-        while True:
-            rows = await self.backend.get(pending)
-            for key, row in zip(pending, rows, strict=True):
-                if row is None:
-                    raise JobNotFoundError(key, self.name)
-                if Status(row.status) in TERMINAL_STATUSES:
-                    job = self.deserialize(row)
-                    assert job is not None
-                    done[key] = job
-            pending = [k for k in pending if k not in done]
-            if not pending:
-                return [done[k] for k in keys]
-            remaining = _MAX_WAIT_SLICE
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"jobs {pending[:5]} did not finish within {timeout}s")
-                remaining = min(remaining, left)
-            await self.backend.wait_for_finish(pending, remaining)
+        return await waiting.wait_for_jobs(self, keys, timeout)
 
     async def refresh(self, job: Job, until_complete: float | None = None) -> Job:
         """The stored state of ``job``; with ``until_complete``, once it has finished.
@@ -501,38 +477,17 @@ class Queue:
         return finished
 
     async def listen(
-        self, job_keys: Sequence[str], callback: ListenCallback, timeout: float | None = 10
+        self,
+        job_keys: Sequence[str],
+        callback: waiting.ListenCallback,
+        timeout: float | None = 10,
     ) -> None:
         """Call ``callback(key, status)`` on each change of the jobs until it returns truthy.
 
         Also returns when every job has finished, or after ``timeout`` seconds.
         """
         await self._ensure_connected()
-        deadline = time.monotonic() + timeout if timeout else None
-        seen: dict[str, tuple[str, bytes | str]] = {}
-        while True:
-            rows = await self.backend.get(list(job_keys))
-            finished = 0
-            for key, row in zip(job_keys, rows, strict=True):
-                if row is None:
-                    continue
-                state = (row.status, row.payload)
-                if seen.get(key) != state:
-                    seen[key] = state
-                    result = callback(key, Status(row.status))
-                    if asyncio.iscoroutine(result):
-                        result = await result
-                    if result:
-                        return
-                finished += Status(row.status) in TERMINAL_STATUSES
-            if finished == len(job_keys):
-                return
-            left = _MAX_WAIT_SLICE
-            if deadline is not None:
-                left = min(left, deadline - time.monotonic())
-                if left <= 0:
-                    return
-            await self.backend.wait_for_finish(list(job_keys), left)
+        await waiting.listen(self, job_keys, callback, timeout)
 
     # Changing jobs
 
@@ -590,82 +545,13 @@ class Queue:
         traceback: str | None = None,
         delay: float | None = None,
     ) -> Transition:
-        """Decide a job's next state: the single place where finishing policy lives.
+        """Decide a job's next state (see :func:`conveyor.lifecycle.transition`).
 
-        Sets the job's fields (status, result, error, timestamps) and builds the
-        :class:`Transition` (with its run's outcome) for the backend.
-
-        Args:
-            job: The job; changed in place.
-            status: ``QUEUED`` to retry, or a terminal status.
-            result: The return value, for ``COMPLETE``.
-            error: The error message.
-            traceback: The formatted traceback, stored with the run.
-            delay: For ``QUEUED``: seconds before the retry (the job's backoff by default).
-
-        Returns:
-            What to hand to :meth:`Backend.finish`.
+        Sets the job's fields in place and returns what to hand to :meth:`Backend.finish`.
         """
-        now = now_ms()
-        job.touched = now
-        job.error = error if error is not None else job.error
-        run_id = job.meta.get("run_id") if job.meta else None
-        if status == Status.QUEUED:
-            wait = job.next_retry_delay() if delay is None else delay
-            job.status = Status.QUEUED
-            job.scheduled = time.time() + wait if wait > 0 else 0
-            job.worker_id = None
-            run_status = "retried"
-        else:
-            job.status = status
-            job.completed = now
-            job.result = result
-            job.progress = 1.0 if status == Status.COMPLETE else job.progress
-            run_status = status.value
-        run = None
-        if run_id is not None:
-            run = RunEnd(
-                run_id=str(run_id),
-                status=run_status,
-                finished_ms=now,
-                detail=self._run_detail(job, result, traceback),
-                error=job.error if run_status != "complete" else None,
-            )
-        try:
-            payload = self.serialize(job)
-        except SerializationError as exc:
-            job.status, job.result = Status.FAILED, None
-            job.error = str(exc)
-            if run is not None:
-                run.status, run.error = "failed", job.error
-                run.detail = self._run_detail(job, None, traceback)
-            payload = self.serialize(job)
-        ttl = int(job.ttl)
-        terminal = job.status in TERMINAL_STATUSES
-        return Transition(
-            key=job.key,
-            payload=payload,
-            status=job.status.value,
-            due=float(job.scheduled or 0),
-            expire_at=(time.time() + ttl) if terminal and ttl > 0 else None,
-            delete=terminal and ttl < 0,
-            run=run,
+        return lifecycle.transition(
+            self, job, status, result=result, error=error, traceback=traceback, delay=delay
         )
-
-    def _run_detail(self, job: Job, result: Any, traceback: str | None) -> bytes | str:
-        detail = {
-            "kwargs": job.kwargs or {},
-            "result": result,
-            "traceback": traceback,
-            "trigger": job.meta.get("trigger", "enqueued") if job.meta else "enqueued",
-            "cron": job.meta.get("cron") if job.meta else None,
-            "scheduled_for": job.meta.get("scheduled_for") if job.meta else None,
-        }
-        try:
-            return self.dump(detail, job.function, "result")
-        except SerializationError:
-            detail["result"] = repr(result)[:1000]
-            return self.dump(detail, job.function, "run detail")
 
     # Worker-facing operations (SAQ keeps these on the queue too)
 
@@ -715,12 +601,7 @@ class Queue:
 
     def recovery_transition(self, job: Job) -> Transition:
         """What happens to a job whose worker died: retry if it may, else fail."""
-        if job.status == Status.ABORTING:
-            return self.transition(job, Status.ABORTED)
-        error = self.swept_error_message
-        if job.retryable:
-            return self.transition(job, Status.QUEUED, error=error)
-        return self.transition(job, Status.FAILED, error=error)
+        return lifecycle.recovery_transition(self, job)
 
     @staticmethod
     def format_traceback(exc: BaseException) -> str:
