@@ -82,7 +82,8 @@ def credentials() -> list[Any]:
 def make_client(app: Any, host: str = "127.0.0.1", **kwargs: Any) -> httpx.AsyncClient:
     """An HTTP client calling ``app`` in process, as if from ``host``."""
     transport = httpx.ASGITransport(app=app, client=(host, 43210))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver", **kwargs)
+    kwargs.setdefault("base_url", "http://localhost")
+    return httpx.AsyncClient(transport=transport, **kwargs)
 
 
 @pytest.fixture

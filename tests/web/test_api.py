@@ -369,6 +369,11 @@ async def test_without_auth_only_local_clients_of_a_local_console_get_in(
     assert (me["name"], me["role"], me["via"]) == ("local", "admin", "local")
     remote = await client_factory(local, host="203.0.113.9").get("/api/overview")
     assert remote.status_code == 401
+    rebound = client_factory(local, base_url="http://attacker.example")
+    assert (await rebound.get("/api/overview")).status_code == 401
+    assert (
+        await client_factory(local, base_url="http://127.0.0.1:8080").get("/")
+    ).status_code == 200
     public = create_app(admin, public=True)
     assert (await client_factory(public).get("/api/overview")).status_code == 401
     assert (await client_factory(public).get("/")).status_code == 401

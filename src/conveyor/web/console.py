@@ -295,7 +295,7 @@ class Console:
             max_age=max_age,
             path=cookie_path(self.root(connection)),
             httponly=True,
-            samesite="strict",
+            samesite="lax",
             secure=connection.url.scheme == "https",
         )
 

@@ -2,7 +2,7 @@
 
 Sessions and CSRF tokens are HMAC-signed with the console's key (see
 :func:`conveyor.web.auth.derive_secret`). CSRF protection is a signed double submit: an
-``HttpOnly``, ``SameSite=Strict`` cookie holds a random nonce; forms carry, and JavaScript
+``HttpOnly``, ``SameSite=Lax`` cookie holds a random nonce; forms carry, and JavaScript
 sends as ``X-CSRF-Token``, a token that signs that nonce together with the principal's
 name. A state-changing request must present a token that matches both the cookie and the
 principal; requests authenticated by a bearer token are exempt (browsers never send one on
@@ -121,13 +121,19 @@ class Gate:
         return bool(self.basic)
 
     def local_allowed(self, connection: HTTPConnection) -> bool:
-        """Local use: no authentication, not public, and the client is this machine."""
+        """Local use: no authentication, not public, and the client is this machine.
+
+        The ``Host`` header must name this machine too, so that a web page whose domain
+        was rebound to 127.0.0.1 (DNS rebinding) cannot read or drive the console.
+        """
         client = connection.client
+        host = connection.url.hostname or ""
         return (
             not self.configured
             and not self.public
             and client is not None
             and is_loopback_host(client.host)
+            and (is_loopback_host(host) or host.endswith(".localhost"))
         )
 
     async def principal(self, connection: HTTPConnection) -> Principal | None:
