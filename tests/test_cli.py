@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.cli import WEB_UNAVAILABLE, main
+from conveyor.cli import main
 from conveyor.job import Status
 from conveyor.queue import Queue
 from conveyor.testing import wait_until
@@ -125,15 +125,60 @@ async def finish(process: asyncio.subprocess.Process, timeout: float = 30) -> tu
 # In-process: argument handling and errors
 
 
-@pytest.mark.parametrize(
-    "flags", [["--web"], ["--port", "8080"], ["-e", "other.settings"], ["--web", "--port", "1"]]
-)
-def test_web_console_options_say_it_is_unavailable(
-    flags: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.parametrize("flags", [["--port", "8080"], ["-e", "other.settings"]])
+def test_web_options_need_web(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["anything.settings", *flags]) == 2
-    assert WEB_UNAVAILABLE in capsys.readouterr().err
-    assert "issue: console" in WEB_UNAVAILABLE
+    assert "go with --web" in capsys.readouterr().err
+
+
+def test_web_with_several_workers_is_refused(
+    project: tuple[Path, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    directory, module, _ = project
+    monkeypatch.chdir(directory)
+    monkeypatch.syspath_prepend(str(directory))
+    assert main([f"{module}.settings", "--web", "--workers", "2"]) == 2
+    assert "conveyor web SETTINGS" in capsys.readouterr().err
+
+
+@needs_sqlite
+async def test_worker_serves_the_console_with_web(
+    project: tuple[Path, str, str], spawn: Spawn
+) -> None:
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("starlette")
+    directory, module, url = project
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await spawn(f"{module}.settings", "--web", "--port", str(port), "-v", cwd=directory)
+    queue = Queue.from_url(url, name="cli")
+    try:
+        job = await queue.enqueue("add", a=2, b=3)
+        assert job is not None
+        await job.refresh(until_complete=30)
+        assert job.result == 5
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def healthy() -> bool:
+                try:
+                    response = await client.get("/api/health")
+                except httpx.TransportError:
+                    return False
+                return response.status_code == 200
+
+            await wait_until(healthy, timeout=30, message="console answers /api/health")
+            runs = (await client.get("/api/runs")).json()
+        assert any(run["function"] == "add" for run in runs["runs"]), runs
+    finally:
+        await queue.disconnect()
+    process.send_signal(signal.SIGTERM)
+    code, output = await finish(process)
+    assert code == 0, output
 
 
 def test_settings_that_do_not_import_exit_2_with_the_reason(

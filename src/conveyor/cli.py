@@ -28,7 +28,6 @@ from conveyor.worker.supervisor import SUPERVISOR_PID_ENV, Supervisor
 
 logger = logging.getLogger("conveyor.cli")
 
-WEB_UNAVAILABLE = "the web console is not available in this version (issue: console)"
 
 _LOG_LEVELS = {0: logging.ERROR, 1: logging.INFO}
 _HANDLER_NAME = "conveyor-cli"
@@ -43,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage=(
             "%(prog)s [-h] [--workers N] [--verbose] [--burst] [--check] settings\n"
             "       %(prog)s demo [--jobs N] [--forever] [--db PATH]\n"
+            "       %(prog)s web SETTINGS [-e SETTINGS ...] [--host H] [--port P]\n"
             "       %(prog)s {info,runs,logs,enqueue,abort,retry} SETTINGS ..."
         ),
         description="Start a Conveyor worker (or, with 'demo', watch one at work).",
@@ -74,15 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Perform a health check: exit 0 if a worker of the queue is alive, else 1",
     )
-    parser.add_argument("--web", action="store_true", help="Start the web console (unavailable)")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="Serve the web console next to the worker (see also 'conveyor web SETTINGS')",
+    )
     parser.add_argument(
         "--extra-web-settings",
         "-e",
         action="append",
         default=[],
-        help="Additional worker settings to monitor in the web console (unavailable)",
+        help="Additional worker settings to monitor in the web console",
     )
-    parser.add_argument("--port", type=int, default=None, help="Web console port (unavailable)")
+    parser.add_argument("--port", type=int, default=None, help="Web console port (8080)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="Web console address (127.0.0.1; any other address requires auth)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -102,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from conveyor.demo import main as demo_main
 
             return demo_main(args_list[1:])
+        if args_list and args_list[0] == "web":
+            from conveyor.web.cli import main as web_main
+
+            return web_main(args_list[1:])
         if args_list and args_list[0] in ADMIN_COMMANDS:
             return _run_admin(args_list)
         return _run(build_parser().parse_args(args_list))
@@ -126,8 +139,15 @@ def _run_admin(args_list: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
-    if args.web or args.extra_web_settings or args.port is not None:
-        print(f"conveyor: error: {WEB_UNAVAILABLE}", file=sys.stderr)
+    if (args.extra_web_settings or args.port is not None) and not args.web:
+        print("conveyor: error: --port and --extra-web-settings go with --web", file=sys.stderr)
+        return 2
+    if args.web and args.workers > 1:
+        print(
+            "conveyor: error: --web runs the console inside the worker process; with "
+            "--workers N run it on its own: conveyor web SETTINGS",
+            file=sys.stderr,
+        )
         return 2
     try:
         settings = import_settings(args.settings)
@@ -142,7 +162,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(check_health(settings))
     if args.workers > 1:
         return supervise(args, settings)
-    return asyncio.run(run_worker(settings))
+    web = (args.extra_web_settings or [], args.host, args.port or 8080) if args.web else None
+    return asyncio.run(run_worker(settings, web))
 
 
 def configure_logging(verbosity: int) -> None:
@@ -174,11 +195,17 @@ def _configuration_error(exc: ConfigurationError) -> int:
     return 2
 
 
-async def run_worker(settings: dict[str, Any]) -> int:
+async def run_worker(
+    settings: dict[str, Any], web: tuple[Sequence[str], str, int] | None = None
+) -> int:
     """Run a worker until SIGTERM or SIGINT, then stop it gracefully.
 
     Running jobs get the worker's ``shutdown_grace_period_s`` to finish; the rest are
     re-queued. Under a supervisor, the worker also stops when the supervisor goes away.
+
+    Args:
+        settings: The worker's settings.
+        web: ``(extra settings paths, host, port)`` to serve the console in this process.
 
     Returns:
         0 after a graceful stop (or the end of a burst); 1 if the worker failed; 2 for
@@ -188,6 +215,15 @@ async def run_worker(settings: dict[str, Any]) -> int:
         worker = worker_from_settings(settings)
     except ConfigurationError as exc:
         return _configuration_error(exc)
+    console = None
+    if web is not None:
+        from conveyor.web import start_console
+
+        try:
+            console = await start_console(settings, *web)
+        except (OSError, ConfigurationError) as exc:
+            print(f"conveyor: error: the console cannot start: {exc}", file=sys.stderr)
+            return 2
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -219,6 +255,9 @@ async def run_worker(settings: dict[str, Any]) -> int:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        if console is not None:
+            console.cancel()
+            await asyncio.gather(console, return_exceptions=True)
     return 0
 
 
@@ -311,4 +350,4 @@ def _version() -> str:
         return "unknown"
 
 
-__all__ = ["WEB_UNAVAILABLE", "build_parser", "check_health", "main", "run_worker", "supervise"]
+__all__ = ["build_parser", "check_health", "main", "run_worker", "supervise"]
