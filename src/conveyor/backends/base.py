@@ -345,6 +345,9 @@ class Backend(Protocol):
     async def count(self, statuses: Sequence[str]) -> dict[str, int]:
         """How many jobs have each status; ``scheduled`` counts queued jobs not yet due.
 
+        Counts of finished statuses may include rows whose ``expire_at`` has passed until
+        :meth:`expire` has run (Redis drops the row itself but not its index entry).
+
         Args:
             statuses: Status values, and optionally ``scheduled``.
         """
@@ -400,6 +403,13 @@ class Backend(Protocol):
 
         Returns:
             How many runs were deleted.
+        """
+        ...
+
+    async def drop(self) -> None:
+        """Delete everything this backend created: its schema, key prefix or stored rows.
+
+        For tests and for tearing down a queue; it never touches other queues' storage.
         """
         ...
 

@@ -94,6 +94,13 @@ class MemoryBackend:
     async def disconnect(self) -> None:
         """Nothing to close."""
 
+    async def drop(self) -> None:
+        """Forget everything in this backend's store."""
+        store = self.store
+        for table in (store.jobs, store.runs, store.logs, store.workers, store.marks):
+            table.clear()
+        store.ready.clear()
+
     def describe(self) -> dict[str, Any]:
         """Facts for displays."""
         return {"engine": "memory", "queue": self.queue_name}

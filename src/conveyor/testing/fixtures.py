@@ -62,10 +62,9 @@ async def make_queue(conveyor_url: str) -> AsyncIterator[QueueFactory]:
     yield factory
     for queue in reversed(created):
         with contextlib.suppress(Exception):
-            drop = getattr(queue.backend, "drop", None)
-            if drop is not None and queue is created[0]:
+            if queue is created[0]:
                 await queue.connect()
-                await drop()
+                await queue.backend.drop()
         with contextlib.suppress(Exception):
             await queue.disconnect()
 
