@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import sys
@@ -121,9 +122,30 @@ def _tail(path: str, lines: int = 6) -> str:
     return " | ".join(text[-lines:])
 
 
-async def measure_enqueue(adapter: Adapter, n: int, time_cap: float) -> dict[str, Any]:
+class ClientProfile:
+    """cProfile (CPU timer) around the timed part of a client workload, if asked for."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.profiler = cProfile.Profile(time.process_time) if path else None
+
+    def __enter__(self) -> None:
+        if self.profiler:
+            self.profiler.enable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.profiler and self.path:
+            self.profiler.disable()
+            self.profiler.dump_stats(self.path)
+
+
+async def measure_enqueue(
+    adapter: Adapter, n: int, time_cap: float, profile: str | None = None
+) -> dict[str, Any]:
     for _ in range(20):  # warm up connections and scripts
         await adapter.enqueue("noop")
+    profiler = ClientProfile(profile)
+    profiler.__enter__()
     cpu0, t0 = probe.cpu_seconds(), time.perf_counter()
     deadline = t0 + time_cap
     done = 0
@@ -133,6 +155,7 @@ async def measure_enqueue(adapter: Adapter, n: int, time_cap: float) -> dict[str
         if done % 100 == 0 and time.perf_counter() > deadline:
             break
     wall, cpu = time.perf_counter() - t0, probe.cpu_seconds() - cpu0
+    profiler.__exit__()
     return {
         "rate": done / wall,
         "wall_s": wall,
@@ -142,14 +165,15 @@ async def measure_enqueue(adapter: Adapter, n: int, time_cap: float) -> dict[str
     }
 
 
-async def measure_bulk(adapter: Adapter, n: int) -> dict[str, Any]:
+async def measure_bulk(adapter: Adapter, n: int, profile: str | None = None) -> dict[str, Any]:
     if not adapter.bulk_api:
         return {"na": True}
     await adapter.enqueue_bulk("noop", [{}] * 20)
     kwargs: list[dict[str, Any]] = [{} for _ in range(n)]
-    cpu0, t0 = probe.cpu_seconds(), time.perf_counter()
-    await adapter.enqueue_bulk("noop", kwargs)
-    wall, cpu = time.perf_counter() - t0, probe.cpu_seconds() - cpu0
+    with ClientProfile(profile):
+        cpu0, t0 = probe.cpu_seconds(), time.perf_counter()
+        await adapter.enqueue_bulk("noop", kwargs)
+        wall, cpu = time.perf_counter() - t0, probe.cpu_seconds() - cpu0
     return {"rate": n / wall, "wall_s": wall, "client_cpu_ms": cpu / n * 1000}
 
 
@@ -233,7 +257,7 @@ async def main() -> None:
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--workdir", default="/tmp")
     parser.add_argument("--log", default=os.devnull)
-    parser.add_argument("--profile")
+    parser.add_argument("--profile", help="write a cProfile dump of the timed part here")
     parser.add_argument("--token", help="the name of everything created (default: random)")
     args = parser.parse_args()
     args.token = args.token or f"bench_{uuid.uuid4().hex[:10]}"
@@ -246,9 +270,9 @@ async def main() -> None:
         await adapter.open()
         opened = True
         if args.workload == "enqueue":
-            out.update(await measure_enqueue(adapter, args.n, args.time_cap))
+            out.update(await measure_enqueue(adapter, args.n, args.time_cap, args.profile))
         elif args.workload == "bulk":
-            out.update(await measure_bulk(adapter, args.n))
+            out.update(await measure_bulk(adapter, args.n, args.profile))
         elif args.workload == "drain":
             out.update(await measure_drain(adapter, args))
         elif args.workload == "pickup":

@@ -43,6 +43,16 @@ WORKLOADS: dict[str, tuple[str, dict[str, Any], str]] = {
     "memory": ("memory", {}, "worker RSS"),
 }
 
+#: What the profile step looks at: (library, workload, whose process).
+PROFILES = [
+    ("Conveyor-redis", "drain100", "worker"),
+    ("Conveyor-redis", "enqueue", "client"),
+    ("Conveyor-redis", "bulk", "client"),
+    ("Conveyor-postgres", "drain100", "worker"),
+    ("Conveyor-postgres", "enqueue", "client"),
+    ("Conveyor-postgres", "bulk", "client"),
+]
+
 BASELINE = {"redis": "SAQ-redis", "postgres": "SAQ-postgres"}
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
@@ -66,10 +76,10 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
     args.n = args.n or (2000 if args.quick else 10_000)
-    args.drain_cap = 4.0 if args.quick else 10.0
-    args.enqueue_cap = 4.0 if args.quick else 8.0
+    args.drain_cap = 4.0 if args.quick else 5.0
+    args.enqueue_cap = 4.0 if args.quick else 5.0
     args.pickup_n = 100 if args.quick else 500
-    args.pickup_cap = 3.0 if args.quick else 6.0
+    args.pickup_cap = 3.0 if args.quick else 4.0
     return args
 
 
@@ -358,6 +368,8 @@ def machine(args: argparse.Namespace, libraries: list[str]) -> str:
         f"- Machine: {os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, {platform.platform()}",
         f"- Python {platform.python_version()}, redis-py {redis_py.__version__} (hiredis parser), "
         f"Redis {args.redis_server or '–'}, PostgreSQL {os.environ.get('BENCH_PG_VERSION', '–')}",
+        f"- Load average (1 min) at start / end: {args.load_start:.2f} / {os.getloadavg()[0]:.2f} "
+        "(other processes on the machine share its 2 cores with the benchmark)",
         f"- Runs: {args.runs} (median), N = {args.n:,}; caps: drain {args.drain_cap:.0f} s, "
         f"enqueue {args.enqueue_cap:.0f} s, pickup {args.pickup_n} jobs or {args.pickup_cap:.0f} s",
         "- Versions: " + "; ".join(versions),
@@ -378,8 +390,13 @@ def render(args: argparse.Namespace, med: dict[tuple[str, str], Any], groups: di
     if errors:
         parts += ["### Errors", "", errors, ""]
     parts += ["### Targets", "", targets(med), ""]
+    if profiles:
+        parts += ["### Where Conveyor's CPU goes (cProfile)", "",
+                  "Each under cProfile with a CPU-time timer, one extra measurement. cProfile's "
+                  "own overhead inflates code that makes many small calls: read the shares, "
+                  "not the seconds.", ""]
     for title, text in profiles.items():
-        parts += [f"### Profile: {title}", "", text, ""]
+        parts += [f"#### {title}", "", text, ""]
     return "\n".join(parts)
 
 
@@ -401,6 +418,7 @@ def write_readme(text: str) -> None:
 
 def main() -> None:
     args = parse_args()
+    args.load_start = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tmp").mkdir(exist_ok=True)
     run_id = uuid.uuid4().hex[:6]
@@ -441,19 +459,17 @@ def main() -> None:
                               f"{WORKLOADS[key][2]:<20} {lib:<18} {describe(result)}",
                               flush=True)
         if not args.no_profile:
-            for lib in ("Conveyor-redis", "Conveyor-postgres"):
+            for lib, key, what in PROFILES:
                 group = "redis" if lib.endswith("redis") else "postgres"
-                if lib not in groups.get(group, []):
+                if lib not in groups.get(group, []) or key not in keys:
                     continue
-                path = RESULTS / f"profile-{lib}-{run_id}.pstats"
+                path = RESULTS / f"profile-{lib}-{key}-{run_id}.pstats"
                 token = f"bench_{run_id}_{uuid.uuid4().hex[:8]}"
-                result = measure(args, lib, "drain100", token, dsn or args.pg_url, log, str(path))
-                print(f"[profile] {lib} drain c=100 under cProfile: {describe(result)}", flush=True)
+                result = measure(args, lib, key, token, dsn or args.pg_url, log, str(path))
+                print(f"[profile] {lib} {WORKLOADS[key][2]} under cProfile: {describe(result)}",
+                      flush=True)
                 if result.get("ok") and path.exists():
-                    profiles[f"{lib} worker, drain c=100 (cProfile, CPU timer)"] = (
-                        "cProfile's own overhead inflates functions called very often; read "
-                        "the shares, not the seconds.\n\n" + profile_report(str(path))
-                    )
+                    profiles[f"{lib} {what}, {WORKLOADS[key][2]}"] = profile_report(str(path))
     finally:
         if dsn:
             drop_database(args.pg_url, db_name)
