@@ -5,7 +5,6 @@ tasks, and carries out actions (enqueue, retry, abort, purge), logging who did e
 Its answers are typed records with a JSON-friendly ``to_dict()``.
 """
 
-from conveyor.admin.errors import AdminError, JobStateError, RunNotFoundError, UnknownQueueError
 from conveyor.admin.models import (
     AvailableJob,
     CronInfo,
@@ -24,6 +23,7 @@ from conveyor.admin.models import (
     WorkerInfo,
 )
 from conveyor.admin.service import Admin
+from conveyor.errors import AdminError, JobStateError, RunNotFoundError, UnknownQueueError
 
 __all__ = [
     "Admin",

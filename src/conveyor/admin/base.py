@@ -6,11 +6,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import tzinfo
 from typing import Any, Self
 
-from conveyor.admin.errors import RunNotFoundError, UnknownQueueError
 from conveyor.admin.signatures import task_callable
 from conveyor.backends.base import RunRecord
 from conveyor.cron import CronJob
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, RunNotFoundError, UnknownQueueError
 from conveyor.job import Job
 from conveyor.queue import Queue
 

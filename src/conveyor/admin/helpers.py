@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from conveyor.admin.errors import AdminError
 from conveyor.admin.models import FunctionStats, ThroughputBucket, WorkerInfo, json_friendly
 from conveyor.backends.base import RunRecord
+from conveyor.errors import AdminError
 
 #: The statuses a run can have.
 RUN_STATUSES = ("running", "complete", "failed", "aborted", "retried")

@@ -15,7 +15,6 @@ from typing import Any
 
 from conveyor.admin import helpers
 from conveyor.admin.base import AdminBase
-from conveyor.admin.errors import AdminError
 from conveyor.admin.models import (
     LogEntry,
     LogPage,
@@ -29,6 +28,7 @@ from conveyor.admin.models import (
     WorkerInfo,
 )
 from conveyor.backends.base import LogLine, RunFilter, RunRecord
+from conveyor.errors import AdminError
 from conveyor.job import now_ms
 from conveyor.queue import Queue
 

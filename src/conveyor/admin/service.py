@@ -17,13 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.admin import helpers
-from conveyor.admin.errors import JobStateError
 from conveyor.admin.models import AvailableJob, CronInfo
 from conveyor.admin.queries import AdminQueries
 from conveyor.admin.signatures import check_arguments, describe_parameters
 from conveyor.backends.base import RunFilter
 from conveyor.cron import CronJob
-from conveyor.errors import JobNotFoundError, UnknownFunctionError
+from conveyor.errors import JobNotFoundError, JobStateError, UnknownFunctionError
 from conveyor.job import TERMINAL_STATUSES, UNSUCCESSFUL_TERMINAL_STATUSES, Job, Status
 from conveyor.observability.retention import purge_runs_older_than
 from conveyor.queue import Queue

@@ -21,12 +21,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor.admin.errors import AdminError, JobStateError, RunNotFoundError, UnknownQueueError
 from conveyor.errors import (
+    AdminError,
     ArgumentsError,
     JobNotFoundError,
+    JobStateError,
+    RunNotFoundError,
     SerializationError,
     UnknownFunctionError,
+    UnknownQueueError,
 )
 
 logger = logging.getLogger("conveyor.web")

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from conveyor.admin.errors import RunNotFoundError
+from conveyor.errors import RunNotFoundError
 from conveyor.web.console import Console
 from conveyor.web.errors import WebError
 from conveyor.web.pages import LOG_LEVELS

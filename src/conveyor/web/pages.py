@@ -6,7 +6,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.admin.errors import RunNotFoundError
+from conveyor.errors import RunNotFoundError
 from conveyor.web import adapter, forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
