@@ -1,0 +1,1 @@
+"""FastAPI on SQLite: trigger and status endpoints, progress, a console behind the app's users."""
