@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import tzinfo
 from typing import Any, Self
@@ -21,20 +22,30 @@ class AdminBase:
 
     Args:
         queues: The queue, or queues, served; the first is the default for actions.
-        functions: Task name to callable, as the worker registers them; needed for
-            :meth:`available_jobs`, :meth:`check_arguments` and :meth:`enqueue`.
-        cron_jobs: The worker's cron jobs (their functions are registered too).
+        functions: Task name to callable or task handle, as the worker registers them;
+            needed for :meth:`available_jobs`, :meth:`check_arguments` and :meth:`enqueue`.
+        cron_jobs: The worker's cron jobs (their functions are registered too): a sequence,
+            run on the first queue, or a mapping of queue name to that queue's cron jobs.
         cron_tz: The worker's ``cron_tz``.
 
+    Attributes:
+        queues: The queues served.
+        functions: Task name to the plain function (what signatures are read from).
+        registered: Task name to what was registered: a task handle (carrying its job
+            options) or the function itself.
+        cron_jobs_by_queue: Queue name to the cron jobs its workers run.
+        cron_tz: The zone of cron jobs that set none (UTC when None).
+
     Raises:
-        ConfigurationError: Without a queue, or with two queues of one name.
+        ConfigurationError: Without a queue, with two queues of one name, or with cron jobs
+            of a queue not served.
     """
 
     def __init__(
         self,
         queues: Queue | Sequence[Queue],
         functions: Functions | None = None,
-        cron_jobs: Sequence[CronJob] = (),
+        cron_jobs: Sequence[CronJob] | Mapping[str, Sequence[CronJob]] = (),
         cron_tz: tzinfo | str | None = None,
     ) -> None:
         self.queues = [queues] if isinstance(queues, Queue) else list(queues)
@@ -43,13 +54,25 @@ class AdminBase:
         names = [q.name for q in self.queues]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"Admin was given two queues of one name: {names}")
-        self.functions = {name: task_callable(fn) for name, fn in (functions or {}).items()}
-        self.cron_jobs = list(cron_jobs)
+        self.registered: dict[str, Any] = dict(functions or {})
+        self.functions = {name: task_callable(fn) for name, fn in self.registered.items()}
+        by_queue = cron_jobs if isinstance(cron_jobs, Mapping) else {names[0]: cron_jobs}
+        unknown = sorted(set(by_queue) - set(names))
+        if unknown:
+            raise ConfigurationError(
+                f"cron jobs were given for queue(s) {', '.join(unknown)}, which Admin does not "
+                f"serve; it serves {', '.join(names)}"
+            )
+        self.cron_jobs_by_queue = {name: list(jobs) for name, jobs in by_queue.items() if jobs}
         for cron in self.cron_jobs:
             self.functions.setdefault(cron.name, task_callable(cron.function))
-        self._handles = dict(functions or {})
         self.cron_tz = cron_tz
         self._connected_here: list[Queue] = []
+
+    @property
+    def cron_jobs(self) -> list[CronJob]:
+        """Every cron job, of every queue."""
+        return [cron for jobs in self.cron_jobs_by_queue.values() for cron in jobs]
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Self:
@@ -77,6 +100,48 @@ class AdminBase:
         functions, cron_jobs = normalize_functions(given, crons)
         # Task handles carry job options (a timeout ...) that a console enqueue applies.
         return cls(queue, {**functions, **_handles(given)}, cron_jobs, settings.get("cron_tz"))
+
+    @classmethod
+    def from_settings_list(cls, settings_list: Sequence[Mapping[str, Any]]) -> Self:
+        """One admin service over the queues of several workers' settings dicts.
+
+        Each settings dict is read as :meth:`from_settings` reads it, then they are
+        combined as :meth:`merge` combines admin services.
+
+        Raises:
+            ConfigurationError: Without settings, or when two settings use one queue name.
+        """
+        if not settings_list:
+            raise ConfigurationError("Admin.from_settings_list needs at least one settings dict")
+        admins = [cls.from_settings(settings) for settings in settings_list]
+        return admins[0] if len(admins) == 1 else cls.merge(*admins)
+
+    @classmethod
+    def merge(cls, *admins: AdminBase) -> Self:
+        """One admin service over the queues of several.
+
+        Every queue is served, in order (the first admin's first queue is the default for
+        actions). A task name registered by several admins is the first one's. Each cron
+        job stays with its queue and keeps its zone: one that sets no ``tz`` gets its
+        admin's ``cron_tz``.
+
+        Raises:
+            ConfigurationError: Without an admin, or when two serve a queue of one name.
+        """
+        if not admins:
+            raise ConfigurationError("Admin.merge needs at least one admin service")
+        registered: dict[str, Any] = {}
+        crons: dict[str, list[CronJob]] = {}
+        for admin in admins:
+            for name, fn in admin.registered.items():
+                registered.setdefault(name, fn)
+            for queue_name, jobs in admin.cron_jobs_by_queue.items():
+                crons.setdefault(queue_name, []).extend(
+                    _in_zone(cron, admin.cron_tz) for cron in jobs
+                )
+        first_tz = admins[0].cron_tz
+        common_tz = first_tz if all(admin.cron_tz == first_tz for admin in admins) else None
+        return cls([q for admin in admins for q in admin.queues], registered, crons, common_tz)
 
     def __repr__(self) -> str:
         return f"Admin<queues={[q.name for q in self.queues]}>"
@@ -127,6 +192,13 @@ class AdminBase:
             if job is not None:
                 return q, job
         return selected[0], None
+
+
+def _in_zone(cron: CronJob, tz: tzinfo | str | None) -> CronJob:
+    """``cron`` read in ``tz`` when it sets no zone of its own."""
+    if cron.tz is not None or tz is None:
+        return cron
+    return dataclasses.replace(cron, tz=tz)
 
 
 def _handles(functions: Any) -> dict[str, Any]:

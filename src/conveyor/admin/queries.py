@@ -91,17 +91,24 @@ class AdminQueries(AdminBase):
                 oldest = max(oldest, now - ready)
         return oldest, queued <= LATENCY_TAIL
 
-    async def _workers(self, queue: Queue) -> list[WorkerInfo]:
-        workers = []
-        keys: dict[str, list[str]] = {}
+    async def _worker_records(self, queue: Queue) -> list[tuple[WorkerInfo, list[str]]]:
+        """The live workers' records (``running`` left empty) and the keys each runs."""
+        out = []
         for worker_id, payload in sorted((await queue.backend.workers()).items()):
             try:
                 record = queue.load(payload)
             except Exception:
                 logger.warning("unreadable record of worker %s on queue %r", worker_id, queue.name)
                 continue
-            workers.append(helpers.worker_info(worker_id, record, queue.name))
-            keys[workers[-1].id] = helpers.running_keys(record)
+            out.append(
+                (helpers.worker_info(worker_id, record, queue.name), helpers.running_keys(record))
+            )
+        return out
+
+    async def _workers(self, queue: Queue) -> list[WorkerInfo]:
+        records = await self._worker_records(queue)
+        workers = [worker for worker, _ in records]
+        keys = {worker.id: running for worker, running in records}
         wanted = [key for ks in keys.values() for key in ks]
         jobs = dict(zip(wanted, await queue.jobs(wanted), strict=True)) if wanted else {}
         for worker in workers:

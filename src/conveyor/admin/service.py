@@ -1,10 +1,11 @@
 """The admin service: the one place the console, the CLI and the exporters read and change
 queues through.
 
-:class:`Admin` adds to the queries of :class:`~conveyor.admin.queries.AdminQueries` the
-registered tasks (what can be enqueued, with which arguments) and the actions. Actions
-change jobs only through the :class:`~conveyor.queue.Queue` facade, so policy stays in the
-core, and each one is logged with who did it on the ``conveyor.admin`` logger.
+:class:`Admin` adds to the queries of :class:`~conveyor.admin.queries.AdminQueries` and
+:class:`~conveyor.admin.state.AdminState` the registered tasks (what can be enqueued, with
+which arguments) and the actions. Actions change jobs only through the
+:class:`~conveyor.queue.Queue` facade, so policy stays in the core, and each one is logged
+with who did it on the ``conveyor.admin`` logger.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 from conveyor.admin import helpers
 from conveyor.admin.models import AvailableJob, CronInfo
-from conveyor.admin.queries import AdminQueries
 from conveyor.admin.signatures import check_arguments, describe_parameters
+from conveyor.admin.state import AdminState
 from conveyor.backends.base import RunFilter
 from conveyor.cron import CronJob
 from conveyor.errors import JobNotFoundError, JobStateError, UnknownFunctionError
@@ -44,30 +45,40 @@ _JOB_OPTIONS = (
 _JOB_STATUSES = frozenset(s.value for s in Status)
 
 
-class Admin(AdminQueries):
+class Admin(AdminState):
     """Queries and actions over one or more queues.
 
     Args:
         queues: The queue, or queues, served; the first is the default for actions.
-        functions: Task name to callable, as the worker registers them; needed for
-            :meth:`available_jobs`, :meth:`check_arguments` and :meth:`enqueue`.
-        cron_jobs: The worker's cron jobs (their functions are registered too).
+        functions: Task name to callable or task handle, as the worker registers them;
+            needed for :meth:`available_jobs`, :meth:`check_arguments` and :meth:`enqueue`.
+        cron_jobs: The worker's cron jobs (their functions are registered too): a sequence,
+            run on the first queue, or a mapping of queue name to that queue's cron jobs.
         cron_tz: The worker's ``cron_tz``.
 
     Raises:
-        ConfigurationError: Without a queue, or with two queues of one name.
+        ConfigurationError: Without a queue, with two queues of one name, or with cron jobs
+            of a queue not served.
+
+    Several workers' settings make one service with :meth:`from_settings_list`, several
+    services one with :meth:`merge`.
 
     Example::
 
         async with Admin.from_settings(settings) as admin:
             page = await admin.runs(status="failed", limit=20)
+            waiting = await admin.jobs(["queued", "scheduled"], limit=20)
             key = await admin.enqueue("send_report", {"day": "2025-01-31"}, actor="ops")
     """
 
     # Tasks
 
     async def available_jobs(self) -> list[AvailableJob]:
-        """Every registered task and its cron schedules, with its parameters, by name."""
+        """Every registered task and its cron schedules, with its parameters, by name.
+
+        A coroutine like every other query, though it reads no storage: front ends await
+        it, whichever admin service they are given.
+        """
         crons: dict[str, list[CronJob]] = {}
         for cron in self.cron_jobs:
             crons.setdefault(cron.name, []).append(cron)
@@ -108,7 +119,7 @@ class Admin(AdminQueries):
         """The job fields a console enqueue of ``name`` uses: its task handle's options,
         then its first cron job's (a job run by hand gets the timeout it gets on schedule)."""
         options: dict[str, Any] = {}
-        handle_options = getattr(self._handles.get(name), "job_options", None)
+        handle_options = getattr(self.registered.get(name), "job_options", None)
         if isinstance(handle_options, Mapping):
             options.update({k: v for k, v in handle_options.items() if v is not None})
         for cron in self.cron_jobs:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from conveyor.admin import Admin, AdminError, JobStateError, RunNotFoundError
+from conveyor.admin import Admin, AdminError, Health, JobStateError, RunNotFoundError
 from conveyor.cron import CronJob
 from conveyor.errors import (
     ArgumentsError,
     ConfigurationError,
     JobNotFoundError,
     UnknownFunctionError,
+    UnknownQueueError,
 )
 from conveyor.job import Status
 from conveyor.observability.retention import (
@@ -26,12 +28,17 @@ from conveyor.observability.retention import (
 from conveyor.queue import Queue
 from conveyor.testing.fixtures import running_worker
 from conveyor.testing.helpers import wait_until
-from conveyor.testing.tasks import TEST_FUNCTIONS, echo
+from conveyor.testing.tasks import TEST_FUNCTIONS, add, echo
+from conveyor.worker.scheduler import CronScheduler
 
 __all__ = [
     "test_admin_abort_queued_job_and_purge",
     "test_admin_available_jobs_and_argument_checks",
+    "test_admin_cron_lists_fire_times_and_the_schedules_latest_run",
+    "test_admin_health_needs_a_live_worker_on_every_queue",
+    "test_admin_jobs_by_status_paginated_with_totals",
     "test_admin_logs_cursor_level_and_search",
+    "test_admin_over_several_settings",
     "test_admin_overview_runs_and_detail",
     "test_admin_retry_failed_job_keeps_key_and_history",
     "test_admin_throughput",
@@ -364,3 +371,233 @@ async def test_retention_purges_old_runs_in_batches(make_queue: Any) -> None:
     assert job.status == Status.COMPLETE and job.result == 1
     remaining = (await admin_for(queue).runs()).runs
     assert [r.function for r in remaining] == ["purge_run_history"]
+
+
+async def test_admin_jobs_by_status_paginated_with_totals(make_queue: Any) -> None:
+    queue = await make_queue()
+    admin = admin_for(queue)
+    await queue.enqueue("echo", key="done", value=0)
+    await _claim_and_finish(queue, Status.COMPLETE, result=0)
+    await queue.enqueue("fail", key="broken")
+    await _claim_and_finish(queue, Status.FAILED, error="boom")
+    await queue.enqueue("sleep", key="busy", seconds=1)
+    busy = await queue.dequeue()
+    assert busy is not None
+    await queue.enqueue("echo", key="dropped")
+    await admin.abort("dropped", "not needed")
+    for key in ("q1", "q2", "q3"):
+        await queue.enqueue("echo", key=key)
+    later = time.time() + 3600
+    for key in ("s1", "s2"):
+        await queue.enqueue("echo", key=key, scheduled=later)
+
+    due = await admin.jobs(["queued"])
+    assert [j.key for j in due.jobs] == ["q3", "q2", "q1"] and due.total == 3
+    assert due.totals == {
+        "queued": 3,
+        "scheduled": 2,
+        "active": 1,
+        "aborting": 0,
+        "complete": 1,
+        "failed": 1,
+        "aborted": 1,
+    }
+    assert not due.truncated and not any(j.due_later for j in due.jobs)
+    scheduled = await admin.jobs(["scheduled"])
+    assert [j.key for j in scheduled.jobs] == ["s2", "s1"] and scheduled.total == 2
+    assert all(j.due_later and j.status == "queued" for j in scheduled.jobs)
+    assert all(j.scheduled is not None and abs(j.scheduled - later) < 1 for j in scheduled.jobs)
+
+    waiting = [
+        j.key
+        for offset in (0, 2, 4)
+        for j in (await admin.jobs(["queued", "scheduled"], offset, 2)).jobs
+    ]
+    assert waiting == ["s2", "s1", "q3", "q2", "q1"]
+    oldest = await admin.jobs(["queued", "scheduled"], 1, 2, oldest_first=True)
+    assert [j.key for j in oldest.jobs] == ["q2", "q3"] and oldest.total == 5
+    assert [j.key for j in (await admin.jobs(["queued"], 0, 2, oldest_first=True)).jobs] == [
+        "q1",
+        "q2",
+    ]
+    assert [j.key for j in (await admin.jobs(["scheduled"], oldest_first=True)).jobs] == [
+        "s1",
+        "s2",
+    ]
+
+    [running] = (await admin.jobs(["active", "aborting"])).jobs
+    assert (running.key, running.status, running.function) == ("busy", "active", "sleep")
+    assert running.run_id == str(busy.meta["run_id"]) and running.worker_id == "dequeue"
+    assert running.started is not None and running.kwargs == {"seconds": 1}
+    finished = (await admin.jobs(["failed", "aborted"])).jobs
+    assert [(j.key, j.status, j.error) for j in finished] == [
+        ("dropped", "aborted", "not needed"),
+        ("broken", "failed", "boom"),
+    ]
+    everything = await admin.jobs(limit=50)
+    assert everything.total == len(everything.jobs) == 9
+    assert json.loads(json.dumps(everything.to_dict()))["totals"]["scheduled"] == 2
+
+    for bad in (["exploded"], []):
+        with pytest.raises(AdminError, match="unknown job status"):
+            await admin.jobs(bad)
+    with pytest.raises(AdminError):
+        await admin.jobs(["queued"], limit=0)
+    with pytest.raises(AdminError):
+        await admin.jobs(["queued"], offset=-1)
+    with pytest.raises(UnknownQueueError):
+        await admin.jobs(["queued"], queue="nope")
+
+
+async def test_admin_cron_lists_fire_times_and_the_schedules_latest_run(make_queue: Any) -> None:
+    queue = await make_queue()
+    every_second = CronJob(echo, cron="* * * * * *", kwargs={"value": "tick"})
+    nightly = CronJob(add, cron="30 3 * * *", kwargs={"a": 1, "b": 2}, timeout=60)
+    admin = admin_for(queue, cron_jobs=[every_second, nightly], cron_tz="Europe/Berlin")
+    # Berlin moves its clocks forward at 02:00 on 2025-03-30: 03:30 is 02:30 UTC before
+    # and 01:30 UTC after.
+    before_dst = datetime(2025, 3, 29, 1, 0, tzinfo=UTC)
+    entries = {e.name: e for e in await admin.cron(before_dst, upcoming=3)}
+    assert set(entries) == {"add", "echo", "purge_run_history"}
+    add_entry = entries["add"]
+    assert add_entry.next_runs == [
+        datetime(2025, 3, 29, 2, 30, tzinfo=UTC).timestamp(),
+        datetime(2025, 3, 30, 1, 30, tzinfo=UTC).timestamp(),
+        datetime(2025, 3, 31, 1, 30, tzinfo=UTC).timestamp(),
+    ]
+    assert add_entry.next_run == add_entry.next_runs[0]
+    assert (add_entry.cron, add_entry.tz, add_entry.queue) == (
+        "30 3 * * *",
+        "Europe/Berlin",
+        "default",
+    )
+    assert (add_entry.timeout, add_entry.kwargs, add_entry.unique) == (60, {"a": 1, "b": 2}, True)
+    assert add_entry.last_run is None and entries["echo"].last_run is None
+    assert entries["echo"].doc is not None
+
+    # The schedule fires as a worker's scheduler fires it; a claim starts its run.
+    [fired] = await CronScheduler(queue, [every_second], "Europe/Berlin", tick=1).tick()
+    started = await queue.dequeue(timeout=5)
+    assert started is not None and started.key == fired.key
+    run_id = str(started.meta["run_id"])
+    last = (await _cron_entry(admin, "echo")).last_run
+    assert last is not None and (last.run_id, last.status) == (run_id, "running")
+    assert last.started is not None
+    await queue.finish(started, Status.COMPLETE, result="tick")
+    # The task run by hand afterwards is the task's newest run, not the schedule's.
+    await admin.enqueue("echo", {"value": "by hand"})
+    by_hand = await _claim_and_finish(queue, Status.COMPLETE, result="by hand")
+    assert (await admin.runs(function="echo", limit=1)).runs[0].run_id == by_hand
+    entry = await _cron_entry(admin, "echo")
+    assert entry.last_run is not None
+    assert (entry.last_run.run_id, entry.last_run.status) == (run_id, "complete")
+    assert len(entry.next_runs) == 5 and entry.next_runs == sorted(set(entry.next_runs))
+    assert (await _cron_entry(admin, "add")).last_run is None
+    json.dumps([e.to_dict() for e in await admin.cron()])
+    with pytest.raises(AdminError):
+        await admin.cron(upcoming=0)
+    with pytest.raises(AdminError, match="naive"):
+        await admin.cron(datetime(2025, 3, 29, 1, 0))
+
+
+async def _cron_entry(admin: Admin, name: str) -> Any:
+    return next(e for e in await admin.cron() if e.name == name)
+
+
+async def test_admin_health_needs_a_live_worker_on_every_queue(make_queue: Any) -> None:
+    queue = await make_queue()
+    other = await make_queue("other")
+    admin = Admin([queue, other])
+    report = await admin.health()
+    assert not report.healthy and report.workers == 0
+    assert [(h.name, h.alive, h.healthy, h.last_report_age_s) for h in report.queues] == [
+        ("default", 0, False, None),
+        ("other", 0, False, None),
+    ]
+    async with running_worker(queue, FUNCTIONS) as worker:
+        report = await wait_until(
+            lambda: _health_with(admin, worker.id), message="the worker's record"
+        )
+        default, spare = report.queues
+        assert default.healthy and default.alive == 1
+        assert [w.id for w in default.workers] == [worker.id]
+        assert default.last_report_age_s is not None and default.last_report_age_s >= 0
+        assert not spare.healthy and not report.healthy
+        assert (await admin.health(queue="default")).healthy
+
+        # A worker on the other queue that stopped reporting an hour ago (hung, not dead:
+        # its record has not expired yet).
+        stale = {"id": "stuck", "queue": "other", "updated": time.time() - 3600}
+        await other.backend.put_worker("stuck", other.dump(stale), 600)
+        report = await admin.health()
+        assert report.healthy and report.workers == 2
+        strict = await admin.health(max_age_s=600)
+        assert not strict.healthy and strict.queues[0].healthy
+        [stuck] = strict.queues[1].workers
+        assert stuck.id == "stuck" and not stuck.alive
+        assert stuck.age_s is not None and stuck.age_s >= 3600
+        assert json.loads(json.dumps(strict.to_dict()))["queues"][1]["alive"] == 0
+    with pytest.raises(AdminError):
+        await admin.health(max_age_s=0)
+
+
+async def _health_with(admin: Admin, worker_id: str) -> Health | None:
+    report = await admin.health()
+    workers = [w.id for h in report.queues for w in h.workers]
+    return report if worker_id in workers else None
+
+
+async def test_admin_over_several_settings(make_queue: Any) -> None:
+    main = await make_queue()
+    other = await make_queue("other")
+    admin = Admin.from_settings_list(
+        [
+            {
+                "queue": main,
+                "functions": FUNCTIONS,
+                "cron_jobs": [CronJob(echo, cron="0 3 * * *")],
+                "cron_tz": "Europe/Berlin",
+            },
+            {
+                "queue": other,
+                "functions": [echo, Handle("slow_typed", echo, timeout=5)],
+                "cron_jobs": [CronJob(add, cron="0 4 * * *", kwargs={"a": 1, "b": 1})],
+                "cron_tz": "America/New_York",
+            },
+        ]
+    )
+    assert [q.name for q in admin.queues] == ["default", "other"]
+    # A task name both register is the first settings' (with its job options).
+    available = {job.name: job for job in await admin.available_jobs()}
+    assert available["slow_typed"].timeout == 300 and "typed" in available
+    # Each cron job stays with its queue and its worker's zone.
+    crons = {(e.name, e.queue): e for e in await admin.cron()}
+    assert set(crons) == {
+        ("echo", "default"),
+        ("add", "other"),
+        ("purge_run_history", "default"),
+        ("purge_run_history", "other"),
+    }
+    assert crons[("echo", "default")].tz == "Europe/Berlin"
+    assert crons[("add", "other")].tz == "America/New_York"
+    assert crons[("purge_run_history", "other")].tz == "America/New_York"
+
+    await main.enqueue("echo", key="here")
+    await other.enqueue("echo", key="there")
+    page = await admin.jobs(["queued"])
+    assert {(j.key, j.queue) for j in page.jobs} == {("here", "default"), ("there", "other")}
+    assert page.total == 2 and page.totals["queued"] == 2
+    assert [j.key for j in (await admin.jobs(["queued"], queue="other")).jobs] == ["there"]
+    key = await admin.enqueue("add", {"a": 1, "b": 2}, queue="other")
+    assert await other.job(key) is not None and await main.job(key) is None
+
+    merged = Admin.merge(admin_for(main), Admin(other, {"echo": echo}))
+    assert [q.name for q in merged.queues] == ["default", "other"]
+    assert "typed" in merged.functions
+    assert {(e.name, e.queue) for e in await merged.cron()} == {("purge_run_history", "default")}
+    with pytest.raises(ConfigurationError):
+        Admin.from_settings_list([])
+    with pytest.raises(ConfigurationError, match="two queues of one name"):
+        Admin.from_settings_list([{"queue": main}, {"queue": main}])
+    with pytest.raises(ConfigurationError, match="elsewhere"):
+        Admin(main, cron_jobs={"elsewhere": [CronJob(echo, cron="0 3 * * *")]})
