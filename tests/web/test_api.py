@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import console_tasks
 import httpx
 import pytest
 from web_support import BEARER, READ_TOKEN
 
-from conveyor import Worker
+from conveyor import CronJob, Queue, Worker
 from conveyor.admin import Admin, RunSummary
+from conveyor.job import Status
 from conveyor.testing import wait_until
 from conveyor.web import Principal, create_app
+from conveyor.worker.scheduler import CronScheduler
 
 Clients = Callable[..., httpx.AsyncClient]
 
@@ -75,7 +79,9 @@ async def test_health_is_503_without_a_worker_and_200_with_one(
             return (await client.get("/api/health")).status_code == 200
 
         await wait_until(healthy, timeout=10, message="health turned 200")
-        assert (await client.get("/api/health")).json()["queues"] == {"default": 1}
+        body = (await client.get("/api/health")).json()
+        assert body["queues"] == {"default": 1} and body["workers"] == 1
+        assert body["status"] == "ok" and body["report_age_s"]["default"] >= 0
     finally:
         await running.stop()
         await task
@@ -202,6 +208,7 @@ async def test_throughput_and_jobs_lists(
     failed = (await client.get("/api/jobs", params={"state": "failed"})).json()
     assert [j["function"] for j in failed["jobs"]] == ["fail"]
     assert failed["counts"] == {"queued": 1, "running": 0, "failed": 1}
+    assert failed["total"] == 1 and failed["truncated"] is False
 
 
 # Acting
@@ -543,3 +550,70 @@ async def test_openapi_describes_every_route(admin: Admin, client_factory: Clien
     for operations in document["paths"].values():
         for operation in operations.values():
             assert operation["summary"] and operation["responses"]
+
+
+async def test_cron_shows_the_latest_run_of_each_schedule(
+    settings: dict[str, Any], client_factory: Clients
+) -> None:
+    every_second = CronJob(console_tasks.greet, cron="* * * * * *", kwargs={"name": "cron"})
+    admin = Admin.from_settings({**settings, "cron_jobs": [every_second]})
+    client = client_factory(create_app(admin))
+    try:
+        [before] = [
+            r for r in (await client.get("/api/cron")).json()["cron_jobs"] if r["name"] == "greet"
+        ]
+        assert before["last_run"] is None and before["queue"] == "default"
+        assert len(before["next_runs"]) == 5 and before["next_run"] == before["next_runs"][0]
+        queue = admin.queues[0]
+        await CronScheduler(queue, [every_second], None, tick=1).tick()
+        started = await queue.dequeue(timeout=5)
+        assert started is not None
+        await queue.finish(started, Status.COMPLETE, result="hello cron")
+        [after] = [
+            r for r in (await client.get("/api/cron")).json()["cron_jobs"] if r["name"] == "greet"
+        ]
+        run_id = str(started.meta["run_id"])
+        assert after["last_run"]["run_id"] == run_id and after["last_run"]["status"] == "complete"
+        page = (await client.get("/cron")).text
+        assert f'/runs/{run_id}"' in page and "st-complete" in page
+    finally:
+        await admin.disconnect()
+
+
+async def test_a_console_over_several_settings(
+    settings: dict[str, Any], tmp_path: Path, client_factory: Clients
+) -> None:
+    billing = {
+        "queue": Queue.from_url(f"sqlite:///{tmp_path / 'billing.db'}", name="billing"),
+        "functions": [console_tasks.fail],
+        "cron_jobs": [CronJob(console_tasks.nightly, cron="0 5 * * *")],
+        "cron_tz": "Asia/Tokyo",
+    }
+    admin = Admin.from_settings_list([settings, billing])
+    client = client_factory(create_app(admin))
+    try:
+        here = await admin.enqueue("greet", {"name": "a"})
+        there = await admin.enqueue("fail", {}, queue="billing")
+        later = await admin.enqueue("fail", {}, queue="billing", scheduled_at=time.time() + 600)
+        both = (await client.get("/api/jobs")).json()
+        assert {(j["key"], j["queue"]) for j in both["jobs"]} == {
+            (here, "default"),
+            (there, "billing"),
+            (later, "billing"),
+        }
+        assert both["counts"]["queued"] == 3
+        one = (await client.get("/api/jobs", params={"queue": "billing"})).json()
+        assert {j["key"]: j["due_later"] for j in one["jobs"]} == {there: False, later: True}
+        missing = await client.get("/api/jobs", params={"queue": "nowhere"})
+        assert missing.status_code == 404 and error_of(missing)["type"] == "queue_not_found"
+        health = await client.get("/api/health")
+        assert health.status_code == 503
+        assert health.json()["queues"] == {"default": 0, "billing": 0}
+        cron = (await client.get("/api/cron")).json()["cron_jobs"]
+        zones = {(r["name"], r["queue"]): r["tz"] for r in cron}
+        assert (
+            zones[("nightly", "default")] == "UTC" and zones[("nightly", "billing")] == "Asia/Tokyo"
+        )
+        assert "<th>Queue</th>" in (await client.get("/cron")).text
+    finally:
+        await admin.disconnect()

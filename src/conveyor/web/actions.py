@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.web import adapter, forms
+from conveyor.web import forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
 from conveyor.web.errors import WebError, from_exception, read_form
@@ -167,7 +167,7 @@ class Actions:
         principal, form = await self._form(request)
         submitted = {k: str(v) for k, v in form.multi_items() if k != CSRF_FIELD}
         name = submitted.get("job", "")
-        available = await adapter.available_jobs(self.console.admin)
+        available = await self.console.admin.available_jobs()
         job = next((j for j in available if j.name == name), None)
         if job is None:
             return await render(

@@ -12,11 +12,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from conveyor.web import adapter, forms
+from conveyor.admin.state import MAX_JOBS_PAGE
+from conveyor.web import forms
 from conveyor.web.actions import Actions
 from conveyor.web.console import PACKAGE_DIR, Console
 from conveyor.web.errors import WebError, json_body
-from conveyor.web.views import RANGES, RunFilters, int_param, range_of, text_param
+from conveyor.web.views import RANGES, RunFilters, int_param, job_list, range_of, text_param
 
 #: The largest request body the API reads.
 MAX_BODY = 1 << 20
@@ -113,33 +114,49 @@ class Api:
         """Jobs in one state: ``queued`` (and scheduled), ``running`` or ``failed``."""
         await self.console.require(request)
         params = request.query_params
-        page = await adapter.list_jobs(
-            self.console.admin,
-            params.get("state") or "queued",
+        state = params.get("state") or "queued"
+        page, counts = await job_list(
+            self.console,
+            state,
             int_param(params, "offset", 0, 0, 10**9),
-            int_param(params, "limit", 50, 1, adapter.MAX_JOBS_PAGE),
+            int_param(params, "limit", 50, 1, MAX_JOBS_PAGE),
             text_param(params, "queue"),
         )
-        return JSONResponse(page.to_dict())
+        body = {
+            "state": state,
+            "jobs": [job.to_dict() for job in page.jobs],
+            "total": page.total,
+            "offset": page.offset,
+            "limit": page.limit,
+            "counts": counts,
+            "truncated": page.truncated,
+        }
+        return JSONResponse(body)
 
     async def available_jobs(self, request: Request) -> Response:
         """Every task that can be enqueued, with its parameters."""
         await self.console.require(request)
-        jobs = [job.to_dict() for job in await adapter.available_jobs(self.console.admin)]
+        jobs = [job.to_dict() for job in await self.console.admin.available_jobs()]
         return JSONResponse({"available_jobs": jobs, "total_jobs": len(jobs)})
 
     async def cron(self, request: Request) -> Response:
         """Every cron schedule with its next and last runs."""
         await self.console.require(request)
-        return JSONResponse({"cron_jobs": await adapter.cron_table(self.console.admin)})
+        entries = await self.console.admin.cron()
+        return JSONResponse({"cron_jobs": [entry.to_dict() for entry in entries]})
 
     async def health(self, request: Request) -> Response:
         """200 when every queue has a live worker, else 503."""
         await self.console.require(request)
-        overview = await self.console.admin.overview(window_s=60)
-        names = [q.name for q in self.console.admin.queues]
-        body = adapter.health(overview.workers, names)
-        return JSONResponse(body, status_code=200 if body["healthy"] else 503)
+        health = await self.console.admin.health()
+        body = {
+            "status": "ok" if health.healthy else "unavailable",
+            "healthy": health.healthy,
+            "workers": health.workers,
+            "queues": {queue.name: queue.alive for queue in health.queues},
+            "report_age_s": {queue.name: queue.last_report_age_s for queue in health.queues},
+        }
+        return JSONResponse(body, status_code=200 if health.healthy else 503)
 
     # Acting
 

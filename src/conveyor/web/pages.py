@@ -7,15 +7,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.errors import RunNotFoundError
-from conveyor.web import adapter, forms
+from conveyor.web import forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
 from conveyor.web.errors import WebError, read_form
 from conveyor.web.views import (
+    JOB_LISTS,
     RANGES,
     RunFilters,
     charts,
     int_param,
+    job_list,
     overview_counts,
     range_of,
     runs_context,
@@ -106,17 +108,16 @@ class Pages:
         principal = await self.console.require(request)
         params = request.query_params
         state = params.get("state") or "queued"
-        if state not in adapter.JOB_STATES:
-            raise WebError(400, "bad_request", f"unknown job list {state!r}")
         offset = int_param(params, "offset", 0, 0, 10**9)
         limit = 50
-        page = await adapter.list_jobs(self.console.admin, state, offset, limit)
+        page, counts = await job_list(self.console, state, offset, limit)
         url = self.console.url
         context = {
             "nav": "jobs",
             "page": page,
+            "counts": counts,
             "state": state,
-            "states": list(adapter.JOB_STATES),
+            "states": list(JOB_LISTS),
             "multi_queue": len(self.console.admin.queues) > 1,
             "prev_url": url(request, "/jobs", state=state, offset=max(offset - limit, 0) or None)
             if offset
@@ -145,7 +146,7 @@ class Pages:
         status: int = 200,
     ) -> Response:
         """The Enqueue page, with what was submitted and its errors."""
-        available = await adapter.available_jobs(self.console.admin)
+        available = await self.console.admin.available_jobs()
         chosen = next((j for j in available if j.name == name), None)
         if name and chosen is None and status == 200:
             status, message = 404, f"no job named {name!r}"
@@ -177,8 +178,8 @@ class Pages:
     async def cron(self, request: Request) -> Response:
         """Each cron job: expression, zone, next and last runs."""
         principal = await self.console.require(request)
-        rows = await adapter.cron_table(self.console.admin)
-        context = {"nav": "cron", "rows": rows}
+        rows = await self.console.admin.cron()
+        context = {"nav": "cron", "rows": rows, "multi_queue": len(self.console.admin.queues) > 1}
         return self.console.render(request, "cron.html", context, principal=principal)
 
     # Signing in

@@ -25,7 +25,6 @@ from typing import Any
 import uvicorn
 
 from conveyor.admin.service import Admin
-from conveyor.web.adapter import admin_from_settings_list
 from conveyor.web.app import console_of, create_app
 from conveyor.web.auth import is_loopback_host
 
@@ -138,7 +137,7 @@ async def serve_settings(
 
     The worker's own queue object is shared, so the console uses its connection.
     """
-    admin = admin_from_settings_list([settings, *_load_settings(extra_settings_paths)])
+    admin = Admin.from_settings_list([settings, *_load_settings(extra_settings_paths)])
     try:
         await serve(admin, host, port, **options)
     finally:
@@ -202,7 +201,7 @@ def run_web(
     from conveyor.errors import ConfigurationError
 
     try:
-        admin = admin_from_settings_list(_load_settings(settings_paths))
+        admin = Admin.from_settings_list(_load_settings(settings_paths))
     except ConfigurationError as exc:
         print(f"conveyor: error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from starlette.requests import HTTPConnection
 
 from conveyor.admin.models import Overview, RunPage, RunSummary
+from conveyor.admin.state_models import JobPage
 from conveyor.web.charts import bar_chart, timeline
 from conveyor.web.console import Console
 from conveyor.web.errors import WebError
@@ -26,6 +27,12 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 DEFAULT_RANGE = "24h"
 RUNS_PAGE = 50
+#: The lists of the Jobs page, and the job statuses each shows (see ``Admin.jobs``).
+JOB_LISTS: dict[str, tuple[str, ...]] = {
+    "queued": ("queued", "scheduled"),
+    "running": ("active", "aborting"),
+    "failed": ("failed", "aborted"),
+}
 
 
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -225,6 +232,26 @@ def version(value: Any) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
+async def job_list(
+    console: Console, name: str, offset: int, limit: int, queue: str | None = None
+) -> tuple[JobPage, dict[str, int]]:
+    """A page of one list of the Jobs page, and how many jobs each list holds.
+
+    Raises:
+        WebError: 400 for a list that does not exist.
+    """
+    if name not in JOB_LISTS:
+        raise WebError(
+            400, "bad_request", f"unknown job list {name!r}; use one of {', '.join(JOB_LISTS)}"
+        )
+    page = await console.admin.jobs(JOB_LISTS[name], offset, limit, queue)
+    counts = {
+        list_name: sum(page.totals[status] for status in statuses)
+        for list_name, statuses in JOB_LISTS.items()
+    }
+    return page, counts
+
+
 def runs_signature(page: RunPage) -> tuple[Any, ...]:
     """What changes on the Runs page when its list changes."""
     return (page.total, tuple((r.run_id, r.status) for r in page.runs))
@@ -232,11 +259,13 @@ def runs_signature(page: RunPage) -> tuple[Any, ...]:
 
 __all__ = [
     "DEFAULT_RANGE",
+    "JOB_LISTS",
     "RANGES",
     "RunFilters",
     "RunGroup",
     "charts",
     "int_param",
+    "job_list",
     "overview_counts",
     "range_of",
     "run_groups",
