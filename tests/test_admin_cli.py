@@ -241,3 +241,17 @@ def test_conveyor_command_routes_admin_subcommands(
     assert "no function named 'nope'" in capsys.readouterr().err
     assert main(["runs", path, "--json"]) == 0
     assert '"total": 0' in capsys.readouterr().out.replace('"total":0', '"total": 0')
+
+
+async def test_admin_errors_are_conveyor_errors_and_exit_2(cli: Cli) -> None:
+    from conveyor import errors
+    from conveyor.admin import errors as admin_errors
+
+    for name in ("AdminError", "RunNotFoundError", "UnknownQueueError", "JobStateError"):
+        assert getattr(admin_errors, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), errors.ConveyorError)
+    assert issubclass(errors.RunNotFoundError, errors.AdminError)
+    code, _, err = await cli("runs", "--status", "exploded")
+    assert code == 2 and "unknown run status 'exploded'" in err
+    code, _, err = await cli("logs", "no-such-run")
+    assert code == 2 and "no run with id 'no-such-run'" in err
