@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
@@ -63,6 +63,10 @@ def require_user(connection: HTTPConnection) -> User:
     return user
 
 
+CurrentUser = Annotated[User, Depends(require_user)]
+DefaultQueue = Annotated[Queue, Depends(queue_dependency("default"))]
+
+
 class ReportRequest(BaseModel):
     pages: int = 5
     seconds_per_page: float = 1.0
@@ -88,13 +92,11 @@ def create_app(url: str | None = None, run_worker: bool | None = None) -> FastAP
 
     @app.post("/reports", status_code=202)
     async def start_report(
-        request: ReportRequest,
-        user: User = Depends(require_user),
-        queue: Queue = Depends(queue_dependency("default")),
+        body: ReportRequest, user: CurrentUser, queue: DefaultQueue
     ) -> dict[str, Any]:
         # The typed handle checks the arguments and brings the task's timeout along.
         job = await build_report.options(meta={"requested_by": user.name}).enqueue(
-            queue, pages=request.pages, seconds_per_page=request.seconds_per_page
+            queue, pages=body.pages, seconds_per_page=body.seconds_per_page
         )
         assert job is not None
         return {"key": job.key, "status_url": f"/tasks/jobs/{job.key}"}

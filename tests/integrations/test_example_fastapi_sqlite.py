@@ -11,9 +11,9 @@ from integration_support import finished, poll_job, serve
 
 pytest.importorskip("fastapi")
 
-from examples.fastapi_sqlite.app import create_app, worker_settings  # noqa: E402
+from examples.fastapi_sqlite.app import create_app, worker_settings
 
-from conveyor import Worker  # noqa: E402
+from conveyor import Worker
 
 ADA = {"X-User": "ada"}  # an admin of the app
 GRACE = {"X-User": "grace"}  # a viewer of the app
@@ -99,7 +99,7 @@ async def test_the_console_serves_the_app_users_with_their_roles(sqlite_url: str
         client.cookies.set("user", "grace")
         page = await client.get("/admin/queue/")
         assert page.status_code == 200 and 'href="/admin/queue/runs"' in page.text
-        client.cookies.clear()
+        client.cookies.delete("user")
         grace = (await client.get("/admin/queue/api/me", headers=GRACE)).json()
         assert grace["role"] == "read"
         # A viewer of the app may look, not act.

@@ -6,17 +6,15 @@ connected by :class:`conveyor.integrations.Conveyor` when the application starts
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from datetime import tzinfo
 from typing import Any
 
 from conveyor.cron import CronJob
 from conveyor.errors import ConfigurationError
-from conveyor.observability.retention import DEFAULT_RETENTION_S, with_retention
 from conveyor.queue import Queue
 from conveyor.settings import DEFAULT_QUEUE_URL, check_settings
-from conveyor.tasks import Registry, Task
+from conveyor.tasks import Registry
 from conveyor.worker.functions import normalize_functions
 
 #: Worker settings that :class:`QueueConfig` sets from its own arguments.
@@ -121,35 +119,6 @@ class QueueConfig:
             "cron_tz": self.cron_tz,
             **self.worker_settings,
         }
-
-    def handles(self) -> dict[str, Any]:
-        """Task name to task handle or function, as the admin service takes them.
-
-        Handles are kept (not unwrapped) so that their job options, a timeout for
-        instance, apply to jobs enqueued through the console or a status route.
-        """
-        out: dict[str, Any] = dict(self.functions)
-        for item in self.tasks:
-            members = item.functions if isinstance(item, Registry) else [item]
-            for member in members:
-                if isinstance(member, Task):
-                    out[member.name] = member
-        return out
-
-    def admin_cron_jobs(self) -> list[CronJob]:
-        """The cron jobs as the admin service shows them: each in its own zone.
-
-        A cron job that names no zone gets this queue's ``cron_tz``, so that one admin
-        service over queues of different zones shows each schedule right. The retention
-        purge that the worker adds is included.
-        """
-        retention = self.worker_settings.get("retention_s", DEFAULT_RETENTION_S)
-        out = []
-        for cron in with_retention(self.cron_jobs, retention):
-            if cron.tz is None and self.cron_tz is not None:
-                cron = dataclasses.replace(cron, tz=self.cron_tz)
-            out.append(cron)
-        return out
 
 
 __all__ = ["QueueConfig"]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.admin import Admin
 from conveyor.admin.signatures import task_callable
-from conveyor.cron import CronJob
 from conveyor.errors import ConfigurationError
 from conveyor.integrations.config import QueueConfig
 from conveyor.queue import Queue
@@ -141,18 +140,8 @@ class Conveyor:
     def admin(self) -> Admin:
         """One admin service over every queue, their tasks and cron jobs (built once)."""
         if self._admin is None:
-            functions: dict[str, Any] = {}
-            cron_jobs: list[CronJob] = []
-            seen: set[tuple[str, str, str]] = set()
-            for config in self.configs.values():
-                for name, handle in config.handles().items():
-                    functions.setdefault(name, handle)
-                for cron in config.admin_cron_jobs():
-                    identity = (cron.name, cron.cron, str(cron.tz))
-                    if identity not in seen:  # the retention purge of every queue, once
-                        seen.add(identity)
-                        cron_jobs.append(cron)
-            self._admin = Admin(self.queues, functions, cron_jobs)
+            settings = [config.settings() for config in self.configs.values()]
+            self._admin = Admin.from_settings_list(settings)
         return self._admin
 
     def console(self, *, auth: Any = None, **options: Any) -> Starlette:

@@ -98,6 +98,7 @@ class JobReportModel(BaseModel):
     progress: float = 0.0
     attempts: int = 0
     queued: float | None = Field(default=None, description="epoch seconds")
+    scheduled: float | None = Field(default=None, description="when it may start")
     started: float | None = None
     completed: float | None = None
     runs: list[RunModel] = Field(default_factory=list, description="oldest first")

@@ -3,14 +3,13 @@
 ::
 
     from litestar import Litestar, post
-    from conveyor import Queue
     from conveyor.integrations import Conveyor, QueueConfig
-    from conveyor.integrations.litestar import ConveyorPlugin, status_router
+    from conveyor.integrations.litestar import ConveyorPlugin, QueueDependency, status_router
 
     conveyor = Conveyor(QueueConfig("default", url="postgresql://...", tasks=[registry]))
 
     @post("/signup")
-    async def signup(queue: Queue, data: Signup) -> dict[str, str]:
+    async def signup(queue: QueueDependency, data: Signup) -> dict[str, str]:
         job = await queue.enqueue("send_welcome_email", user_id=data.user_id)
         return {"key": job.key}
 
@@ -20,24 +19,40 @@
     )
 
 The plugin adds the Conveyor's lifespan, injects ``queue`` (the default queue) and
-``conveyor`` (the holder) into any handler that asks for them, and mounts the console.
+``conveyor`` (the holder) into any handler that asks for them (annotated
+``QueueDependency`` and ``ConveyorDependency``, Litestar's ``NamedDependency[...]``), and
+mounts the console.
 """
 
 # No ``from __future__ import annotations``: Litestar reads the handlers' annotations at
 # run time, and those of functions nested in a factory do not resolve from strings.
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 from litestar import Request, Response, Router, get, post
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.plugins import InitPluginProtocol
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConfigurationError, ConveyorError
+
+try:
+    from litestar.di import NamedDependency
+    from litestar.params import FromPath, JSONBody
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "conveyor.integrations.litestar needs Litestar 2.25 or later (explicit dependency, "
+        "path and body markers): pip install 'litestar>=2.25'"
+    ) from exc
 from conveyor.integrations.core import Conveyor
 from conveyor.integrations.status import JobStatusService, problem
 from conveyor.queue import Queue
+
+#: A handler parameter the plugin injects the default queue into: ``queue: QueueDependency``.
+QueueDependency: TypeAlias = NamedDependency[Queue]
+#: A handler parameter the plugin injects the holder into: ``conveyor: ConveyorDependency``.
+ConveyorDependency: TypeAlias = NamedDependency[Conveyor]
 
 
 def provide_queue(conveyor: Conveyor, name: str = "default") -> Provide:
@@ -143,7 +158,9 @@ def status_router(
 
     @post("/{task_name:str}", status_code=202)
     async def trigger_task(
-        task_name: str, request: Request[Any, Any, Any], data: dict[str, Any] | None = None
+        task_name: FromPath[str],
+        request: Request[Any, Any, Any],
+        data: JSONBody[dict[str, Any] | None] = None,
     ) -> Response[Any]:
         try:
             accepted = await service.trigger(task_name, data)
@@ -155,7 +172,7 @@ def status_router(
         return Response(content, status_code=202, headers={"Location": location})
 
     @get("/jobs/{key:str}")
-    async def job_status(key: str) -> Response[Any]:
+    async def job_status(key: FromPath[str]) -> Response[Any]:
         try:
             report = await service.report(key)
         except ConveyorError as exc:
@@ -165,4 +182,10 @@ def status_router(
     return Router(path=path, route_handlers=[trigger_task, job_status], **router_options)
 
 
-__all__ = ["ConveyorPlugin", "provide_queue", "status_router"]
+__all__ = [
+    "ConveyorDependency",
+    "ConveyorPlugin",
+    "QueueDependency",
+    "provide_queue",
+    "status_router",
+]

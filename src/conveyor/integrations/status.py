@@ -73,6 +73,7 @@ class JobReport:
         progress: What the task last reported (``await ctx["job"].update(progress=...)``).
         attempts: How many times it started.
         queued: When it was enqueued (epoch seconds).
+        scheduled: When it may start, for a job enqueued to run later.
         started: When its latest attempt started.
         completed: When it finished.
         runs: Its attempts, oldest first.
@@ -87,6 +88,7 @@ class JobReport:
     progress: float = 0.0
     attempts: int = 0
     queued: float | None = None
+    scheduled: float | None = None
     started: float | None = None
     completed: float | None = None
     runs: list[RunSummary] = dataclasses.field(default_factory=list)
@@ -181,6 +183,7 @@ class JobStatusService:
             progress=job.progress,
             attempts=job.attempts,
             queued=_seconds(job.queued),
+            scheduled=float(job.scheduled) if job.scheduled else None,
             started=_seconds(job.started),
             completed=_seconds(job.completed),
             runs=runs,
