@@ -26,7 +26,7 @@ async def _drop(url: str) -> None:
     queue = Queue.from_url(url)
     with contextlib.suppress(Exception):
         await queue.connect()
-        await queue.backend.drop()  # type: ignore[attr-defined]
+        await queue.backend.drop()
     with contextlib.suppress(Exception):
         await queue.disconnect()
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, Coroutine, MutableMapping
 from typing import Any
 
 import httpx
 
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[..., Awaitable[None]]
+ASGIApp = Callable[..., Coroutine[Any, Any, None]]
 
 
 async def _next_message(sent: asyncio.Queue[Message], app_task: asyncio.Task[None]) -> Message:
@@ -37,7 +37,7 @@ async def serve(app: ASGIApp, **client_options: Any) -> AsyncIterator[httpx.Asyn
     received: asyncio.Queue[Message] = asyncio.Queue()
     sent: asyncio.Queue[Message] = asyncio.Queue()
     scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.3"}, "state": state}
-    app_task = asyncio.create_task(app(scope, received.get, sent.put))
+    app_task: asyncio.Task[None] = asyncio.create_task(app(scope, received.get, sent.put))
     await received.put({"type": "lifespan.startup"})
     started = await _next_message(sent, app_task)
     if started["type"] != "lifespan.startup.complete":

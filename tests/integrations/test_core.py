@@ -190,3 +190,25 @@ async def test_a_worker_that_fails_to_start_is_logged(
         await asyncio.wait({task_})
         assert "a worker inside the web process stopped" in caplog.text
         assert "no database" in caplog.text
+
+
+async def test_a_failed_startup_disconnects_what_it_connected(tmp_path: Path) -> None:
+    broken = Queue.from_url("memory://", name="broken")
+
+    async def refuse() -> None:
+        raise ConnectionRefusedError("no server")
+
+    broken.connect = refuse  # type: ignore[method-assign]
+    conveyor = Conveyor(
+        [
+            QueueConfig("default", url=isolated_url("sqlite", tmp_path), tasks=[add]),
+            QueueConfig("broken", queue=broken),
+        ],
+        run_workers="default",
+    )
+    assert conveyor.run_workers == ["default"]
+    with pytest.raises(ConnectionRefusedError):
+        async with conveyor.lifespan():
+            pytest.fail("the application must not start")
+    assert not conveyor.queue("default")._connected
+    assert conveyor.workers == []

@@ -57,10 +57,10 @@ def status_app(kind: str, conveyor: Conveyor, tasks: list[str] | None = None) ->
         return Starlette(routes=routes, lifespan=conveyor.lifespan)
     if kind == "fastapi":
         fastapi = pytest.importorskip("fastapi")
-        from conveyor.integrations.fastapi import status_router
+        from conveyor.integrations.fastapi import status_router as fastapi_router
 
         app = fastapi.FastAPI(lifespan=conveyor.lifespan)
-        app.include_router(status_router(conveyor, prefix="/api/tasks", tasks=tasks))
+        app.include_router(fastapi_router(conveyor, prefix="/api/tasks", tasks=tasks))
         return app
     litestar = pytest.importorskip("litestar")
     from conveyor.integrations.litestar import ConveyorPlugin, status_router

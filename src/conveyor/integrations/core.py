@@ -79,6 +79,7 @@ class Conveyor:
         if isinstance(run_workers, bool):
             self.run_workers = list(self.configs) if run_workers else []
         else:
+            run_workers = [run_workers] if isinstance(run_workers, str) else run_workers
             unknown = sorted(set(run_workers) - set(self.configs))
             if unknown:
                 raise ConfigurationError(
@@ -171,11 +172,19 @@ class Conveyor:
     async def startup(self) -> None:
         """Connect every queue, then start the workers of :attr:`run_workers`.
 
-        A second call does nothing until :meth:`shutdown`.
+        A second call does nothing until :meth:`shutdown`. When a queue cannot be
+        connected, what was started is stopped again before the error propagates.
         """
         if self._started:
             return
         self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    async def _start(self) -> None:
         for queue in self.queues:
             if not queue._connected:
                 await queue.connect()

@@ -37,9 +37,8 @@ from conveyor.integrations.starlette import (
     get_conveyor,
     get_queue,
     mount_console,
-    status_url,
 )
-from conveyor.integrations.status import JobStatusService, problem
+from conveyor.integrations.status import JobStatusService, problem, status_path
 from conveyor.queue import Queue
 
 
@@ -164,7 +163,7 @@ def status_router(
             accepted = await service.trigger(task_name, args)
         except ConveyorError as exc:
             return _answer(exc)
-        location = status_url(request, accepted)
+        location = status_path(request.url.path, accepted.key)
         content = JobAcceptedModel(**accepted.to_dict(), status_url=location)
         return JSONResponse(content.model_dump(), status_code=202, headers={"Location": location})
 

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "path and body markers): pip install 'litestar>=2.25'"
     ) from exc
 from conveyor.integrations.core import Conveyor
-from conveyor.integrations.status import JobStatusService, problem
+from conveyor.integrations.status import JobStatusService, problem, status_path
 from conveyor.queue import Queue
 
 #: A handler parameter the plugin injects the default queue into: ``queue: QueueDependency``.
@@ -166,8 +166,7 @@ def status_router(
             accepted = await service.trigger(task_name, data)
         except ConveyorError as exc:
             return _answer(exc)
-        base = request.url.path.rsplit("/", 1)[0]
-        location = f"{base}/jobs/{accepted.key}"
+        location = status_path(request.url.path, accepted.key)
         content = {**accepted.to_dict(), "status_url": location}
         return Response(content, status_code=202, headers={"Location": location})
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,7 +36,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.integrations.core import Conveyor
-from conveyor.integrations.status import JobAccepted, JobStatusService, problem
+from conveyor.integrations.status import JobStatusService, problem, status_path
 from conveyor.queue import Queue
 
 if TYPE_CHECKING:
@@ -161,14 +160,8 @@ def _answer(exc: ConveyorError) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def status_url(request: Request, accepted: JobAccepted) -> str:
-    """Where the status of a job triggered by ``request`` (``.../{task}``) is read."""
-    base = request.url.path.rsplit("/", 1)[0]
-    return f"{base}/jobs/{quote(accepted.key, safe='')}"
-
-
 def status_routes(
-    conveyor: Conveyor, prefix: str = "/tasks", *, tasks: list[str] | None = None
+    conveyor: Conveyor, prefix: str = "/tasks", *, tasks: Iterable[str] | None = None
 ) -> list[BaseRoute]:
     """Routes to trigger tasks and read their jobs' status, for clients of the app.
 
@@ -200,7 +193,7 @@ def status_routes(
             accepted = await service.trigger(request.path_params["task_name"], args)
         except ConveyorError as exc:
             return _answer(exc)
-        location = status_url(request, accepted)
+        location = status_path(request.url.path, accepted.key)
         content = {**accepted.to_dict(), "status_url": location}
         return JSONResponse(content, status_code=202, headers={"Location": location})
 
@@ -223,5 +216,4 @@ __all__ = [
     "get_queue",
     "mount_console",
     "status_routes",
-    "status_url",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from conveyor.admin import AdminError, RunSummary, UnknownQueueError
 from conveyor.admin.models import json_friendly
@@ -122,7 +123,7 @@ class JobStatusService:
         if tasks is None:
             self.tasks = dict(owners)
         else:
-            wanted = list(tasks)
+            wanted = [tasks] if isinstance(tasks, str) else list(tasks)
             unknown = sorted(set(wanted) - set(owners))
             if unknown:
                 raise ConfigurationError(
@@ -209,6 +210,11 @@ class JobStatusService:
         )
 
 
+def status_path(trigger_path: str, key: str) -> str:
+    """Where the status of a job is read, from the path that triggered it (``.../{task}``)."""
+    return f"{trigger_path.rsplit('/', 1)[0]}/jobs/{quote(key, safe='')}"
+
+
 def problem(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     """The HTTP status and JSON body of a status route's error, or None for other errors.
 
@@ -229,4 +235,4 @@ def problem(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-__all__ = ["MAX_RUNS", "JobAccepted", "JobReport", "JobStatusService", "problem"]
+__all__ = ["MAX_RUNS", "JobAccepted", "JobReport", "JobStatusService", "problem", "status_path"]
