@@ -39,7 +39,7 @@ class Taskiq(Adapter):
     def version(cls) -> str:
         import importlib.metadata as md
 
-        return f"{md.version('taskiq')} / taskiq-redis {md.version('taskiq-redis')}"
+        return f"{md.version('taskiq-redis')} (taskiq {md.version('taskiq')})"
 
     async def open(self) -> None:
         self.broker, self.tasks = _build(self.target.redis_url, self.target.token)
