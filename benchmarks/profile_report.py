@@ -48,7 +48,7 @@ def _label(key: tuple[str, int, str]) -> str:
     return f"{short}:{line} {name}"
 
 
-def report(path: str, top: int = 15) -> str:
+def report(path: str, top: int = 10) -> str:
     """A Markdown report of the profile at ``path``."""
     stats = pstats.Stats(path)
     raw = stats.stats  # type: ignore[attr-defined]
