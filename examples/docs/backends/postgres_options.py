@@ -2,9 +2,8 @@
 
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from conveyor import Queue
+from psycopg_pool import AsyncConnectionPool
 
 # --8<-- [start:urls]
 # Tables in the schema "conveyor" (the default), created on first connect.

@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 import psycopg
-
 from conveyor import Queue
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

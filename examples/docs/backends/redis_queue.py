@@ -1,8 +1,7 @@
 """Redis queues: URLs, key prefixes, your own client."""
 
-from redis.asyncio import Redis
-
 from conveyor import Queue
+from redis.asyncio import Redis
 
 # --8<-- [start:urls]
 # Every key starts with the prefix ("conveyor" by default), then the queue's name.

@@ -3,6 +3,7 @@
 import asyncio
 
 from conveyor.admin import Admin
+
 from worker import settings
 
 

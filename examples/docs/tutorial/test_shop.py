@@ -4,10 +4,10 @@ Run with ``pytest test_shop.py`` (needs pytest and pytest-asyncio).
 """
 
 import pytest
-
 from conveyor import Queue
 from conveyor.testing.fixtures import running_worker
 from conveyor.types import Context
+
 from tasks import import_catalog, resize_image, send_welcome
 
 pytestmark = pytest.mark.asyncio

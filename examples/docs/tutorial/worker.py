@@ -4,6 +4,7 @@ import logging
 
 from conveyor import CronJob, Queue
 from conveyor.types import Context, SettingsDict
+
 from tasks import checksum, import_catalog, registry, resize_image, send_welcome
 
 logger = logging.getLogger("shop.worker")
