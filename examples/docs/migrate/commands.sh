@@ -2,7 +2,7 @@
 # Moving a SAQ application to Conveyor: its commands.
 
 # --8<-- [start:install]
-pip uninstall saq && pip install "conveyor[redis]"   # or [postgres]; SQLite needs no extra
+pip uninstall -y saq && pip install "conveyor[redis]"   # or [postgres]; SQLite needs no extra
 # --8<-- [end:install]
 
 # --8<-- [start:sed]
