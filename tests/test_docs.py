@@ -371,11 +371,14 @@ def parse_conveyor(args: list[str]) -> tuple[argparse.Namespace | None, str | No
 
 
 def check_settings_path(path: str, directory: Path) -> str | None:
-    """When the settings module sits next to the snippet, it must define the attribute."""
+    """When the settings module is in the repository (next to the snippet, or from its
+    root), it must define the attribute."""
     module, _, attribute = path.rpartition(".")
-    source = directory / (module.replace(".", "/") + ".py")
-    if not source.exists():
+    relative = module.replace(".", "/") + ".py"
+    found = [base / relative for base in (directory, ROOT) if (base / relative).is_file()]
+    if not found:
         return None  # a module of the reader's application (app.worker ...)
+    source = found[0]
     if not re.search(rf"^(def |async def )?{re.escape(attribute)}\b", source.read_text(), re.M):
         return f"{source.relative_to(ROOT)} defines no {attribute!r}"
     return None
