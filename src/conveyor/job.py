@@ -92,7 +92,7 @@ class Job:
     function: str
     kwargs: dict[str, Any] | None = None
     queue: Queue | None = dataclasses.field(default=None, repr=False)
-    key: str = dataclasses.field(default_factory=lambda: str(uuid.uuid1()))
+    key: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     timeout: int = _DefaultInt(10)
     heartbeat: int = _DefaultInt(0)
     retries: int = _DefaultInt(1)
@@ -171,13 +171,18 @@ class Job:
             A dict of JSON-friendly values.
         """
         out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            if field.name == "queue":
+        for name, kind, default in _STORED_FIELDS:
+            value = getattr(self, name)
+            if kind == _POLICY:
+                if isinstance(value, _DefaultInt | _DefaultFloat):
+                    continue
+            elif kind == _EMPTY:
+                if not value:
+                    continue
+            elif kind == _PLAIN and value == default:
                 continue
-            value = getattr(self, field.name)
-            if _is_field_default(field, value) and field.name not in ("function", "key"):
-                continue
-            out[field.name] = value.value if isinstance(value, Status) else value
+            out[name] = value
+        out["status"] = self.status.value
         return out
 
     @classmethod
@@ -300,6 +305,25 @@ class Job:
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Job))
+
+# How to_dict decides, per field, whether a value is a default to leave out; computed once
+# from the dataclass (to_dict runs for every job written, so it avoids dataclasses.fields).
+_ALWAYS, _POLICY, _EMPTY, _PLAIN = range(4)
+
+
+def _storage_kind(field: dataclasses.Field[Any]) -> tuple[str, int, Any]:
+    if field.name in ("function", "key"):
+        return field.name, _ALWAYS, None
+    if field.default is dataclasses.MISSING:
+        return field.name, _EMPTY, None  # a default factory: an empty container
+    if is_default(field.default):
+        return field.name, _POLICY, None
+    return field.name, _PLAIN, field.default
+
+
+_STORED_FIELDS: tuple[tuple[str, int, Any], ...] = tuple(
+    _storage_kind(f) for f in dataclasses.fields(Job) if f.name not in ("queue", "status")
+)
 
 
 def _is_field_default(field: dataclasses.Field[Any], value: Any) -> bool:

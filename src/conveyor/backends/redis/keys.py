@@ -73,7 +73,7 @@ FIXED_KEYS = (
     "worker_ttl",
 )
 
-#: The order in which key prefixes are passed first in ``ARGV`` (``_common.lua`` relies on it).
+#: Key prefixes under the base (``_common.lua`` builds the same names from the base).
 PREFIXES = (
     "job",
     "status",
@@ -129,12 +129,12 @@ class KeyScheme:
 
     @property
     def prefixes(self) -> tuple[str, ...]:
-        """Key prefixes in :data:`PREFIXES` order (the first ``ARGV`` of every script).
+        """What every script gets first in ``ARGV``: the key base alone.
 
-        The last one is the pub/sub channel itself, not a prefix.
+        ``_common.lua`` builds each prefix of :data:`PREFIXES` from it (``base + name +
+        ':'``, the channel ``base + 'finished'``), so a call sends one argument, not ten.
         """
-        dynamic = tuple(self.base + name + ":" for name in PREFIXES[:-1])
-        return (*dynamic, self.channel)
+        return (self.base,)
 
     @property
     def channel(self) -> str:
