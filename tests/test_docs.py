@@ -91,12 +91,13 @@ def included_files() -> set[Path]:
     return {path.resolve() for _, _, path, _ in inclusions()}
 
 
+def hidden(path: Path) -> bool:
+    """Caches and other tools' files (``.ruff_cache``, ``__pycache__`` ...)."""
+    return any(part.startswith((".", "__")) for part in path.relative_to(SNIPPETS).parts)
+
+
 def snippet_files(suffix: str) -> list[Path]:
-    return sorted(
-        p
-        for p in SNIPPETS.rglob(f"*{suffix}")
-        if not any(part.startswith((".", "__")) for part in p.relative_to(SNIPPETS).parts)
-    )
+    return sorted(p for p in SNIPPETS.rglob(f"*{suffix}") if not hidden(p))
 
 
 def programs() -> list[Path]:
@@ -141,7 +142,7 @@ def test_every_snippet_file_is_quoted_by_a_page() -> None:
         name_of(p)
         for p in sorted(SNIPPETS.rglob("*"))
         if p.is_file()
-        and "__pycache__" not in p.parts
+        and not hidden(p)
         and p.suffix != ".out"
         and p.name != "ruff.toml"
         and p.resolve() not in quoted
