@@ -320,6 +320,14 @@ class Queue:
             JobError: When the job failed or was aborted.
             TimeoutError: When it did not finish in time.
         """
+        if isinstance(job_or_func, Job):
+            # A whole job: enqueue it as it is (its key, arguments and options) and wait.
+            job = await self.enqueue(job_or_func, **kwargs)
+            key = job.key if job is not None else job_or_func.key
+            [finished] = await self.wait([key], timeout)
+            if finished.status != Status.COMPLETE:
+                raise JobError(finished)
+            return finished.result
         results = await self.map(job_or_func, [kwargs], timeout=timeout)
         return results[0]
 
@@ -347,7 +355,9 @@ class Queue:
         if isinstance(template, Job):
             base = template
             template = base.function
-            kwargs = {**{k: getattr(base, k) for k in POLICY_FIELDS}, **kwargs}
+            # The template's arguments and options, under what this call gives.
+            options = {k: getattr(base, k) for k in (*POLICY_FIELDS, "priority", "group_key")}
+            kwargs = {**options, **(base.kwargs or {}), **kwargs}
         jobs = [self._build(template, {**kwargs, **one}) for one in iter_kwargs]
         enqueued = await self.enqueue_many(jobs)
         keys = [job.key for job in jobs]

@@ -65,6 +65,10 @@ class SettingsDict(TypedDict, total=False):
     metadata: dict[str, Any]
     id: str
     defaults: dict[str, Any]
+    lease_s: float
+    retention_s: float | None
+    capture_logs: bool
+    log_level: int
 
 
 __all__ = [

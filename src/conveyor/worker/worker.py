@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import tzinfo
 from typing import Any
 
@@ -99,7 +99,7 @@ class Worker:
         shutdown: Hook | Iterable[Hook] | None = None,
         before_process: Hook | Iterable[Hook] | None = None,
         after_process: Hook | Iterable[Hook] | None = None,
-        timers: dict[str, float] | None = None,
+        timers: Mapping[str, float] | None = None,
         dequeue_timeout: float = 0,
         burst: bool = False,
         max_burst_jobs: int | None = None,

@@ -77,7 +77,14 @@ class TransitionWriter:
         """Wait until everything submitted so far is written."""
         if self._task is None:
             self.start()
-        await self._idle.wait()
+        assert self._task is not None
+        if self._task.done():
+            return  # cancelled (the loop is closing): nothing will write any more
+        idle = asyncio.ensure_future(self._idle.wait())
+        try:
+            await asyncio.wait({idle, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
 
     async def close(self) -> None:
         """Write what is pending, then stop."""
@@ -85,7 +92,7 @@ class TransitionWriter:
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
-            await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def _run(self) -> None:

@@ -9,13 +9,14 @@ import pytest
 
 from conveyor.backends.base import RunFilter
 from conveyor.errors import JobError
-from conveyor.job import Status
+from conveyor.job import Job, Status
 from conveyor.testing.fixtures import running_worker
 from conveyor.testing.helpers import wait_until
 from conveyor.testing.tasks import TEST_FUNCTIONS
 
 __all__ = [
     "test_abort_running_job_cancels_it",
+    "test_apply_and_map_take_a_job",
     "test_apply_map_and_results",
     "test_batch_aborts_jobs_when_block_fails",
     "test_defaults_per_queue_and_worker_job_wins",
@@ -52,6 +53,16 @@ async def test_apply_map_and_results(make_queue: Any) -> None:
             await queue.apply("fail", message="nope", timeout=10)
         assert caught.value.job.status == Status.FAILED
         assert "nope" in (caught.value.job.error or "")
+
+
+async def test_apply_and_map_take_a_job(make_queue: Any) -> None:
+    queue = await make_queue()
+    async with running_worker(queue, TEST_FUNCTIONS):
+        assert await queue.apply(Job("add", kwargs={"a": 1, "b": 2}, key="whole"), timeout=10) == 3
+        stored = await queue.job("whole")
+        assert stored is not None and stored.status == Status.COMPLETE
+        template = Job("add", kwargs={"a": 10}, timeout=5, retries=2)
+        assert await queue.map(template, [{"b": 1}, {"b": 2}], timeout=10) == [11, 12]
 
 
 async def test_map_return_exceptions(make_queue: Any) -> None:
