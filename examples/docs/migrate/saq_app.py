@@ -51,7 +51,7 @@ settings: SettingsDict = {
 
 async def main() -> None:
     # The ignore goes once Worker accepts SettingsDict's TimersDict (mypy flags it then).
-    worker = Worker(**settings)  # type: ignore[arg-type]
+    worker = Worker(**settings)
     running = asyncio.create_task(worker.start())
     try:
         job = await queue.enqueue("greet", name="Ada")

@@ -35,6 +35,7 @@ from conveyor.job import Job, Status, apply_defaults, now_ms
 from conveyor.observability.logs import LogSink
 from conveyor.observability.retention import DEFAULT_RETENTION_S, with_retention
 from conveyor.queue import Queue
+from conveyor.types import TimersDict
 from conveyor.worker.executor import CancelReason, Hook, Outcome, call_hooks, run_attempt
 from conveyor.worker.functions import normalize_functions, normalize_hooks
 from conveyor.worker.scheduler import CronScheduler
@@ -99,7 +100,7 @@ class Worker:
         shutdown: Hook | Iterable[Hook] | None = None,
         before_process: Hook | Iterable[Hook] | None = None,
         after_process: Hook | Iterable[Hook] | None = None,
-        timers: Mapping[str, float] | None = None,
+        timers: TimersDict | Mapping[str, float] | None = None,
         dequeue_timeout: float = 0,
         burst: bool = False,
         max_burst_jobs: int | None = None,
@@ -130,7 +131,8 @@ class Worker:
         self.shutdown = normalize_hooks(shutdown)
         self.before_process = normalize_hooks(before_process)
         self.after_process = normalize_hooks(after_process)
-        self.timers = {**DEFAULT_TIMERS, **(timers or {})}
+        given: Mapping[str, Any] = timers or {}
+        self.timers: dict[str, float] = {**DEFAULT_TIMERS, **given}
         self.dequeue_timeout = dequeue_timeout
         self.burst = burst
         self.max_burst_jobs = max_burst_jobs
