@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from conveyor.errors import ConfigurationError, CronExpressionError
+from conveyor.job import JOB_OPTION_FIELDS
 
 #: Aliases and the 5-field expressions they stand for.
 ALIASES: Mapping[str, str] = {
@@ -383,15 +384,7 @@ def function_name(function: Any) -> str:
 
 
 #: Job fields a cron job may set on the jobs it creates.
-_JOB_OPTION_FIELDS = (
-    "timeout",
-    "heartbeat",
-    "retries",
-    "ttl",
-    "retry_delay",
-    "retry_backoff",
-    "priority",
-)
+_JOB_OPTION_FIELDS = JOB_OPTION_FIELDS
 
 
 @dataclasses.dataclass

@@ -46,6 +46,9 @@ class _DefaultFloat(float):
 
 #: The policy fields whose default a queue or a worker may override.
 POLICY_FIELDS = ("timeout", "heartbeat", "retries", "ttl", "retry_delay", "retry_backoff")
+#: The fields that say how a job runs, which a cron job, a task handle or a console
+#: enqueue may set on the jobs it makes.
+JOB_OPTION_FIELDS = (*POLICY_FIELDS, "priority")
 
 
 def now_ms() -> int:
@@ -373,7 +376,18 @@ def apply_defaults(job: Job, defaults: dict[str, Any], getter: Callable[[Job, st
 
 
 # SAQ keeps CronJob in its job module; ``from conveyor.job import CronJob`` works the same.
-from conveyor.cron import CronJob  # noqa: E402
+# It lives in conveyor.cron (which builds on this module), so it is imported on first use.
+if TYPE_CHECKING:
+    from conveyor.cron import CronJob
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CronJob":
+        from conveyor.cron import CronJob
+
+        return CronJob
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVE_STATUSES",

@@ -24,7 +24,13 @@ from conveyor.admin.state import AdminState
 from conveyor.backends.base import RunFilter
 from conveyor.cron import CronJob
 from conveyor.errors import JobNotFoundError, JobStateError, UnknownFunctionError
-from conveyor.job import TERMINAL_STATUSES, UNSUCCESSFUL_TERMINAL_STATUSES, Job, Status
+from conveyor.job import (
+    JOB_OPTION_FIELDS,
+    TERMINAL_STATUSES,
+    UNSUCCESSFUL_TERMINAL_STATUSES,
+    Job,
+    Status,
+)
 from conveyor.observability.retention import purge_runs_older_than
 from conveyor.queue import Queue
 
@@ -33,15 +39,7 @@ logger = logging.getLogger("conveyor.admin")
 #: Meta keys the core sets on a job for one attempt; a retry does not carry them over.
 _ATTEMPT_META = frozenset({"run_id", "once", "once_ttl", "trace"})
 #: Job fields a console enqueue or retry carries over.
-_JOB_OPTIONS = (
-    "timeout",
-    "heartbeat",
-    "retries",
-    "ttl",
-    "retry_delay",
-    "retry_backoff",
-    "priority",
-)
+_JOB_OPTIONS = JOB_OPTION_FIELDS
 _JOB_STATUSES = frozenset(s.value for s in Status)
 
 
