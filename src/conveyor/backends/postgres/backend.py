@@ -238,12 +238,16 @@ class PostgresBackend:
         if not jobs:
             return []
         sent, flags = batches.unique_jobs(jobs)
-        params = self._params(channel=self.channel, **batches.enqueue_params(sent, time.time()))
+        if len(sent) == 1:
+            query, columns = "enqueue_one", batches.enqueue_one_params(sent[0], time.time())
+        else:
+            query, columns = "enqueue", batches.enqueue_params(sent, time.time())
+        params = self._params(channel=self.channel, **columns)
         if connection is None:
-            rows = await self._fetch("enqueue", params, idempotent=False)
+            rows = await self._fetch(query, params, idempotent=False)
         else:
             try:
-                rows = await execute(connection, self.sql.queries["enqueue"], params)
+                rows = await execute(connection, self.sql.queries[query], params)
             except psycopg.Error as exc:
                 raise BackendError("postgres", f"enqueue failed: {exc}", exc) from exc
         inserted = {row[0] for row in rows}

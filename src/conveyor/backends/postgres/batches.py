@@ -65,6 +65,24 @@ def enqueue_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
     }
 
 
+def enqueue_one_params(job: NewJob, now: float) -> dict[str, Any]:
+    """Parameters of the ``enqueue_one`` query (one job, plain parameters)."""
+    text, raw, was_bytes = split_payload(job.payload)
+    return {
+        "key": job.key,
+        "function": job.function,
+        "payload": text,
+        "raw": raw,
+        "is_bytes": was_bytes,
+        "priority": int(job.priority),
+        "due": float(job.due or 0.0),
+        "group_key": job.group_key,
+        "once": job.once,
+        "once_ttl": float(job.once_ttl),
+        "now": float(now),
+    }
+
+
 _FINISH_COLUMNS = (
     "keys",
     "payloads",

@@ -39,13 +39,7 @@ DROP SCHEMA IF EXISTS {{schema}} CASCADE;
 -- goes in when no incomplete job holds its key and its once-mark is free or expired (the
 -- mark is taken in the same statement); a finished job with the same key is replaced.
 -- Returns the inserted keys; waiting workers get one notification for the batch.
-WITH input AS (
-    SELECT * FROM unnest(
-        %(keys)b::text[], %(functions)b::text[], %(payloads)b::text[], %(raws)b::bytea[],
-        %(is_bytes)b::boolean[], %(priorities)b::integer[], %(dues)b::float8[],
-        %(groups)b::text[], %(onces)b::text[], %(once_ttls)b::float8[]
-    ) AS t(key, function, payload, raw, is_bytes, priority, due, group_key, once, once_ttl)
-),
+WITH input AS ({{enqueue_input}}),
 blocked AS (
     SELECT j.key FROM {{schema}}.jobs j
     WHERE j.queue = %(queue)s AND j.key IN (SELECT key FROM input)
@@ -83,6 +77,22 @@ notified AS (
     WHERE EXISTS (SELECT 1 FROM inserted)
 )
 SELECT inserted.key FROM inserted, notified;
+
+-- name: enqueue_input_many
+-- The jobs of `enqueue` as arrays, one element per job (a batch).
+SELECT * FROM unnest(
+    %(keys)b::text[], %(functions)b::text[], %(payloads)b::text[], %(raws)b::bytea[],
+    %(is_bytes)b::boolean[], %(priorities)b::integer[], %(dues)b::float8[],
+    %(groups)b::text[], %(onces)b::text[], %(once_ttls)b::float8[]
+) AS t(key, function, payload, raw, is_bytes, priority, due, group_key, once, once_ttl);
+
+-- name: enqueue_input_one
+-- One job of `enqueue` as plain parameters: converting ten one-element arrays costs more
+-- client time than the statement itself.
+SELECT %(key)s::text AS key, %(function)s::text AS function, %(payload)s::text AS payload,
+    %(raw)s::bytea AS raw, %(is_bytes)s::boolean AS is_bytes, %(priority)s::integer AS priority,
+    %(due)s::float8 AS due, %(group_key)s::text AS group_key, %(once)s::text AS once,
+    %(once_ttl)s::float8 AS once_ttl;
 
 -- name: claim
 -- Take the next claimable jobs: queued, due, and either without a group, or the head of

@@ -31,6 +31,7 @@ QUERY_NAMES = frozenset(
         "delete_worker",
         "drop",
         "enqueue",
+        "enqueue_one",
         "expire",
         "finish",
         "get",
@@ -123,6 +124,21 @@ def parse_queries(text: str) -> dict[str, str]:
     return queries
 
 
+def _compose_enqueue(queries: dict[str, str]) -> None:
+    """Build ``enqueue`` (arrays, for batches) and ``enqueue_one`` (plain parameters) from
+    one statement and its two ``{{enqueue_input}}`` fragments."""
+    body = queries.get("enqueue", "")
+    many = queries.pop("enqueue_input_many", None)
+    one = queries.pop("enqueue_input_one", None)
+    if "{{enqueue_input}}" not in body or many is None or one is None:
+        raise ConfigurationError(
+            "queries.sql: 'enqueue' needs {{enqueue_input}} and the fragments "
+            "'enqueue_input_many' and 'enqueue_input_one'"
+        )
+    queries["enqueue"] = body.replace("{{enqueue_input}}", many)
+    queries["enqueue_one"] = body.replace("{{enqueue_input}}", one)
+
+
 def _read_migrations(schema: str) -> tuple[Migration, ...]:
     found: list[Migration] = []
     for entry in resources.files(_PACKAGE).joinpath("migrations").iterdir():
@@ -152,6 +168,7 @@ def load(schema: str) -> SqlFiles:
     queries = parse_queries(
         _substitute(package.joinpath("queries.sql").read_text(encoding="utf-8"), schema)
     )
+    _compose_enqueue(queries)
     missing = QUERY_NAMES - queries.keys()
     if missing:
         raise ConfigurationError(f"queries.sql lacks the queries {sorted(missing)}")
