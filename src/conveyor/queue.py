@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 import traceback as tb_module
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor import lifecycle, waiting
 from conveyor.backends import backend_from_url
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
+from conveyor.backends.split import SplitBackend
 from conveyor.errors import ConfigurationError, JobError, JobNotFoundError
 from conveyor.job import (
     POLICY_FIELDS,
@@ -85,13 +87,16 @@ class Queue:
         return f"Queue<name={self.name!r}, backend={self.backend.name}>"
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Queue:
+    def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> Queue:
         """Build a queue from a URL.
 
         Args:
             url: ``sqlite:///path.db`` (``sqlite://`` for ``conveyor.db`` in the working
                 directory), ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
                 ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted).
+            runs_url: Keep run records and their logs in this other store (any URL above),
+                for example ``postgresql://...?schema=runs`` under a queue on Redis (see
+                :class:`conveyor.backends.split.SplitBackend`).
             **kwargs: ``name``, ``dump``, ``load``, ``defaults`` and
                 ``swept_error_message`` and ``instrumentation`` go to the queue; the rest to
                 the backend.
@@ -105,7 +110,24 @@ class Queue:
         backend_kwargs = {k: v for k, v in kwargs.items() if k not in queue_keys}
         name = queue_kwargs.get("name", "default")
         backend = backend_from_url(url, name, **backend_kwargs)
-        return cls(backend, **queue_kwargs)
+        if runs_url is None:
+            return cls(backend, **queue_kwargs)
+        load: Loader = queue_kwargs.get("load") or default_load
+        # The URL's digest tells job stores apart in a shared run store; the name, queues.
+        digest = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:8]
+        runs = backend_from_url(runs_url, name)
+        if not runs.capabilities.run_store:
+            raise ConfigurationError(
+                f"the {runs.name} backend cannot keep another store's runs (runs_url="
+                f"{runs_url.split('://', 1)[0]}://...); use SQLite, PostgreSQL or memory"
+            )
+        split = SplitBackend(
+            backend,
+            runs,
+            function_of=lambda row: str(load(row.payload)["function"]),
+            namespace=f"{backend.name}-{digest}:{name}",
+        )
+        return cls(split, **queue_kwargs)
 
     # Lifecycle
 

@@ -22,6 +22,7 @@ from conveyor.backends.base import (
     LogLine,
     NewJob,
     Payload,
+    RunEnd,
     RunFilter,
     RunRecord,
     Transition,
@@ -235,12 +236,8 @@ class MemoryBackend:
         requeued = False
         for t in transitions:
             job = store.jobs.get(t.key)
-            if t.run is not None and t.run.run_id in store.runs:
-                run = store.runs[t.run.run_id]
-                run.status = t.run.status
-                run.finished_ms = t.run.finished_ms
-                run.error = t.run.error
-                run.detail = t.run.detail
+            if t.run is not None:
+                self._end_run(t.run)
             if job is None:
                 continue
             job.row.payload = t.payload
@@ -260,6 +257,14 @@ class MemoryBackend:
             # A retry is claimable; a finished job may have freed its group.
             await self._notify(self._work())
         await self._notify(self._changed())
+
+    def _end_run(self, end: RunEnd) -> None:
+        run = self.store.runs.get(end.run_id)
+        if run is not None:
+            run.status = end.status
+            run.finished_ms = end.finished_ms
+            run.error = end.error
+            run.detail = end.detail
 
     async def update(self, key: str, payload: Payload) -> bool:
         """Store a payload; see the protocol."""
@@ -365,9 +370,18 @@ class MemoryBackend:
         self, filters: RunFilter, offset: int, limit: int
     ) -> tuple[list[RunRecord], int]:
         """List runs, newest first; see the protocol."""
-        runs = [r for r in self.store.runs.values() if _matches(r, filters)]
-        runs.sort(key=lambda r: (r.started_ms, int(r.run_id)), reverse=True)
+        # The store keeps insertion order: it breaks ties of started_ms (ids are opaque).
+        matching = [(i, r) for i, r in enumerate(self.store.runs.values()) if _matches(r, filters)]
+        matching.sort(key=lambda pair: (pair[1].started_ms, pair[0]), reverse=True)
+        runs = [r for _, r in matching]
         return [dataclasses.replace(r) for r in runs[offset : offset + limit]], len(runs)
+
+    async def record_runs(self, starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> None:
+        """Store another backend's runs; see the protocol."""
+        for start in starts:
+            self.store.runs.setdefault(start.run_id, dataclasses.replace(start))
+        for end in ends:
+            self._end_run(end)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """One run."""

@@ -23,6 +23,7 @@ from conveyor.backends.base import (
     LogLine,
     NewJob,
     Payload,
+    RunEnd,
     RunFilter,
     RunRecord,
     Transition,
@@ -467,11 +468,13 @@ class PostgresBackend:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """One run, or None."""
-        number = run_id_number(run_id)
-        if number is None:
-            return None
-        rows = await self._fetch("get_run", self._params(id=number))
+        rows = await self._fetch("get_run", self._params(id=run_id_number(run_id), run_id=run_id))
         return run_record(rows[0]) if rows else None
+
+    async def record_runs(self, starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> None:
+        """Store another backend's runs in one statement; see the protocol."""
+        if starts or ends:
+            await self._fetch("record_runs", self._params(**batches.record_params(starts, ends)))
 
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
         """Store log lines of any number of runs in one statement."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import LogLine, NewJob, Transition
+from conveyor.backends.base import LogLine, NewJob, RunEnd, RunRecord, Transition
 from conveyor.backends.postgres.codec import (
     clean_text,
     run_id_number,
@@ -147,4 +147,29 @@ def log_params(lines: Sequence[LogLine]) -> dict[str, Any]:
         "messages": [clean_text(line.message) for line in lines],
         "extras": extras,
         "extras_text": extras_text,
+    }
+
+
+def record_params(starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> dict[str, Any]:
+    """Parameters of the ``record_runs`` query."""
+    s_details = [split_opaque(run.detail) for run in starts]
+    e_details = [split_opaque(end.detail) for end in ends]
+    return {
+        "s_ids": [run.run_id for run in starts],
+        "s_keys": [run.key for run in starts],
+        "s_functions": [run.function for run in starts],
+        "s_attempts": [int(run.attempt) for run in starts],
+        "s_workers": [run.worker_id for run in starts],
+        "s_statuses": [run.status for run in starts],
+        "s_started": [int(run.started_ms) for run in starts],
+        "s_finished": [int(run.finished_ms) for run in starts],
+        "s_errors": [None if run.error is None else clean_text(run.error) for run in starts],
+        "s_details": [detail for detail, _ in s_details],
+        "s_details_text": [is_text for _, is_text in s_details],
+        "e_ids": [end.run_id for end in ends],
+        "e_statuses": [end.status for end in ends],
+        "e_finished": [int(end.finished_ms) for end in ends],
+        "e_errors": [None if end.error is None else clean_text(end.error) for end in ends],
+        "e_details": [detail for detail, _ in e_details],
+        "e_details_text": [is_text for _, is_text in e_details],
     }

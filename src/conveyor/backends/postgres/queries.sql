@@ -327,7 +327,7 @@ WHERE queue = %(queue)s AND expire_at > %(now)s;
 -- total), whose run columns are NULL when the page is empty.
 WITH matching AS (
     SELECT id, key, function, attempt, worker_id, status, started_ms, finished_ms, error,
-        detail, detail_text
+        detail, detail_text, external_id
     FROM {{schema}}.runs
     WHERE queue = %(queue)s
       AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -342,15 +342,51 @@ page AS (
     ORDER BY started_ms DESC, id DESC
     OFFSET %(offset)s LIMIT %(limit)s
 )
-SELECT (SELECT count(*) FROM matching), page.*
+SELECT (SELECT count(*) FROM matching), coalesce(page.external_id, page.id::text),
+    page.key, page.function, page.attempt, page.worker_id, page.status, page.started_ms,
+    page.finished_ms, page.error, page.detail, page.detail_text
 FROM (SELECT 1) AS one LEFT JOIN page ON true
 ORDER BY page.started_ms DESC, page.id DESC;
 
 -- name: get_run
-SELECT id, key, function, attempt, worker_id, status, started_ms, finished_ms, error,
-    detail, detail_text
+SELECT coalesce(external_id, id::text), key, function, attempt, worker_id, status,
+    started_ms, finished_ms, error, detail, detail_text
 FROM {{schema}}.runs
-WHERE queue = %(queue)s AND id = %(id)s;
+WHERE queue = %(queue)s AND (id = %(id)s OR external_id = %(run_id)s);
+
+-- name: record_runs
+-- Store runs created by another backend, then end runs, in one statement. A start ended in
+-- the same call is inserted ended (the UPDATE sees only rows that existed before).
+WITH s AS (
+    SELECT * FROM unnest(
+        %(s_ids)b::text[], %(s_keys)b::text[], %(s_functions)b::text[],
+        %(s_attempts)b::integer[], %(s_workers)b::text[], %(s_statuses)b::text[],
+        %(s_started)b::bigint[], %(s_finished)b::bigint[], %(s_errors)b::text[],
+        %(s_details)b::bytea[], %(s_details_text)b::boolean[]
+    ) AS t(run_id, key, function, attempt, worker_id, status, started_ms, finished_ms, error,
+        detail, detail_text)
+),
+e AS (
+    SELECT * FROM unnest(
+        %(e_ids)b::text[], %(e_statuses)b::text[], %(e_finished)b::bigint[],
+        %(e_errors)b::text[], %(e_details)b::bytea[], %(e_details_text)b::boolean[]
+    ) AS t(run_id, status, finished_ms, error, detail, detail_text)
+),
+inserted AS (
+    INSERT INTO {{schema}}.runs (queue, external_id, key, function, attempt, worker_id,
+        status, started_ms, finished_ms, error, detail, detail_text)
+    SELECT %(queue)s, s.run_id, s.key, s.function, s.attempt, s.worker_id,
+        coalesce(e.status, s.status), s.started_ms, coalesce(e.finished_ms, s.finished_ms),
+        CASE WHEN e.run_id IS NULL THEN s.error ELSE e.error END,
+        coalesce(e.detail, s.detail), coalesce(e.detail_text, s.detail_text)
+    FROM s LEFT JOIN e ON e.run_id = s.run_id
+    ON CONFLICT (queue, external_id) WHERE external_id IS NOT NULL DO NOTHING
+)
+UPDATE {{schema}}.runs r SET
+    status = e.status, finished_ms = e.finished_ms, error = e.error, detail = e.detail,
+    detail_text = e.detail_text
+FROM e
+WHERE r.queue = %(queue)s AND r.external_id = e.run_id;
 
 -- name: append_logs
 INSERT INTO {{schema}}.logs (queue, run_id, seq, ts, level, message, extra, extra_text)
@@ -369,7 +405,7 @@ LIMIT %(limit)s;
 -- name: purge_runs
 -- Delete a bounded batch of finished runs started before a time, with their log lines.
 WITH doomed AS (
-    SELECT id FROM {{schema}}.runs
+    SELECT id, external_id FROM {{schema}}.runs
     WHERE queue = %(queue)s AND status <> 'running' AND started_ms < %(before_ms)s
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -377,10 +413,10 @@ WITH doomed AS (
 deleted AS (
     DELETE FROM {{schema}}.runs r USING doomed d
     WHERE r.id = d.id
-    RETURNING r.id
+    RETURNING coalesce(r.external_id, r.id::text) AS public_id
 ),
 logs_deleted AS (
     DELETE FROM {{schema}}.logs l USING deleted d
-    WHERE l.queue = %(queue)s AND l.run_id = d.id::text
+    WHERE l.queue = %(queue)s AND l.run_id = d.public_id
 )
 SELECT count(*) FROM deleted;

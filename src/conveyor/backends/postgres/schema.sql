@@ -77,9 +77,12 @@ CREATE TABLE {{schema}}.runs (
     finished_ms bigint NOT NULL DEFAULT 0,
     error text,
     detail bytea NOT NULL DEFAULT '',
-    detail_text boolean NOT NULL DEFAULT false
+    detail_text boolean NOT NULL DEFAULT false,
+    external_id text
 );
 
+CREATE UNIQUE INDEX runs_external_idx ON {{schema}}.runs (queue, external_id)
+    WHERE external_id IS NOT NULL;
 CREATE INDEX runs_list_idx ON {{schema}}.runs (queue, started_ms, id);
 CREATE INDEX runs_key_idx ON {{schema}}.runs (queue, key);
 

@@ -27,6 +27,7 @@ from conveyor.backends.base import (
     LogLine,
     NewJob,
     Payload,
+    RunEnd,
     RunFilter,
     RunRecord,
     Transition,
@@ -70,7 +71,9 @@ class RedisBackend:
     """
 
     name = "redis"
-    capabilities = Capabilities(cross_process=True, durable=True)
+    # A queue's runs may not live in Redis when its jobs live elsewhere (yet): Redis's run
+    # indexes order runs by their numeric ids.
+    capabilities = Capabilities(cross_process=True, durable=True, run_store=False)
 
     def __init__(
         self, redis: Any, queue_name: str, prefix: str = "conveyor", *, owns_client: bool = False
@@ -173,6 +176,17 @@ class RedisBackend:
             "prefix": self.keys.prefix,
             "queue": self.queue_name,
         }
+
+    async def record_runs(self, starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> None:
+        """Not available: see ``capabilities.run_store``.
+
+        Raises:
+            ConfigurationError: Always.
+        """
+        raise ConfigurationError(
+            "the Redis backend cannot keep another store's runs; use SQLite or PostgreSQL "
+            "as the runs_url"
+        )
 
     async def drop(self) -> None:
         """Delete every key under this backend's prefix (every queue sharing it).

@@ -23,6 +23,7 @@ from conveyor.backends.base import (
     LogLine,
     NewJob,
     Payload,
+    RunEnd,
     RunFilter,
     RunRecord,
     Transition,
@@ -309,6 +310,13 @@ class SQLiteBackend:
         return await self._run(
             functools.partial(self._records.list_runs, filters=filters, offset=offset, limit=limit)
         )
+
+    async def record_runs(self, starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> None:
+        """Store another backend's runs in one transaction; see the protocol."""
+        if starts or ends:
+            await self._run(
+                functools.partial(self._records.record_runs, starts=list(starts), ends=list(ends))
+            )
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """One run, or None."""

@@ -170,7 +170,8 @@ ORDER BY worker_id;
 
 -- name: list_runs
 -- /* filters */ is replaced by the run_filter_* fragments of the filters that are set.
-SELECT run_id, key, function, attempt, worker_id, status, started_ms, finished_ms, error, detail
+SELECT coalesce(external_id, run_id), key, function, attempt, worker_id, status, started_ms,
+    finished_ms, error, detail
 FROM runs
 WHERE queue = :queue /* filters */
 ORDER BY started_ms DESC, run_id DESC
@@ -199,9 +200,20 @@ AND started_ms < :until_ms
 AND conveyor_contains(error, :error_contains)
 
 -- name: get_run
-SELECT run_id, key, function, attempt, worker_id, status, started_ms, finished_ms, error, detail
+SELECT coalesce(external_id, run_id), key, function, attempt, worker_id, status, started_ms,
+    finished_ms, error, detail
 FROM runs
-WHERE queue = :queue AND run_id = :run_id;
+WHERE queue = :queue AND (external_id = :run_id OR (external_id IS NULL AND run_id = :run_id));
+
+-- name: record_run_start
+INSERT OR IGNORE INTO runs (queue, external_id, key, function, attempt, worker_id, status,
+    started_ms, finished_ms, error, detail)
+VALUES (:queue, :run_id, :key, :function, :attempt, :worker_id, :status, :started_ms,
+    :finished_ms, :error, :detail);
+
+-- name: record_run_end
+UPDATE runs SET status = :status, finished_ms = :finished_ms, error = :error, detail = :detail
+WHERE queue = :queue AND external_id = :run_id;
 
 -- name: append_log
 INSERT OR REPLACE INTO logs (queue, run_id, seq, ts, level, message, extra)
@@ -214,13 +226,13 @@ ORDER BY seq
 LIMIT :limit;
 
 -- name: purgeable_runs
-SELECT run_id FROM runs
+SELECT run_id, coalesce(external_id, run_id) FROM runs
 WHERE queue = :queue AND started_ms < :before_ms AND status != 'running'
 ORDER BY started_ms, run_id
 LIMIT :limit;
 
 -- name: delete_logs_of_runs
-DELETE FROM logs WHERE queue = :queue AND run_id IN (SELECT value FROM json_each(:run_ids));
+DELETE FROM logs WHERE queue = :queue AND run_id IN (SELECT value FROM json_each(:log_ids));
 
 -- name: delete_runs
 DELETE FROM runs WHERE queue = :queue AND run_id IN (SELECT value FROM json_each(:run_ids));

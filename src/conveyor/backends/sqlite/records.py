@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import JobRow, LogLine, Payload, RunFilter, RunRecord
+from conveyor.backends.base import JobRow, LogLine, Payload, RunEnd, RunFilter, RunRecord
 from conveyor.backends.sqlite.operations import immediate, job_row, snapshot
 from conveyor.backends.sqlite.sql import statements
 
@@ -139,6 +139,20 @@ class RecordOperations:
         row = conn.execute(self.q["get_run"], params).fetchone()
         return None if row is None else run_record(row)
 
+    def record_runs(
+        self, conn: sqlite3.Connection, starts: Sequence[RunRecord], ends: Sequence[RunEnd]
+    ) -> None:
+        """Store runs created by another backend, then end runs; one transaction."""
+        with immediate(conn):
+            conn.executemany(
+                self.q["record_run_start"],
+                [{"queue": self.queue, **dataclasses.asdict(run)} for run in starts],
+            )
+            conn.executemany(
+                self.q["record_run_end"],
+                [{"queue": self.queue, **dataclasses.asdict(end)} for end in ends],
+            )
+
     def append_logs(self, conn: sqlite3.Connection, lines: Sequence[LogLine]) -> None:
         """Store log lines of any number of runs in one transaction."""
         if not lines:
@@ -172,7 +186,8 @@ class RecordOperations:
             ).fetchall()
             if not selected:
                 return 0
-            params["run_ids"] = json.dumps([run_id for (run_id,) in selected])
+            params["run_ids"] = json.dumps([run_id for run_id, _ in selected])
+            params["log_ids"] = json.dumps([public_id for _, public_id in selected])
             conn.execute(self.q["delete_logs_of_runs"], params)
             conn.execute(self.q["delete_runs"], params)
         return len(selected)

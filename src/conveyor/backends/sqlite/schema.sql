@@ -62,6 +62,8 @@ CREATE TABLE marks (
 CREATE INDEX marks_expire ON marks (queue, expire_at);
 
 -- One row per attempt. AUTOINCREMENT: a purged run's id is never given to a new run.
+-- Its public id is external_id when set (a run stored by record_runs), else run_id.
+-- external_id is added last, as migration 2's ALTER TABLE leaves the statement.
 CREATE TABLE runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
@@ -74,7 +76,10 @@ CREATE TABLE runs (
     finished_ms INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     detail BLOB NOT NULL DEFAULT x''
-);
+, external_id TEXT);
+
+-- Runs stored for another backend (record_runs), by the id it gave them.
+CREATE UNIQUE INDEX runs_external ON runs (queue, external_id) WHERE external_id IS NOT NULL;
 
 CREATE INDEX runs_started ON runs (queue, started_ms);
 
