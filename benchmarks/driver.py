@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
@@ -54,11 +55,16 @@ class WorkerProcess:
                 sys.executable,
                 str(HERE / "worker.py"),
                 args.library,
-                "--token", args.token,
-                "--redis-url", args.redis_url,
-                "--pg-dsn", args.pg_dsn,
-                "--workdir", args.workdir,
-                "--concurrency", str(concurrency),
+                "--token",
+                args.token,
+                "--redis-url",
+                args.redis_url,
+                "--pg-dsn",
+                args.pg_dsn,
+                "--workdir",
+                args.workdir,
+                "--concurrency",
+                str(concurrency),
                 *extra,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -79,7 +85,7 @@ class WorkerProcess:
                 raise TimeoutError(f"the worker sent no {name!r} event within {timeout:.0f}s")
             try:
                 line = await asyncio.wait_for(self.proc.stdout.readline(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError(
                     f"the worker sent no {name!r} event within {timeout:.0f}s"
                 ) from None
@@ -105,7 +111,7 @@ class WorkerProcess:
         """Wait for the process to exit; kill it if it does not."""
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
 
@@ -280,20 +286,18 @@ async def main() -> None:
         else:
             out.update(await measure_memory(adapter, args))
         out["ok"] = True
-    except BaseException as exc:  # noqa: BLE001 - reported, not raised
+    except BaseException as exc:
         out.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
         with open(args.log, "a") as log:
             log.write(traceback.format_exc())
     finally:
         if adapter is not None:
             if opened:
-                try:
+                with contextlib.suppress(Exception):
                     await adapter.close()
-                except Exception:  # noqa: BLE001
-                    pass
             try:
                 await adapter.cleanup()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 out["cleanup_error"] = f"{type(exc).__name__}: {exc}"[:300]
     print(json.dumps(out), flush=True)
 

@@ -76,17 +76,25 @@ def report(path: str, top: int = 10) -> str:
         if seconds / total < 0.005:
             continue
         lines.append(f"| {name} | {seconds:.2f} s | {seconds / total:.1%} |")
-    lines += ["", f"Top {top} functions by self time:", "", "| function | calls | self | cumulative |",
-              "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"Top {top} functions by self time:",
+        "",
+        "| function | calls | self | cumulative |",
+        "|---|---:|---:|---:|",
+    ]
     ranked = sorted(raw.items(), key=lambda kv: -kv[1][2])[:top]
     for key, (_cc, nc, tt, ct, _callers) in ranked:
         lines.append(f"| `{_label(key)}` | {nc} | {tt / total:.1%} | {ct / total:.1%} |")
-    conveyor = [
-        (key, entry) for key, entry in raw.items() if "/conveyor/" in key[0]
-    ]
+    conveyor = [(key, entry) for key, entry in raw.items() if "/conveyor/" in key[0]]
     conveyor.sort(key=lambda kv: -kv[1][3])
-    lines += ["", "Conveyor functions by cumulative time (includes what they call):", "",
-              "| function | calls | cumulative |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "Conveyor functions by cumulative time (includes what they call):",
+        "",
+        "| function | calls | cumulative |",
+        "|---|---:|---:|",
+    ]
     for key, (_cc, nc, _tt, ct, _callers) in conveyor[:top]:
         lines.append(f"| `{_label(key)}` | {nc} | {ct / total:.1%} |")
     return "\n".join(lines)

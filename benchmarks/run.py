@@ -68,7 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile step")
     parser.add_argument(
-        "--readme", choices=["auto", "yes", "no"], default="auto",
+        "--readme",
+        choices=["auto", "yes", "no"],
+        default="auto",
         help="write the tables into README.md (auto: only for a full run)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -94,7 +96,7 @@ def redis_version(url: str) -> str | None:
         version = str(client.info("server")["redis_version"])
         client.close()
         return version
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"Redis unreachable at {url}: {exc}; skipping the Redis group", file=sys.stderr)
         return None
 
@@ -113,7 +115,7 @@ def create_database(base: str, name: str) -> str | None:
         with psycopg.connect(base, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"PostgreSQL unreachable at {base}: {exc}; skipping its group", file=sys.stderr)
         return None
     os.environ["BENCH_PG_VERSION"] = str(version)
@@ -133,7 +135,7 @@ async def prepare(dsn: str, libraries: list[str]) -> dict[str, str]:
     for name in libraries:
         try:
             await adapter_class(name).prepare_database(dsn)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"[:300]
     return errors
 
@@ -149,22 +151,38 @@ def sweep_redis(url: str, pattern: str) -> int:
 
 
 def measure(
-    args: argparse.Namespace, library: str, key: str, token: str, dsn: str, log: Path,
+    args: argparse.Namespace,
+    library: str,
+    key: str,
+    token: str,
+    dsn: str,
+    log: Path,
     profile: str | None = None,
 ) -> dict[str, Any]:
     workload, options, _label = WORKLOADS[key]
     cap = {"enqueue": args.enqueue_cap, "drain": args.drain_cap, "pickup": args.pickup_cap}
     n = args.pickup_n if workload == "pickup" else args.n
     command = [
-        sys.executable, str(HERE / "driver.py"), library, workload,
-        "--n", str(n),
-        "--time-cap", str(cap.get(workload, 60)),
-        "--timeout", str(args.drain_cap + 120),
-        "--redis-url", args.redis_url,
-        "--pg-dsn", dsn,
-        "--workdir", str(RESULTS / "tmp"),
-        "--log", str(log),
-        "--token", token,
+        sys.executable,
+        str(HERE / "driver.py"),
+        library,
+        workload,
+        "--n",
+        str(n),
+        "--time-cap",
+        str(cap.get(workload, 60)),
+        "--timeout",
+        str(args.drain_cap + 120),
+        "--redis-url",
+        args.redis_url,
+        "--pg-dsn",
+        dsn,
+        "--workdir",
+        str(RESULTS / "tmp"),
+        "--log",
+        str(log),
+        "--token",
+        token,
     ]
     for option, value in options.items():
         command += [f"--{option}", str(value)]
@@ -172,13 +190,13 @@ def measure(
         command += ["--profile", profile]
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            command, capture_output=True, text=True, timeout=args.drain_cap + 240
-        )
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=args.drain_cap + 240)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {
-            "ok": False, "error": f"driver exited {proc.returncode}: {proc.stderr[-300:]}"
-        }
+        result = (
+            json.loads(lines[-1])
+            if lines
+            else {"ok": False, "error": f"driver exited {proc.returncode}: {proc.stderr[-300:]}"}
+        )
     except subprocess.TimeoutExpired:
         result = {"ok": False, "error": "driver timed out"}
     result["seconds"] = time.monotonic() - started
@@ -261,12 +279,19 @@ def group_table(group: str, libraries: list[str], med: dict[tuple[str, str], Any
     three = lambda v: f"{v:.3f}"  # noqa: E731
     one = lambda v: f"{v:.1f}"  # noqa: E731
     header = [
-        "library", "enqueue 1 by 1 (jobs/s)", "bulk enqueue (jobs/s)",
-        "drain c=10 (jobs/s)", "drain c=100 (jobs/s)",
-        "worker CPU/job c=10 (ms)", "worker CPU/job c=100 (ms)",
+        "library",
+        "enqueue 1 by 1 (jobs/s)",
+        "bulk enqueue (jobs/s)",
+        "drain c=10 (jobs/s)",
+        "drain c=100 (jobs/s)",
+        "worker CPU/job c=10 (ms)",
+        "worker CPU/job c=100 (ms)",
         "10 ms sleeps c=100 (jobs/s)",
-        "pickup p50 (ms)", "pickup p95 (ms)", "pickup p99 (ms)",
-        "RSS idle (MiB)", "RSS 100 running (MiB)",
+        "pickup p50 (ms)",
+        "pickup p95 (ms)",
+        "pickup p99 (ms)",
+        "RSS idle (MiB)",
+        "RSS 100 running (MiB)",
     ]
     rows = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for lib in libraries:
@@ -325,20 +350,84 @@ def targets(med: dict[tuple[str, str], Any]) -> str:
     rows = [
         "| target | Conveyor | reference | goal | |",
         "|---|---:|---:|---:|---|",
-        check("Redis: drain c=100 ≥ 4× SAQ (jobs/s)", v(c, "drain100", rate), v(s, "drain100", rate), 4, ">="),
-        check("Redis: drain c=10 ≥ 3× SAQ (jobs/s)", v(c, "drain10", rate), v(s, "drain10", rate), 3, ">="),
-        check("Redis: 10 ms sleeps ≥ 3× SAQ (jobs/s)", v(c, "sleep100", rate), v(s, "sleep100", rate), 3, ">="),
-        check("Redis: enqueue 1 by 1 ≥ 1.5× SAQ (jobs/s)", v(c, "enqueue", rate), v(s, "enqueue", rate), 1.5, ">="),
-        check("Redis: bulk ≥ 10× SAQ's 1 by 1 (jobs/s)", v(c, "bulk", rate), v(s, "enqueue", rate), 10, ">="),
-        check("Redis: pickup p50 ≤ SAQ's", v(c, "pickup", "p50"), v(s, "pickup", "p50"), 1, "<=", " ms"),
+        check(
+            "Redis: drain c=100 ≥ 4× SAQ (jobs/s)",
+            v(c, "drain100", rate),
+            v(s, "drain100", rate),
+            4,
+            ">=",
+        ),
+        check(
+            "Redis: drain c=10 ≥ 3× SAQ (jobs/s)",
+            v(c, "drain10", rate),
+            v(s, "drain10", rate),
+            3,
+            ">=",
+        ),
+        check(
+            "Redis: 10 ms sleeps ≥ 3× SAQ (jobs/s)",
+            v(c, "sleep100", rate),
+            v(s, "sleep100", rate),
+            3,
+            ">=",
+        ),
+        check(
+            "Redis: enqueue 1 by 1 ≥ 1.5× SAQ (jobs/s)",
+            v(c, "enqueue", rate),
+            v(s, "enqueue", rate),
+            1.5,
+            ">=",
+        ),
+        check(
+            "Redis: bulk ≥ 10× SAQ's 1 by 1 (jobs/s)",
+            v(c, "bulk", rate),
+            v(s, "enqueue", rate),
+            10,
+            ">=",
+        ),
+        check(
+            "Redis: pickup p50 ≤ SAQ's",
+            v(c, "pickup", "p50"),
+            v(s, "pickup", "p50"),
+            1,
+            "<=",
+            " ms",
+        ),
         check("Redis: pickup p99 < 5 ms", v(c, "pickup", "p99"), 5.0, 1, "<", " ms"),
-        check("Redis: idle RSS ≤ SAQ's", v(c, "memory", "idle_mib"), v(s, "memory", "idle_mib"), 1, "<=", " MiB"),
+        check(
+            "Redis: idle RSS ≤ SAQ's",
+            v(c, "memory", "idle_mib"),
+            v(s, "memory", "idle_mib"),
+            1,
+            "<=",
+            " MiB",
+        ),
         check("Redis: worker CPU/job c=10 ≤ 0.4 ms", v(c, "drain10", cpu), 0.4, 1, "<=", " ms"),
         check("Redis: worker CPU/job c=100 ≤ 0.4 ms", v(c, "drain100", cpu), 0.4, 1, "<=", " ms"),
-        check("Postgres: drain c=100 ≥ 1.5× pgqueuer", v(cp, "drain100", rate), v(pq, "drain100", rate), 1.5, ">="),
-        check("Postgres: drain c=100 ≥ 5× SAQ-postgres", v(cp, "drain100", rate), v(sp, "drain100", rate), 5, ">="),
-        check("Postgres: enqueue 1 by 1 ≥ 2× SAQ-postgres", v(cp, "enqueue", rate), v(sp, "enqueue", rate), 2, ">="),
-        check("Postgres: bulk ≥ pgqueuer's bulk", v(cp, "bulk", rate), v(pq, "bulk", rate), 1, ">="),
+        check(
+            "Postgres: drain c=100 ≥ 1.5× pgqueuer",
+            v(cp, "drain100", rate),
+            v(pq, "drain100", rate),
+            1.5,
+            ">=",
+        ),
+        check(
+            "Postgres: drain c=100 ≥ 5× SAQ-postgres",
+            v(cp, "drain100", rate),
+            v(sp, "drain100", rate),
+            5,
+            ">=",
+        ),
+        check(
+            "Postgres: enqueue 1 by 1 ≥ 2× SAQ-postgres",
+            v(cp, "enqueue", rate),
+            v(sp, "enqueue", rate),
+            2,
+            ">=",
+        ),
+        check(
+            "Postgres: bulk ≥ pgqueuer's bulk", v(cp, "bulk", rate), v(pq, "bulk", rate), 1, ">="
+        ),
         check("Postgres: pickup p50 < 5 ms", v(cp, "pickup", "p50"), 5.0, 1, "<", " ms"),
     ]
     return "\n".join(rows)
@@ -354,14 +443,15 @@ def machine(args: argparse.Namespace, libraries: list[str]) -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     commit = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     versions = []
     for lib in libraries:
         cls = adapter_class(lib)
         try:
             version = cls.version()
-        except Exception:  # noqa: BLE001
+        except Exception:
             version = "?"
         if lib.startswith("Conveyor"):
             version += f" (working tree at {commit})"
@@ -369,38 +459,53 @@ def machine(args: argparse.Namespace, libraries: list[str]) -> str:
         versions.append(f"{lib} {version}{note}")
     import redis as redis_py
 
-    return "\n".join([
-        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, {platform.platform()}",
-        f"- Python {platform.python_version()}, redis-py {redis_py.__version__} (hiredis parser), "
-        f"Redis {args.redis_server or '–'}, PostgreSQL {os.environ.get('BENCH_PG_VERSION', '–')}",
-        f"- Load average (1 min) at start / end: {args.load_start:.2f} / {os.getloadavg()[0]:.2f} "
-        "(other processes on the machine share its 2 cores with the benchmark)",
-        f"- Runs: {args.runs} (median), N = {args.n:,}; caps: drain {args.drain_cap:.0f} s, "
-        f"enqueue {args.enqueue_cap:.0f} s, pickup {args.pickup_n} jobs or {args.pickup_cap:.0f} s",
-        "- Versions: " + "; ".join(versions),
-    ])
+    return "\n".join(
+        [
+            f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+            f"- Machine: {os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, {platform.platform()}",
+            f"- Python {platform.python_version()}, redis-py {redis_py.__version__} (hiredis parser), "
+            f"Redis {args.redis_server or '–'}, PostgreSQL {os.environ.get('BENCH_PG_VERSION', '–')}",
+            f"- Load average (1 min) at start / end: {args.load_start:.2f} / {os.getloadavg()[0]:.2f} "
+            "(other processes on the machine share its 2 cores with the benchmark)",
+            f"- Runs: {args.runs} (median), N = {args.n:,}; caps: drain {args.drain_cap:.0f} s, "
+            f"enqueue {args.enqueue_cap:.0f} s, pickup {args.pickup_n} jobs or {args.pickup_cap:.0f} s",
+            "- Versions: " + "; ".join(versions),
+        ]
+    )
 
 
-def render(args: argparse.Namespace, med: dict[tuple[str, str], Any], groups: dict[str, list[str]],
-           profiles: dict[str, str]) -> str:
-    parts = ["### Setup", "", machine(args, [l for ls in groups.values() for l in ls]), ""]
-    titles = {"redis": "Redis (ratios against SAQ-redis)",
-              "postgres": "PostgreSQL, and SQLite for reference (ratios against SAQ-postgres)"}
+def render(
+    args: argparse.Namespace,
+    med: dict[tuple[str, str], Any],
+    groups: dict[str, list[str]],
+    profiles: dict[str, str],
+) -> str:
+    parts = ["### Setup", "", machine(args, [lib for libs in groups.values() for lib in libs]), ""]
+    titles = {
+        "redis": "Redis (ratios against SAQ-redis)",
+        "postgres": "PostgreSQL, and SQLite for reference (ratios against SAQ-postgres)",
+    }
     for group, libraries in groups.items():
         parts += [f"### {titles[group]}", "", group_table(group, libraries, med), ""]
-    parts += ["`*` the library did not finish the N jobs within the cap: its rate is over "
-              "the jobs it finished by then. Bulk ratios are against the baseline's 1-by-1 "
-              "enqueue.", ""]
+    parts += [
+        "`*` the library did not finish the N jobs within the cap: its rate is over "
+        "the jobs it finished by then. Bulk ratios are against the baseline's 1-by-1 "
+        "enqueue.",
+        "",
+    ]
     errors = errors_table(med)
     if errors:
         parts += ["### Errors", "", errors, ""]
     parts += ["### Targets", "", targets(med), ""]
     if profiles:
-        parts += ["### Where Conveyor's CPU goes (cProfile)", "",
-                  "Each under cProfile with a CPU-time timer, one extra measurement. cProfile's "
-                  "own overhead inflates code that makes many small calls: read the shares, "
-                  "not the seconds.", ""]
+        parts += [
+            "### Where Conveyor's CPU goes (cProfile)",
+            "",
+            "Each under cProfile with a CPU-time timer, one extra measurement. cProfile's "
+            "own overhead inflates code that makes many small calls: read the shares, "
+            "not the seconds.",
+            "",
+        ]
     for title, text in profiles.items():
         parts += [f"#### {title}", "", text, ""]
     return "\n".join(parts)
@@ -436,7 +541,8 @@ def main() -> None:
         sys.exit(f"unknown workloads {unknown}; use {list(WORKLOADS)}")
     groups = {
         g: [lib for lib in GROUPS[g] if only is None or lib in only]
-        for g in args.groups.split(",") if g
+        for g in args.groups.split(",")
+        if g
     }
     groups = {g: libs for g, libs in groups.items() if libs}
     args.redis_server = redis_version(args.redis_url) if "redis" in groups else None
@@ -454,16 +560,18 @@ def main() -> None:
             for lib, error in asyncio.run(prepare(dsn, groups["postgres"])).items():
                 print(f"preparing {lib} failed: {error}", file=sys.stderr)
         for run in range(args.runs):
-            for group, libraries in groups.items():
+            for libraries in groups.values():
                 for key in keys:
                     shift = run % len(libraries)
                     for lib in libraries[shift:] + libraries[:shift]:
                         token = f"bench_{run_id}_{uuid.uuid4().hex[:8]}"
                         result = measure(args, lib, key, token, dsn or args.pg_url, log)
                         results.setdefault((lib, key), []).append(result)
-                        print(f"[run {run + 1}/{args.runs} {time.monotonic() - started:5.0f}s] "
-                              f"{WORKLOADS[key][2]:<20} {lib:<18} {describe(result)}",
-                              flush=True)
+                        print(
+                            f"[run {run + 1}/{args.runs} {time.monotonic() - started:5.0f}s] "
+                            f"{WORKLOADS[key][2]:<20} {lib:<18} {describe(result)}",
+                            flush=True,
+                        )
         if not args.no_profile:
             for lib, key, what in PROFILES:
                 group = "redis" if lib.endswith("redis") else "postgres"
@@ -472,8 +580,10 @@ def main() -> None:
                 path = RESULTS / f"profile-{lib}-{key}-{run_id}.pstats"
                 token = f"bench_{run_id}_{uuid.uuid4().hex[:8]}"
                 result = measure(args, lib, key, token, dsn or args.pg_url, log, str(path))
-                print(f"[profile] {lib} {WORKLOADS[key][2]} under cProfile: {describe(result)}",
-                      flush=True)
+                print(
+                    f"[profile] {lib} {WORKLOADS[key][2]} under cProfile: {describe(result)}",
+                    flush=True,
+                )
                 if result.get("ok") and path.exists():
                     profiles[f"{lib} {what}, {WORKLOADS[key][2]}"] = profile_report(str(path))
     finally:

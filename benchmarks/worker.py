@@ -40,7 +40,7 @@ async def drain(
         await asyncio.wait_for(probe.PROBE.all_done.wait(), time_cap)
         t_done = probe.PROBE.t_done
         await adapter.settle()  # type: ignore[attr-defined]
-    except asyncio.TimeoutError:
+    except TimeoutError:
         # Too slow to finish within the cap: its rate is measured over the cap.
         capped = True
         t_done = time.perf_counter()

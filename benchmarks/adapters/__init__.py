@@ -22,7 +22,13 @@ ADAPTERS: dict[str, tuple[str, str]] = {
 
 GROUPS = {
     "redis": ["Conveyor-redis", "SAQ-redis", "ARQ", "streaQ", "taskiq-redis"],
-    "postgres": ["Conveyor-postgres", "SAQ-postgres", "pgqueuer", "procrastinate", "Conveyor-sqlite"],
+    "postgres": [
+        "Conveyor-postgres",
+        "SAQ-postgres",
+        "pgqueuer",
+        "procrastinate",
+        "Conveyor-sqlite",
+    ],
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly, delete_redis_keys
 
 #: ARQ polls its queue (it has no blocking wait); its default poll_delay of 0.5 s would
@@ -63,11 +65,9 @@ class Arq(Adapter):
         await asyncio.sleep(0)
 
     async def stop_worker(self) -> None:
-        try:
-            # close() cancels the job tasks and re-raises their CancelledError.
+        # close() cancels the job tasks and re-raises their CancelledError.
+        with contextlib.suppress(BaseException):
             await self.worker.close()
-        except BaseException:  # noqa: BLE001
-            pass
         await cancel_quietly(self.task)
         if self.worker._pool is not None:
             await self.worker._pool.aclose()

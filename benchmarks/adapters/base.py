@@ -8,6 +8,7 @@ the task bodies of :mod:`probe`) in the worker process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib.metadata
 from collections.abc import Sequence
@@ -139,7 +140,5 @@ async def cancel_quietly(task: asyncio.Task[Any] | None, timeout: float = 10.0) 
         return
     if not task.done():
         task.cancel()
-    try:
+    with contextlib.suppress(BaseException):
         await asyncio.wait_for(asyncio.shield(task), timeout)
-    except BaseException:  # noqa: BLE001 - cancelled or failed, both are the end of it
-        pass

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly, delete_redis_keys
 
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly
 
 
@@ -86,7 +87,7 @@ class PgQueuer(Adapter):
         self.app.shutdown.set()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), 10)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             await cancel_quietly(self.task)
         await self.worker_conn.close()
 

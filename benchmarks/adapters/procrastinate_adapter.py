@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly
 
 
@@ -72,7 +73,7 @@ class Procrastinate(Adapter):
         self.worker.stop()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), 10)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             await cancel_quietly(self.task)
         await self.worker_app.close_async()
 

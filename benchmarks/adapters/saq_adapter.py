@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly, delete_redis_keys
 
 

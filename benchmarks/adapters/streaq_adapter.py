@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly, delete_redis_keys
 
 

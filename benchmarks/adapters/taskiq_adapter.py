@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import probe
+
 from adapters.base import Adapter, cancel_quietly, delete_redis_keys
 
 
@@ -70,7 +71,7 @@ class Taskiq(Adapter):
         self.finish.set()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), 5)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             await cancel_quietly(self.task)
         await self.worker_broker.shutdown()
         self.pool.shutdown(wait=False)
