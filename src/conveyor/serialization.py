@@ -17,9 +17,15 @@ Dumper = Callable[[Any], bytes | str]
 Loader = Callable[[bytes | str], Any]
 
 
+#: A compact encoder, built once: ``json.dumps`` with non-default separators would build a
+#: new encoder on every call, and every job is serialized several times. It holds no state
+#: between calls.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def default_dump(value: Any) -> str:
     """``json.dumps`` without extra spaces."""
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def default_load(value: bytes | str) -> Any:

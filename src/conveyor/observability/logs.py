@@ -78,7 +78,7 @@ class RunLog:
         if record.exc_info and record.exc_info[0] is not None:
             formatter = logging.Formatter()
             message = f"{message}\n{formatter.formatException(record.exc_info)}"
-        size = len(message.encode("utf-8", "replace"))
+        size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
         with self._lock:
             if self.lines >= self.max_lines or self.bytes + size > self.max_bytes:
                 self.dropped += 1
@@ -168,6 +168,21 @@ class LogSink(logging.Handler):
             run.close()
         self.current.reset(token)
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Capture ``record`` without the base class's handler lock and filters.
+
+        The run's own lock orders its lines; records of other contexts return at once, so
+        a worker's handler costs other code next to nothing.
+        """
+        run = self.current.get()
+        if run is None or run.sink is not self:
+            return False
+        try:
+            run.add(record)
+        except Exception:
+            self.handleError(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         """Attach ``record`` to the current run, if it is one of ours."""
         run = self.current.get()
@@ -198,13 +213,15 @@ class LogSink(logging.Handler):
 
     def encode_extra(self, record: logging.LogRecord) -> Payload:
         """The logger name, source location and extra fields of a record, serialized."""
-        extra = {
+        fields = record.__dict__
+        extra: dict[str, Any] = {
             "logger": record.name,
             "file": record.pathname,
             "line": record.lineno,
             "function": record.funcName,
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+        for key in fields.keys() - _STANDARD_ATTRS:
+            if not key.startswith("_"):
+                value = fields[key]
                 extra[key] = value if isinstance(value, str | int | float | bool) else repr(value)
         return self._dump(extra)
