@@ -197,6 +197,11 @@ class Queue:
         """
         return dump_value(self._dump, function, what, value)
 
+    @property
+    def uses_default_serializer(self) -> bool:
+        """Whether payloads are the standard JSON of :func:`default_dump`."""
+        return self._dump is default_dump
+
     def load(self, payload: bytes | str) -> Any:
         """Deserialize a value written by :meth:`dump`."""
         return self._load(payload)

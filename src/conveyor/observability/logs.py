@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from conveyor.backends.base import LogLine, Payload
@@ -35,6 +36,10 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
 current_run: contextvars.ContextVar[RunLog | None] = contextvars.ContextVar(
     "conveyor_current_run", default=None
 )
+
+
+def _quote(text: str | None) -> str:
+    return "null" if text is None else encode_basestring_ascii(text)
 
 
 class RunLog:
@@ -124,6 +129,8 @@ class LogSink(logging.Handler):
         level: The lowest level captured.
         max_lines: Per-run line cap.
         max_bytes: Per-run byte cap.
+        plain_json: ``dump`` is the standard JSON serializer, so the usual extra fields
+            may be written directly as JSON text.
     """
 
     def __init__(
@@ -132,8 +139,10 @@ class LogSink(logging.Handler):
         level: int = logging.INFO,
         max_lines: int = 10_000,
         max_bytes: int = 2_000_000,
+        plain_json: bool = False,
     ) -> None:
         super().__init__(level)
+        self.plain_json = plain_json
         self.current = current_run
         self._dump = dump
         self.max_lines = max_lines
@@ -214,14 +223,21 @@ class LogSink(logging.Handler):
     def encode_extra(self, record: logging.LogRecord) -> Payload:
         """The logger name, source location and extra fields of a record, serialized."""
         fields = record.__dict__
+        extra_keys = [k for k in fields.keys() - _STANDARD_ATTRS if not k.startswith("_")]
+        if not extra_keys and self.plain_json:
+            # The common case, written without building a dict and calling the serializer:
+            # the same JSON that json.dumps gives, at a fraction of the cost.
+            return (
+                f'{{"logger":{_quote(record.name)},"file":{_quote(record.pathname)},'
+                f'"line":{int(record.lineno)},"function":{_quote(record.funcName)}}}'
+            )
         extra: dict[str, Any] = {
             "logger": record.name,
             "file": record.pathname,
             "line": record.lineno,
             "function": record.funcName,
         }
-        for key in fields.keys() - _STANDARD_ATTRS:
-            if not key.startswith("_"):
-                value = fields[key]
-                extra[key] = value if isinstance(value, str | int | float | bool) else repr(value)
+        for key in extra_keys:
+            value = fields[key]
+            extra[key] = value if isinstance(value, str | int | float | bool) else repr(value)
         return self._dump(extra)

@@ -142,7 +142,11 @@ class Worker:
         self.defaults = dict(defaults or {})
         apply_defaults(Job("probe"), self.defaults, getattr)  # validates the names
         self.lease_s = lease_s
-        self.logs = LogSink(queue.dump, level=log_level) if capture_logs else None
+        self.logs = (
+            LogSink(queue.dump, level=log_level, plain_json=queue.uses_default_serializer)
+            if capture_logs
+            else None
+        )
         self.context: dict[str, Any] = {"worker": self, "queue": queue}
         self.scheduler = CronScheduler(queue, self.cron_jobs, cron_tz, self.timers["schedule"])
         self.stats = {"complete": 0, "failed": 0, "retried": 0, "aborted": 0}
