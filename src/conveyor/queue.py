@@ -235,11 +235,13 @@ class Queue:
         apply_defaults(job, self.defaults, getattr)
         return job
 
-    async def _prepare(self, job: Job) -> NewJob:
+    async def _before_enqueue(self, job: Job) -> None:
         for callback in list(self._before_enqueues.values()):
             result = callback(job)
             if asyncio.iscoroutine(result):
                 await result
+
+    def _prepare(self, job: Job) -> NewJob:
         for hook in self.instrumentation:
             hook.before_enqueue(job)
         job.status = Status.QUEUED
@@ -286,7 +288,9 @@ class Queue:
         """
         await self._ensure_connected()
         job = self._build(job_or_func, kwargs)
-        [inserted] = await self._insert([await self._prepare(job)], connection)
+        if self._before_enqueues:
+            await self._before_enqueue(job)
+        [inserted] = await self._insert([self._prepare(job)], connection)
         if not inserted:
             return None
         for hook in self.instrumentation:
@@ -309,7 +313,10 @@ class Queue:
         """
         await self._ensure_connected()
         built = [self._build(job, {}) for job in jobs]
-        items = [await self._prepare(job) for job in built]
+        if self._before_enqueues:
+            for each in built:
+                await self._before_enqueue(each)
+        items = [self._prepare(each) for each in built]
         inserted = await self._insert(items, connection) if items else []
         out = [job if ok else None for job, ok in zip(built, inserted, strict=True)]
         for hook in self.instrumentation:
