@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -55,6 +56,8 @@ _RUN_FIELDS = (
 RUN_SCAN_WINDOW = 10_000
 #: ``claim`` moves at most this many due scheduled jobs to the ready set per call.
 MOVE_BOUND = 1000
+#: ``enqueue`` inserts at most this many jobs per script call.
+ENQUEUE_CHUNK = 500
 
 
 class RedisBackend:
@@ -161,6 +164,12 @@ class RedisBackend:
         if blocking is not None and blocking is not self._redis:
             with contextlib.suppress(Exception):
                 await _aclose(blocking)
+            with contextlib.suppress(Exception):
+                # A client given a pool does not close it: its BLPOP connection would
+                # stay open (a ResourceWarning when collected).
+                await blocking.connection_pool.disconnect()
+        with contextlib.suppress(Exception):
+            await self._scripts.lines.close()
         if self._owns_client:
             with contextlib.suppress(Exception):
                 await _aclose(self._redis)
@@ -207,35 +216,37 @@ class RedisBackend:
                 await self._redis.unlink(*batch)
 
     async def _run(self, operation: str, args: list[Any]) -> Any:
+        [reply] = await self._call(operation, [(self._scripts.pack(args), len(args))])
+        return reply
+
+    async def _call(self, operation: str, frames: Iterable[tuple[bytes, int]]) -> list[Any]:
         before = cancel_requests()
         try:
-            reply = await self._scripts.run(operation, args)
+            replies = await self._scripts.call(operation, frames)
         except (RedisError, OSError) as exc:
             raise await self._failure(operation, exc) from exc
         raise_if_cancel_lost(before)
-        return reply
+        return replies
 
     # Jobs
 
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[bool]:
-        """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`."""
+        """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`.
+
+        Up to :data:`ENQUEUE_CHUNK` jobs go in one script call, so a large batch never
+        holds the server for long; the calls are pipelined, each written while the next
+        is packed.
+        """
         if not jobs:
             return []
-        args: list[Any] = []
-        for job in jobs:
-            ttl_ms = math.ceil(job.once_ttl * 1000) if job.once else 0
-            args += (
-                job.key,
-                job.function,
-                job.payload,
-                job.priority,
-                repr(float(job.due)),
-                job.group_key or "",
-                job.once or "",
-                ttl_ms,
-            )
-        reply = await self._run("enqueue", args)
-        return [bool(flag) for flag in reply]
+        replies = await self._call("enqueue", self._enqueue_frames(jobs))
+        return [bool(flag) for reply in replies for flag in reply]
+
+    def _enqueue_frames(self, jobs: Sequence[NewJob]) -> Iterator[tuple[bytes, int]]:
+        pack = self._scripts.pack
+        for i in range(0, len(jobs), ENQUEUE_CHUNK):
+            part = jobs[i : i + ENQUEUE_CHUNK]
+            yield pack(itertools.chain.from_iterable(map(_job_args, part))), 8 * len(part)
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
@@ -468,6 +479,20 @@ class RedisBackend:
     async def purge_runs(self, before_ms: int, limit: int) -> int:
         """Delete old finished runs, their logs and index entries."""
         return int(await self._run("purge_runs", [before_ms, limit]))
+
+
+def _job_args(job: NewJob) -> tuple[Any, ...]:
+    """The 8 script arguments of one job (see ``enqueue.lua``)."""
+    return (
+        job.key,
+        job.function,
+        job.payload,
+        job.priority,
+        repr(float(job.due)),
+        job.group_key or "",
+        job.once or "",
+        math.ceil(job.once_ttl * 1000) if job.once else 0,
+    )
 
 
 def _blocking_client(client: Any) -> Any:

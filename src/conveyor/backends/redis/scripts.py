@@ -1,17 +1,23 @@
-"""The Lua scripts of the Redis backend, read from ``scripts/*.lua``.
+"""The Lua scripts of the Redis backend, read from ``scripts/*.lua``, and how they are called.
 
 Each script is the shared prelude ``_common.lua`` followed by its own file, and receives the
-queue's fixed keys as ``KEYS`` and its key prefixes as the first ``ARGV`` (see
-:mod:`conveyor.backends.redis.keys`). Scripts are registered with redis-py's
-``register_script``: they run by ``EVALSHA`` and are loaded again after a ``NOSCRIPT`` reply
-(a server restart or ``SCRIPT FLUSH``).
+queue's fixed keys as ``KEYS`` and its key base as the first ``ARGV`` (see
+:mod:`conveyor.backends.redis.keys`). Scripts run by ``EVALSHA`` in frames packed by
+:mod:`conveyor.backends.redis.wire`; they are loaded at connect and loaded again after a
+``NOSCRIPT`` reply (a server restart or ``SCRIPT FLUSH``), and the call is repeated.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from conveyor.backends.redis.wire import Line, Lines, pack
 
 NAMES = (
     "abort",
@@ -43,27 +49,84 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """The registered scripts of one client, called with one queue's keys and prefixes.
+    """The scripts of one queue: packed calls with its keys and key base.
 
     Args:
-        client: The ``redis.asyncio.Redis`` the scripts run on.
+        client: The ``redis.asyncio.Redis`` whose pool the calls use.
         keys: The fixed keys (``KEYS``).
-        prefixes: The key prefixes (first ``ARGV``).
+        prefixes: The key base (first ``ARGV``).
     """
 
     def __init__(self, client: Any, keys: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
         self._client = client
-        self._keys = keys
-        self._prefixes = prefixes
-        self._scripts = {name: client.register_script(source(name)) for name in NAMES}
+        self.lines = Lines(client.connection_pool)
+        self._sources = {name: source(name) for name in NAMES}
+        fixed = (len(keys), *keys, *prefixes)
+        self._fixed = 2 + len(fixed)
+        self._heads = {
+            name: pack(["EVALSHA", _sha(text), *fixed], self.lines.encoding, self.lines.errors)
+            for name, text in self._sources.items()
+        }
 
     async def load(self) -> None:
         """Load every script on the server in one round trip."""
         pipe = self._client.pipeline(transaction=False)
-        for script in self._scripts.values():
-            pipe.script_load(script.script)
+        for text in self._sources.values():
+            pipe.script_load(text)
         await pipe.execute()
 
-    async def run(self, name: str, args: list[Any]) -> Any:
-        """Run script ``name`` with the queue's keys and prefixes, then ``args``."""
-        return await self._scripts[name](keys=self._keys, args=[*self._prefixes, *args])
+    def pack(self, args: Iterable[Any]) -> bytes:
+        """Script arguments packed for :meth:`call` (a frame's body)."""
+        return pack(args, self.lines.encoding, self.lines.errors)
+
+    async def call(self, name: str, bodies: Iterable[tuple[bytes, int]]) -> list[Any]:
+        """Run script ``name`` once per ``(packed arguments, count)``, pipelined: each
+        frame is written as soon as it is packed, the replies are read at the end.
+
+        Raises:
+            RedisError: A connection error, a timeout, or the first error reply (after
+                every reply was read).
+        """
+        lines = self.lines
+        line = await lines.acquire()
+        try:
+            head = self._heads[name]
+            frames = []
+            for body, count in bodies:
+                frame = b"*%d\r\n%b%b" % (self._fixed + count, head, body)
+                line.write(frame)
+                frames.append(frame)
+                await line.flush()
+                lines.extend()
+            replies = await _read(line, lines, len(frames))
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                await self.load()
+                for i in missing:
+                    line.write(frames[i])
+                await line.flush()
+                for i, reply in zip(missing, await _read(line, lines, len(missing)), strict=True):
+                    replies[i] = reply
+        except BaseException as exc:
+            await lines.discard(line)
+            failure = lines.failure(line, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        await lines.release(line)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+
+async def _read(line: Line, lines: Lines, count: int) -> list[Any]:
+    replies = []
+    for _ in range(count):
+        replies.append(await line.read())
+        lines.extend()
+    return replies
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()

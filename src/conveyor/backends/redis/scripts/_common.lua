@@ -92,10 +92,14 @@ local function set_status(key, old, new, seq)
   redis.call('ZADD', P.status .. new, seq, key)
 end
 
+-- Push up to 16 wake-up tokens in one LPUSH; trim only when the list grew past 64.
 local function wake(count)
   if count > 16 then count = 16 end
-  for _ = 1, count do redis.call('LPUSH', K.wake, '1') end
-  redis.call('LTRIM', K.wake, 0, 63)
+  local tokens = {}
+  for i = 1, count do tokens[i] = '1' end
+  if redis.call('LPUSH', K.wake, unpack(tokens)) > 64 then
+    redis.call('LTRIM', K.wake, 0, 63)
+  end
 end
 
 local function announce(keys)

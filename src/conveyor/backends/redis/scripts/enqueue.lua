@@ -2,11 +2,15 @@
 --   key, function, payload, priority, due (epoch s), group_key ('' none),
 --   once token ('' none), once ttl (ms).
 -- Returns one 0/1 per job: inserted or not.
-local out = {}
+-- One INCRBY reserves the seqs of the whole call (a rejected job leaves a gap), and the
+-- index entries of all inserted jobs are added at the end, a few ZADDs per call.
+local n = (#ARGV - A) / 8
+local seq = redis.call('INCRBY', K.seq, n) - n
+local out, queued, ready, scheduled = {}, {}, {}, {}
 local inserted = 0
 for i = A + 1, #ARGV, 8 do
-  local key, fn, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local priority, due, group = ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5]
+  local key, payload = ARGV[i], ARGV[i + 2]
+  local priority, due, group = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local once, once_ttl = ARGV[i + 6], tonumber(ARGV[i + 7])
   local jk = P.job .. key
   local old = redis.call('HGET', jk, 'status')
@@ -14,6 +18,7 @@ for i = A + 1, #ARGV, 8 do
   if ok and once ~= '' and once_ttl > 0 then
     ok = redis.call('SET', P.mark .. once, '1', 'NX', 'PX', once_ttl) and true or false
   end
+  seq = seq + 1
   if ok then
     if old then
       -- A finished job with the same key is replaced.
@@ -21,14 +26,19 @@ for i = A + 1, #ARGV, 8 do
       redis.call('ZREM', K.expiring, key)
       redis.call('DEL', jk)
     end
-    local seq = redis.call('INCR', K.seq)
     redis.call('HSET', jk, 'payload', payload, 'status', 'queued', 'attempts', 0,
-      'function', fn, 'priority', priority, 'due', ARGV[i + 4], 'group_key', group, 'seq', seq)
-    redis.call('ZADD', P.status .. 'queued', seq, key)
-    if due > 0 then
-      redis.call('ZADD', K.scheduled, due, key)
-    else
+      'function', ARGV[i + 1], 'priority', priority, 'due', due, 'group_key', group,
+      'seq', seq)
+    queued[#queued + 1] = seq
+    queued[#queued + 1] = key
+    if tonumber(due) > 0 then
+      scheduled[#scheduled + 1] = due
+      scheduled[#scheduled + 1] = key
+    elseif group ~= '' then
       make_ready(key, priority, 0, seq, group)
+    else
+      ready[#ready + 1] = priority
+      ready[#ready + 1] = ready_member(0, seq, key)
     end
     inserted = inserted + 1
     out[#out + 1] = 1
@@ -36,5 +46,10 @@ for i = A + 1, #ARGV, 8 do
     out[#out + 1] = 0
   end
 end
-if inserted > 0 then wake(inserted) end
+if inserted > 0 then
+  many('ZADD', P.status .. 'queued', queued)
+  if #scheduled > 0 then many('ZADD', K.scheduled, scheduled) end
+  if #ready > 0 then many('ZADD', K.ready, ready) end
+  wake(inserted)
+end
 return out
