@@ -390,8 +390,23 @@ class MemoryBackend:
 
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
         """Store log lines."""
+        self._store_logs(lines)
+
+    async def finish_with_logs(
+        self, transitions: Sequence[Transition], lines: Sequence[LogLine]
+    ) -> None:
+        """Store log lines and apply transitions in one step (the worker's writer uses it)."""
+        self._store_logs(lines)
+        await self.finish(transitions)
+
+    def _store_logs(self, lines: Sequence[LogLine]) -> None:
+        logs = self.store.logs
         for line in lines:
-            self.store.logs.setdefault(line.run_id, []).append(line)
+            stored = logs.get(line.run_id)
+            if stored is None:
+                logs[line.run_id] = [line]
+            else:
+                stored.append(line)
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after a cursor."""

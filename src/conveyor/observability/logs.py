@@ -13,7 +13,6 @@ says how much was dropped.
 from __future__ import annotations
 
 import contextvars
-import itertools
 import logging
 import threading
 import time
@@ -30,6 +29,13 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
     "taskName",
 }
 
+#: How many attributes a record made without ``extra`` has: a record of this size has no
+#: extra field (logging only ever adds attributes to a record), which is cheap to check.
+_PLAIN_SIZE = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+
+#: The most call sites whose encoded extra fields a sink remembers before it starts over.
+_EXTRAS_CACHED = 4096
+
 
 #: The run whose lines are being captured in this context (a task, or a thread started
 #: with a copied context). Context-local, so it is not shared state between jobs.
@@ -43,86 +49,34 @@ def _quote(text: str | None) -> str:
 
 
 class RunLog:
-    """The capture state of one run.
+    """The capture state of one run: what it kept and what it dropped.
+
+    The counters are changed only under the sink's lock; the lines themselves go straight
+    to the sink's buffer.
 
     Args:
         run_id: The run's id.
         sink: The worker's :class:`LogSink` that receives the lines.
-        max_lines: The most lines kept.
-        max_bytes: The most message bytes kept.
     """
 
-    __slots__ = (
-        "_lock",
-        "bytes",
-        "dropped",
-        "dropped_bytes",
-        "lines",
-        "max_bytes",
-        "max_lines",
-        "run_id",
-        "seq",
-        "sink",
-    )
+    __slots__ = ("bytes", "dropped", "dropped_bytes", "lines", "run_id", "sink")
 
-    def __init__(self, run_id: str, sink: LogSink, max_lines: int, max_bytes: int) -> None:
+    def __init__(self, run_id: str, sink: LogSink) -> None:
         self.run_id = run_id
         self.sink = sink
-        self.max_lines = max_lines
-        self.max_bytes = max_bytes
-        self.seq = itertools.count(1)
         self.lines = 0
         self.bytes = 0
         self.dropped = 0
         self.dropped_bytes = 0
-        self._lock = threading.Lock()
-
-    def add(self, record: logging.LogRecord) -> None:
-        """Attach a record to the run, unless the run's cap is reached."""
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[0] is not None:
-            formatter = logging.Formatter()
-            message = f"{message}\n{formatter.formatException(record.exc_info)}"
-        size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
-        with self._lock:
-            if self.lines >= self.max_lines or self.bytes + size > self.max_bytes:
-                self.dropped += 1
-                self.dropped_bytes += size
-                return
-            self.lines += 1
-            self.bytes += size
-            seq = next(self.seq)
-        self.sink.add(
-            LogLine(
-                run_id=self.run_id,
-                seq=seq,
-                ts=record.created,
-                level=record.levelname,
-                message=message,
-                extra=self.sink.encode_extra(record),
-            )
-        )
-
-    def close(self) -> None:
-        """End the capture: report dropped lines in one last line."""
-        if self.dropped:
-            self.sink.add(
-                LogLine(
-                    run_id=self.run_id,
-                    seq=next(self.seq),
-                    ts=time.time(),
-                    level="WARNING",
-                    message=(
-                        f"{self.dropped} log lines ({self.dropped_bytes} bytes) dropped: "
-                        f"a run keeps at most {self.max_lines} lines or {self.max_bytes} bytes"
-                    ),
-                    extra=b"",
-                )
-            )
 
 
 class LogSink(logging.Handler):
-    """The worker's handler: routes records of its own runs to their buffers.
+    """The worker's handler: routes records of its own runs to one buffer for the writer.
+
+    A record costs one pass: its message is formatted, its extra fields are encoded (the
+    usual ones once per call site), and under one short lock the run's counters are checked,
+    the line gets its sequence number and joins the buffer, so the buffer holds each run's
+    lines in sequence order.
 
     Args:
         dump: Serializes the extra fields of a line.
@@ -148,6 +102,11 @@ class LogSink(logging.Handler):
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self._pending: list[LogLine] = []
+        # Orders the lines of a run logged at once from several threads; held for a few
+        # attribute updates and an append, never while calling out.
+        self._guard = threading.Lock()
+        # Encoded extra fields of records without extras, by call site.
+        self._extras: dict[tuple[str, str, int, str], Payload] = {}
         self._root_level: int | None = None
 
     def install(self) -> None:
@@ -168,52 +127,75 @@ class LogSink(logging.Handler):
 
     def start_run(self, run_id: str) -> contextvars.Token[RunLog | None]:
         """Make ``run_id`` the current run of this context."""
-        return self.current.set(RunLog(run_id, self, self.max_lines, self.max_bytes))
+        return self.current.set(RunLog(run_id, self))
 
     def end_run(self, token: contextvars.Token[RunLog | None]) -> None:
-        """End the current run's capture."""
+        """End the current run's capture: report dropped lines in one last line."""
         run = self.current.get()
-        if run is not None and run.sink is self:
-            run.close()
+        if run is not None and run.sink is self and run.dropped:
+            self._report_dropped(run)
         self.current.reset(token)
+
+    def _report_dropped(self, run: RunLog) -> None:
+        message = (
+            f"{run.dropped} log lines ({run.dropped_bytes} bytes) dropped: "
+            f"a run keeps at most {self.max_lines} lines or {self.max_bytes} bytes"
+        )
+        with self._guard:
+            # Counted as a kept line, so that a line logged later still gets a new number.
+            run.lines = seq = run.lines + 1
+            run.dropped = run.dropped_bytes = 0
+            self._pending.append(LogLine(run.run_id, seq, time.time(), "WARNING", message, b""))
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Capture ``record`` without the base class's handler lock and filters.
 
-        The run's own lock orders its lines; records of other contexts return at once, so
-        a worker's handler costs other code next to nothing.
+        Records of other contexts return at once, so a worker's handler costs other code
+        next to nothing.
         """
         run = self.current.get()
         if run is None or run.sink is not self:
             return False
         try:
-            run.add(record)
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[0] is not None:
+                formatter = logging.Formatter()
+                message = f"{message}\n{formatter.formatException(record.exc_info)}"
+            size = len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
+            if len(record.__dict__) == _PLAIN_SIZE:
+                # No extra field: the encoding depends on the call site only (see encode_extra).
+                site = (record.name, record.pathname, record.lineno, record.funcName)
+                extra = self._extras.get(site) or self.encode_extra(record)
+            else:
+                extra = self.encode_extra(record)
+            with self._guard:
+                if run.lines >= self.max_lines or run.bytes + size > self.max_bytes:
+                    run.dropped += 1
+                    run.dropped_bytes += size
+                    return True
+                run.lines = seq = run.lines + 1
+                run.bytes += size
+                self._pending.append(
+                    LogLine(run.run_id, seq, record.created, record.levelname, message, extra)
+                )
         except Exception:
             self.handleError(record)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Attach ``record`` to the current run, if it is one of ours."""
-        run = self.current.get()
-        if run is None or run.sink is not self:
-            return
-        try:
-            run.add(record)
-        except Exception:
-            self.handleError(record)
-
-    def add(self, line: LogLine) -> None:
-        """Buffer a line for the next write."""
-        self._pending.append(line)
+        self.handle(record)
 
     def take(self) -> list[LogLine]:
-        """Every buffered line, removed from the buffer."""
-        lines, self._pending = self._pending, []
+        """Every buffered line, removed from the buffer, each run's lines in order."""
+        with self._guard:
+            lines, self._pending = self._pending, []
         return lines
 
     def requeue(self, lines: list[LogLine]) -> None:
         """Put back lines whose write failed, ahead of newer ones."""
-        self._pending[:0] = lines
+        with self._guard:
+            self._pending[:0] = lines
 
     @property
     def pending(self) -> int:
@@ -221,12 +203,27 @@ class LogSink(logging.Handler):
         return len(self._pending)
 
     def encode_extra(self, record: logging.LogRecord) -> Payload:
-        """The logger name, source location and extra fields of a record, serialized."""
+        """The logger name, source location and extra fields of a record, serialized.
+
+        A record without extra fields is the common case: its encoding depends only on its
+        call site, so it is made once per call site and then reused.
+        """
         fields = record.__dict__
-        extra_keys = [k for k in fields.keys() - _STANDARD_ATTRS if not k.startswith("_")]
+        if len(fields) != _PLAIN_SIZE and not fields.keys() <= _STANDARD_ATTRS:
+            extra_keys = [k for k in fields.keys() - _STANDARD_ATTRS if not k.startswith("_")]
+            if extra_keys:
+                return self._encode_with(record, extra_keys)
+        site = (record.name, record.pathname, record.lineno, record.funcName)
+        encoded = self._extras.get(site)
+        if encoded is None:
+            if len(self._extras) >= _EXTRAS_CACHED:
+                self._extras.clear()
+            encoded = self._extras[site] = self._encode_with(record, [])
+        return encoded
+
+    def _encode_with(self, record: logging.LogRecord, extra_keys: list[str]) -> Payload:
         if not extra_keys and self.plain_json:
-            # The common case, written without building a dict and calling the serializer:
-            # the same JSON that json.dumps gives, at a fraction of the cost.
+            # The same JSON that json.dumps gives, without building a dict for it.
             return (
                 f'{{"logger":{_quote(record.name)},"file":{_quote(record.pathname)},'
                 f'"line":{int(record.lineno)},"function":{_quote(record.funcName)}}}'
@@ -237,6 +234,7 @@ class LogSink(logging.Handler):
             "line": record.lineno,
             "function": record.funcName,
         }
+        fields = record.__dict__
         for key in extra_keys:
             value = fields[key]
             extra[key] = value if isinstance(value, str | int | float | bool) else repr(value)

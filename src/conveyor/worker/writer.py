@@ -5,18 +5,40 @@ together: while one ``finish`` call is in flight, the next transitions accumulat
 next call carries all of them (group commit). Under load every round trip carries many
 jobs; when idle a job's write leaves at once. A failed write is retried with backoff and
 never dropped.
+
+A backend that can store log lines in the same step as the transitions
+(:class:`FinishesWithLogs`) gets both in one call; any other gets ``append_logs`` and then
+``finish``, so that a run's lines are stored no later than its end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
-from conveyor.backends.base import Backend, Transition
+from conveyor.backends.base import Backend, LogLine, Transition
 from conveyor.observability.logs import LogSink
 
 logger = logging.getLogger("conveyor.worker")
+
+
+@runtime_checkable
+class FinishesWithLogs(Protocol):
+    """A backend that writes log lines and transitions in one atomic step.
+
+    Optional: the writer uses it when a backend has it, and two calls otherwise.
+    """
+
+    async def finish_with_logs(
+        self, transitions: Sequence[Transition], lines: Sequence[LogLine]
+    ) -> None:
+        """Store ``lines`` as :meth:`~conveyor.backends.base.Backend.append_logs` does, then
+        apply ``transitions`` as :meth:`~conveyor.backends.base.Backend.finish` does, in one
+        round trip and one transaction: both are stored, or neither.
+        """
+        ...
 
 
 class TransitionWriter:
@@ -38,6 +60,7 @@ class TransitionWriter:
         logs: LogSink | None = None,
     ) -> None:
         self._backend = backend
+        self._together = backend if isinstance(backend, FinishesWithLogs) else None
         self._logs = logs
         self._on_written = on_written
         self._max_batch = max_batch
@@ -104,11 +127,14 @@ class TransitionWriter:
                 batch = self._pending[: self._max_batch]
                 lines = self._logs.take() if self._logs is not None else []
                 try:
-                    if lines:
-                        await self._backend.append_logs(lines)
-                        lines = []
-                    if batch:
-                        await self._backend.finish(batch)
+                    if lines and batch and self._together is not None:
+                        await self._together.finish_with_logs(batch, lines)
+                    else:
+                        if lines:
+                            await self._backend.append_logs(lines)
+                            lines = []  # stored: a retry of finish must not repeat them
+                        if batch:
+                            await self._backend.finish(batch)
                 except Exception:
                     logger.exception("writing %d finished jobs failed; retrying", len(batch))
                     if lines and self._logs is not None:

@@ -34,7 +34,7 @@ from conveyor.backends.sqlite.connection import (
     open_watcher,
     read_data_version,
 )
-from conveyor.backends.sqlite.operations import JobOperations
+from conveyor.backends.sqlite.operations import JobOperations, immediate
 from conveyor.backends.sqlite.records import RecordOperations
 from conveyor.backends.sqlite.schema import migrate
 from conveyor.backends.sqlite.sql import load_queries
@@ -326,6 +326,24 @@ class SQLiteBackend:
         """Store log lines of any number of runs in one transaction."""
         if lines:
             await self._run(functools.partial(self._records.append_logs, lines=list(lines)))
+
+    async def finish_with_logs(
+        self, transitions: Sequence[Transition], lines: Sequence[LogLine]
+    ) -> None:
+        """Store log lines and apply transitions in one transaction (the worker's writer
+        uses it: one hop to the database thread and one commit instead of two).
+        """
+        await self._run(
+            functools.partial(self._finish_with_logs, transitions=list(transitions), lines=lines)
+        )
+        self._notify("finish", "work")
+
+    def _finish_with_logs(
+        self, conn: sqlite3.Connection, transitions: list[Transition], lines: Sequence[LogLine]
+    ) -> None:
+        with immediate(conn):
+            self._records.insert_logs(conn, lines)
+            self._jobs.apply_transitions(conn, transitions)
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after a cursor, in ``seq`` order."""

@@ -205,33 +205,39 @@ class JobOperations:
 
     def finish(self, conn: sqlite3.Connection, transitions: Sequence[Transition]) -> None:
         """Apply transitions; see :meth:`conveyor.backends.base.Backend.finish`."""
-        queue, q = self.queue, self.q
         with immediate(conn):
-            seq: int | None = None
-            for t in transitions:
-                if t.run is not None:
-                    run = t.run
-                    conn.execute(
-                        q["end_run"],
-                        {
-                            "queue": queue,
-                            "run_id": run.run_id,
-                            "status": run.status,
-                            "finished_ms": run.finished_ms,
-                            "error": run.error,
-                            "detail": run.detail,
-                        },
-                    )
-                job = {"queue": queue, "key": t.key}
-                if t.status == "queued":
-                    seq = self._next_seq(conn) if seq is None else seq + 1
-                    params = {**job, "payload": t.payload, "due": t.due, "seq": seq}
-                    conn.execute(q["requeue_job"], params)
-                elif t.delete:
-                    conn.execute(q["delete_job"], job)
-                else:
-                    params = {**job, "payload": t.payload, "status": t.status}
-                    conn.execute(q["end_job"], {**params, "expire_at": t.expire_at})
+            self.apply_transitions(conn, transitions)
+
+    def apply_transitions(
+        self, conn: sqlite3.Connection, transitions: Sequence[Transition]
+    ) -> None:
+        """The statements of :meth:`finish`, inside the caller's write transaction."""
+        queue, q = self.queue, self.q
+        seq: int | None = None
+        for t in transitions:
+            if t.run is not None:
+                run = t.run
+                conn.execute(
+                    q["end_run"],
+                    {
+                        "queue": queue,
+                        "run_id": run.run_id,
+                        "status": run.status,
+                        "finished_ms": run.finished_ms,
+                        "error": run.error,
+                        "detail": run.detail,
+                    },
+                )
+            job = {"queue": queue, "key": t.key}
+            if t.status == "queued":
+                seq = self._next_seq(conn) if seq is None else seq + 1
+                params = {**job, "payload": t.payload, "due": t.due, "seq": seq}
+                conn.execute(q["requeue_job"], params)
+            elif t.delete:
+                conn.execute(q["delete_job"], job)
+            else:
+                params = {**job, "payload": t.payload, "status": t.status}
+                conn.execute(q["end_job"], {**params, "expire_at": t.expire_at})
 
     def update(self, conn: sqlite3.Connection, key: str, payload: Any, now: float) -> bool:
         """Store a payload; see :meth:`conveyor.backends.base.Backend.update`."""

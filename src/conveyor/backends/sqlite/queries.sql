@@ -216,8 +216,9 @@ UPDATE runs SET status = :status, finished_ms = :finished_ms, error = :error, de
 WHERE queue = :queue AND external_id = :run_id;
 
 -- name: append_log
+-- Positional: one row per line, (queue, run_id, seq, ts, level, message, extra).
 INSERT OR REPLACE INTO logs (queue, run_id, seq, ts, level, message, extra)
-VALUES (:queue, :run_id, :seq, :ts, :level, :message, :extra);
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: read_logs
 SELECT run_id, seq, ts, level, message, extra FROM logs

@@ -157,9 +157,16 @@ class RecordOperations:
         """Store log lines of any number of runs in one transaction."""
         if not lines:
             return
-        rows = [{"queue": self.queue, **dataclasses.asdict(line)} for line in lines]
         with immediate(conn):
-            conn.executemany(self.q["append_log"], rows)
+            self.insert_logs(conn, lines)
+
+    def insert_logs(self, conn: sqlite3.Connection, lines: Sequence[LogLine]) -> None:
+        """The statement of :meth:`append_logs`, inside the caller's write transaction."""
+        queue = self.queue
+        conn.executemany(
+            self.q["append_log"],
+            [(queue, ln.run_id, ln.seq, ln.ts, ln.level, ln.message, ln.extra) for ln in lines],
+        )
 
     def read_logs(
         self, conn: sqlite3.Connection, run_id: str, after_seq: int, limit: int
