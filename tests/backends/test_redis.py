@@ -26,7 +26,7 @@ from conveyor.testing import wait_until
 from conveyor.testing.backends import isolated_url, redis_url, unreachable_reason
 
 
-def _require_redis() -> None:
+def require_redis() -> None:
     reason = unreachable_reason("redis")
     if reason is not None:
         if os.environ.get("CI") == "true":
@@ -36,7 +36,7 @@ def _require_redis() -> None:
 
 @pytest.fixture
 async def backend(tmp_path: Path) -> AsyncIterator[RedisBackend]:
-    _require_redis()
+    require_redis()
     b = RedisBackend.from_url(isolated_url("redis", tmp_path), "q")
     await b.connect()
     try:
@@ -66,7 +66,7 @@ async def own_keys(b: RedisBackend) -> list[bytes]:
 
 
 async def test_from_url_strips_prefix_and_accepts_a_client(tmp_path: Path) -> None:
-    _require_redis()
+    require_redis()
     url = isolated_url("redis", tmp_path)
     b = backend_from_url(url, "q")
     assert isinstance(b, RedisBackend)
@@ -351,18 +351,19 @@ async def test_announcement_between_read_and_wait_is_not_lost(backend: RedisBack
 # A server restart
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
-def _redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
+def redis_server(port: int, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of the test's own on ``port`` (killed at the end)."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed")
-    args = [server, "--port", str(port), "--save", "", "--appendonly", "no"]
+    args = [server, "--port", str(port), "--save", "", "--appendonly", "no", *options]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield process
@@ -372,7 +373,7 @@ def _redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
-async def _pings(client: Redis) -> bool:
+async def pings(client: Redis) -> bool:
     try:
         return bool(await client.ping())
     except Exception:
@@ -380,13 +381,13 @@ async def _pings(client: Redis) -> bool:
 
 
 async def test_server_restart_raises_backend_errors_then_recovers() -> None:
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0?prefix=restart"
     probe = Redis.from_url(f"redis://127.0.0.1:{port}/0")
     b = RedisBackend.from_url(url, "q")
     try:
-        with _redis_server(port) as server:
-            await wait_until(lambda: _pings(probe), message="redis-server up")
+        with redis_server(port) as server:
+            await wait_until(lambda: pings(probe), message="redis-server up")
             await b.connect()
             assert await b.enqueue([job("a")]) == [True]
             await b.claim("w", 10, 30, time.time())  # no wake-up tokens left
@@ -402,8 +403,8 @@ async def test_server_restart_raises_backend_errors_then_recovers() -> None:
             with pytest.raises(BackendError):
                 await b.claim("w", 10, 30, time.time())
             await b.wait_for_work(0.2)  # a timed wait instead of an error
-        with _redis_server(port):
-            await wait_until(lambda: _pings(probe), message="redis-server back")
+        with redis_server(port):
+            await wait_until(lambda: pings(probe), message="redis-server back")
             # Jobs are gone (no persistence), but everything works again by itself.
             await wait_until(lambda: _claims_after_enqueue(b), message="enqueue and claim")
             await wait_until(lambda: _woken_by_enqueue(b, probe), timeout=20, message="woken")

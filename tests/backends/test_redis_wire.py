@@ -1,0 +1,190 @@
+"""The Redis backend's own script calls: packing, its dedicated connection and the pool,
+pipelined bulk enqueues, NOSCRIPT, cancellation, timeouts and closing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import DataError
+
+from backends.test_redis import done, free_port, job, pings, redis_server, require_redis
+from conveyor.backends.base import NewJob
+from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.backend import ENQUEUE_CHUNK
+from conveyor.backends.redis.wire import pack
+from conveyor.errors import BackendError
+from conveyor.testing import wait_until
+from conveyor.testing.backends import isolated_url
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[RedisBackend]:
+    require_redis()
+    b = RedisBackend.from_url(isolated_url("redis", tmp_path), "q")
+    await b.connect()
+    try:
+        yield b
+    finally:
+        await b.drop()
+        await b.disconnect()
+
+
+@pytest.mark.parametrize(
+    "value", ["plain", "ünï €", "", b"\x00\xff raw", 0, -17, 2**70, 1.5, -0.25, 1e-07]
+)
+def test_arguments_are_packed_as_redis_py_packs_them(value: Any) -> None:
+    theirs = b"".join(ConnectionPool().make_connection().pack_command("ECHO", value))
+    assert b"*2\r\n" + pack(["ECHO", value]) == theirs
+
+
+@pytest.mark.parametrize("value", [True, None, object()])
+def test_unpackable_arguments_are_refused(value: Any) -> None:
+    with pytest.raises(DataError):
+        pack([value])
+
+
+async def test_concurrent_calls_all_complete(backend: RedisBackend) -> None:
+    # One call takes the backend's own connection; the others borrow from the pool.
+    keys = [f"k{i}" for i in range(60)]
+    results = await asyncio.gather(*(backend.enqueue([job(k)]) for k in keys))
+    assert results == [[True]] * len(keys)
+    rows = await backend.get(keys)
+    assert [r.key if r else None for r in rows] == keys
+    assert (await backend.count(["queued"]))["queued"] == len(keys)
+
+
+async def test_a_bulk_spanning_chunks_keeps_order_and_dedups(backend: RedisBackend) -> None:
+    n = 2 * ENQUEUE_CHUNK + 7
+    jobs = [job(f"j{i:05d}") for i in range(n)]
+    # The same key again in a later chunk, and a once mark used in two chunks.
+    jobs.append(job("j00003"))
+    jobs[5] = NewJob("m1", "fn", b"", once="slot", once_ttl=60)
+    jobs[ENQUEUE_CHUNK + 5] = NewJob("m2", "fn", b"", once="slot", once_ttl=60)
+    flags = await backend.enqueue(jobs)
+    rejected = [i for i, ok in enumerate(flags) if not ok]
+    assert len(flags) == len(jobs) and rejected == [ENQUEUE_CHUNK + 5, len(jobs) - 1]
+    claimed = await backend.claim("w", n, 30, time.time())
+    expected = [j.key for i, j in enumerate(jobs) if i not in rejected]
+    assert [r.key for r in claimed] == expected
+
+
+async def test_noscript_in_pipelined_chunks_reloads_and_inserts_everything() -> None:
+    port = free_port()
+    probe = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    b = RedisBackend.from_url(f"redis://127.0.0.1:{port}/0?prefix=noscript", "q")
+    try:
+        with redis_server(port):
+            await wait_until(lambda: pings(probe), message="redis-server up")
+            await b.connect()
+            await probe.script_flush()
+            n = 2 * ENQUEUE_CHUNK + 1
+            assert await b.enqueue([job(f"j{i}") for i in range(n)]) == [True] * n
+            rows = await b.claim("w", n, 30, time.time())
+            assert [r.key for r in rows] == [f"j{i}" for i in range(n)]
+    finally:
+        await b.disconnect()
+        await probe.aclose()
+
+
+async def test_cancelled_calls_leave_no_reply_behind(backend: RedisBackend) -> None:
+    # A call cancelled between sending and reading must not hand its reply to the next.
+    await backend.enqueue([job("a"), job("b", priority=1)])
+    for spins in range(12):
+        task = asyncio.create_task(backend.enqueue([job(f"x{i}") for i in range(300)]))
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        [a, b] = await backend.get(["a", "b"])
+        assert (a and a.payload, b and b.payload) == (b"a", b"b")
+        assert set(await backend.count(["queued", "active"])) == {"queued", "active"}
+
+
+async def test_a_server_that_stops_answering_times_out_then_recovers() -> None:
+    port = free_port()
+    probe = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    url = f"redis://127.0.0.1:{port}/0?prefix=stall&socket_timeout=0.3"
+    b = RedisBackend.from_url(url, "q")
+    try:
+        with redis_server(port, "--enable-debug-command", "yes"):
+            await wait_until(lambda: pings(probe), message="redis-server up")
+            await b.connect()
+            assert await b.enqueue([job("before")]) == [True]
+            stall = asyncio.create_task(probe.execute_command("DEBUG", "SLEEP", "3"))
+            error = await wait_until(lambda: _enqueue_error(b), message="a timed-out call")
+            assert "Timeout" in str(error)
+            await stall
+            await wait_until(lambda: _enqueues(b, "after"), message="enqueue after the stall")
+            rows = await b.claim("w", 10, 30, time.time())
+            assert {"before", "after"} <= {r.key for r in rows}
+            await b.finish([done(r.key, r.run_id) for r in rows])
+    finally:
+        await b.disconnect()
+        await probe.aclose()
+
+
+async def _enqueue_error(b: RedisBackend) -> BackendError | None:
+    try:
+        await b.enqueue([job("during")])
+    except BackendError as exc:
+        return exc
+    return None
+
+
+async def _enqueues(b: RedisBackend, key: str) -> bool:
+    try:
+        return await b.enqueue([job(key)]) == [True]
+    except BackendError:
+        return False
+
+
+async def test_a_client_with_its_own_pool_kind_and_resp3_works(tmp_path: Path) -> None:
+    require_redis()
+
+    class CustomPool(ConnectionPool):
+        pass
+
+    url = isolated_url("redis", tmp_path)
+    for client in (
+        Redis(connection_pool=CustomPool.from_url(url.split("?")[0])),
+        Redis.from_url(url.split("?")[0], protocol=3),
+    ):
+        b = RedisBackend.from_url(url, "q", redis=client)
+        await b.connect()
+        try:
+            assert await b.enqueue([job("a"), job("a")]) == [True, False]
+            rows = await b.claim("w", 5, 30, time.time())
+            await b.finish([done(r.key, r.run_id) for r in rows])
+            [row] = await b.get(["a"])
+            assert row is not None and row.status == "complete"
+        finally:
+            await b.drop()
+            await b.disconnect()
+            await client.aclose()
+            await client.connection_pool.disconnect()  # a pool given to a client stays open
+
+
+async def test_disconnect_leaves_no_connection_open(tmp_path: Path) -> None:
+    require_redis()
+    b = RedisBackend.from_url(isolated_url("redis", tmp_path), "q")
+    await b.connect()
+    await asyncio.gather(*(b.enqueue([job(f"k{i}")]) for i in range(5)))  # pool + own line
+    await b.wait_for_work(1)  # the blocking pool's BLPOP takes a wake-up token
+    await b.wait_for_finish(["k0"], 0.01)  # the listener's connection
+    await b.drop()
+    await b.disconnect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del b
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
