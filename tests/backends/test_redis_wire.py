@@ -8,7 +8,6 @@ import contextlib
 import gc
 import time
 import warnings
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,15 @@ import pytest
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import DataError
 
-from backends.test_redis import done, free_port, job, pings, redis_server, require_redis
+from backends import test_redis
+from backends.test_redis import (
+    done,
+    free_port,
+    job,
+    pings,
+    redis_server,
+    require_redis,
+)
 from conveyor.backends.base import NewJob
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.backend import ENQUEUE_CHUNK
@@ -25,17 +32,7 @@ from conveyor.errors import BackendError
 from conveyor.testing import wait_until
 from conveyor.testing.backends import isolated_url
 
-
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[RedisBackend]:
-    require_redis()
-    b = RedisBackend.from_url(isolated_url("redis", tmp_path), "q")
-    await b.connect()
-    try:
-        yield b
-    finally:
-        await b.drop()
-        await b.disconnect()
+backend = test_redis.backend  # the fixture: a connected backend with its own prefix
 
 
 @pytest.mark.parametrize(
