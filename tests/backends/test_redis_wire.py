@@ -24,7 +24,7 @@ from backends.test_redis import (
     redis_server,
     require_redis,
 )
-from conveyor.backends.base import NewJob
+from conveyor.backends.base import LogLine, NewJob
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.backend import ENQUEUE_CHUNK
 from conveyor.backends.redis.wire import pack
@@ -185,3 +185,15 @@ async def test_disconnect_leaves_no_connection_open(tmp_path: Path) -> None:
         del b
         gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+async def test_log_lines_of_interleaved_runs_land_in_their_own_runs(backend: RedisBackend) -> None:
+    await backend.enqueue([job("a"), job("b")])
+    runs = [r.run_id or "" for r in await backend.claim("w", 2, 30, time.time())]
+    lines = [
+        LogLine(runs[i % 2], i // 2 + 1, 1.5 + i, "INFO", f"\x1f{i}", b'{"n": 1}' * i)
+        for i in range(7)
+    ]
+    await backend.append_logs(lines[::-1])
+    for index, run_id in enumerate(runs):
+        assert await backend.read_logs(run_id, 0, 10) == lines[index::2]

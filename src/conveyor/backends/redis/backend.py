@@ -461,10 +461,7 @@ class RedisBackend:
         """Store log lines of any number of runs in one script call."""
         if not lines:
             return
-        args: list[Any] = []
-        for line in lines:
-            args += (line.run_id, line.seq, codec.pack_log(line))
-        await self._run("append_logs", args)
+        await self._run("append_logs", [codec.log_argument(line) for line in lines])
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after a cursor."""

@@ -111,19 +111,28 @@ def run_records(reply: Sequence[Any]) -> list[RunRecord]:
     return out
 
 
-def pack_log(line: LogLine) -> bytes:
-    """A log line as a sorted-set member (unique per run thanks to the seq).
+def log_argument(line: LogLine) -> bytes:
+    """A log line as one ``append_logs`` argument: ``run_id US`` then its sorted-set member
+    (unique per run thanks to the seq), so a line costs the script call one argument.
 
-    Layout: ``seq US ts US level US len(message) US message extra``, where US is 0x1F.
+    Member layout: ``seq US ts US level US len(message) US message extra``, where US is
+    0x1F; the script splits off the run id and scores the member by its seq.
     """
     message = line.message.encode()
     extra = line.extra.encode() if isinstance(line.extra, str) else line.extra
-    head = b"%d\x1f%r\x1f%s\x1f%d\x1f" % (line.seq, line.ts, line.level.encode(), len(message))
-    return head + message + extra
+    return b"%s\x1f%d\x1f%r\x1f%s\x1f%d\x1f%b%b" % (
+        line.run_id.encode(),
+        line.seq,
+        line.ts,
+        line.level.encode(),
+        len(message),
+        message,
+        extra,
+    )
 
 
 def unpack_log(run_id: str, member: bytes) -> LogLine:
-    """The inverse of :func:`pack_log`."""
+    """A line from its stored member (see :func:`log_argument`)."""
     seq, ts, level, size, rest = member.split(_SEP, 4)
     n = int(size)
     return LogLine(
