@@ -9,7 +9,6 @@ queue's fixed keys as ``KEYS`` and its key base as the first ``ARGV`` (see
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable
 from importlib import resources
@@ -39,13 +38,18 @@ NAMES = (
 )
 
 
-@functools.cache
-def source(name: str) -> str:
-    """The full text of script ``name``: the prelude, then the script's own file."""
+def sources() -> dict[str, str]:
+    """The full text of every script: the prelude, then the script's own file.
+
+    Read when needed (at connect, after a ``NOSCRIPT``) and not kept: an idle worker does
+    not hold some 80 KB of Lua.
+    """
     folder = resources.files("conveyor.backends.redis") / "scripts"
     prelude = (folder / "_common.lua").read_text(encoding="utf-8")
-    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    return prelude + "\n" + body
+    return {
+        name: prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+        for name in NAMES
+    }
 
 
 class Scripts:
@@ -60,18 +64,17 @@ class Scripts:
     def __init__(self, client: Any, keys: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
         self._client = client
         self.lines = Lines(client.connection_pool)
-        self._sources = {name: source(name) for name in NAMES}
         fixed = (len(keys), *keys, *prefixes)
         self._fixed = 2 + len(fixed)
         self._heads = {
             name: pack(["EVALSHA", _sha(text), *fixed], self.lines.encoding, self.lines.errors)
-            for name, text in self._sources.items()
+            for name, text in sources().items()
         }
 
     async def load(self) -> None:
         """Load every script on the server in one round trip."""
         pipe = self._client.pipeline(transaction=False)
-        for text in self._sources.values():
+        for text in sources().values():
             pipe.script_load(text)
         await pipe.execute()
 
