@@ -334,3 +334,31 @@ def test_cron_job_kwargs_start_from_the_handles_options() -> None:
     # A handle's per-job options (key, scheduled) never leak into cron runs.
     bound = handle.options(key="fixed", scheduled=5)
     assert set(CronJob(bound, cron="@daily").job_kwargs()) == {"timeout", "retries", "ttl"}
+
+
+@pytest.mark.parametrize(
+    "tz",
+    ["UTC", timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=7))],
+)
+@pytest.mark.parametrize("expression", ["0 3 * * *", "59 23 * * *", "0 0 * * *", "@daily"])
+def test_daily_schedules_in_fixed_zones_agree_with_croniter(expression: str, tz: Any) -> None:
+    # "M H * * *" in a zone without DST is computed without croniter (so an idle worker,
+    # whose only cron job is the daily purge, never loads it); it must give croniter's slots.
+    fast = CronSchedule(expression, tz)
+    assert fast._daily is not None
+    slow = CronSchedule(expression, tz)
+    slow._daily = None
+    start = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    probes = [start + offset for offset in range(0, 40 * 86400, 86400 // 7 + 13)]
+    slots = [slow.next_after(start + day * 86400) for day in range(3)]
+    probes += [t + delta for t in slots for delta in (-1, -0.001, 0, 0.001, 1)]
+    for instant in probes:
+        assert fast.next_after(instant) == slow.next_after(instant), instant
+        assert fast.previous_at_or_before(instant) == slow.previous_at_or_before(instant), instant
+
+
+def test_other_schedules_and_zones_with_dst_use_croniter() -> None:
+    assert CronSchedule("0 3 * * *", "Europe/Berlin")._daily is None
+    assert CronSchedule("*/5 3 * * *")._daily is None
+    assert CronSchedule("0 3 * * 1")._daily is None
+    assert CronSchedule("0 3 * * * 30")._daily is None

@@ -27,14 +27,15 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, tzinfo
-from typing import Any
+from datetime import UTC, datetime, timezone, tzinfo
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterError, croniter
 
 from conveyor.errors import ConfigurationError, CronExpressionError
 from conveyor.job import JOB_OPTION_FIELDS
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 #: Aliases and the 5-field expressions they stand for.
 ALIASES: Mapping[str, str] = {
@@ -173,6 +174,8 @@ def _split(expression: str) -> list[str]:
 
 def _blame(fields: list[str]) -> str | None:
     """The first field that croniter rejects on its own (the others set to ``*``)."""
+    from croniter import CroniterError, croniter
+
     for index, field in enumerate(_FIELDS[: len(fields)]):
         alone = ["*"] * len(fields)
         alone[index] = fields[index]
@@ -224,6 +227,36 @@ def _repeat_span(tz: tzinfo, instant: float) -> tuple[int, int]:
     return first_where(here - shift, here, True), first_where(here, here + shift, False)
 
 
+def _daily_slot(fields: tuple[str, ...], tz: tzinfo) -> tuple[int, int] | None:
+    """For ``M H * * *`` in a zone with a fixed UTC offset (UTC, a ``timezone``): the
+    slot's second of the UTC day and the zone's offset in seconds; None otherwise.
+
+    Such a schedule fires once every 86,400 s, so its fire times are plain arithmetic.
+    """
+    if len(fields) != 5 or fields[2:] != ("*", "*", "*"):
+        return None
+    minute, hour = fields[0], fields[1]
+    if not (minute.isdigit() and hour.isdigit()):
+        return None
+    if isinstance(tz, ZoneInfo) and tz.key in ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu"):
+        offset = 0
+    elif isinstance(tz, timezone):
+        delta = tz.utcoffset(None)
+        offset = int(delta.total_seconds())
+        if offset != delta.total_seconds():
+            return None  # a sub-second offset: leave it to croniter
+    else:
+        return None
+    return int(hour) * 3600 + int(minute) * 60, offset
+
+
+def _daily_at(daily: tuple[int, int], instant: float) -> float:
+    """The slot of ``daily`` on the local day of ``instant`` (epoch seconds)."""
+    second, offset = daily
+    local_day = math.floor((instant + offset) / 86400) * 86400
+    return float(local_day + second - offset)
+
+
 def _epoch(when: float | datetime) -> float:
     if isinstance(when, datetime):
         if when.tzinfo is None or when.utcoffset() is None:
@@ -261,6 +294,15 @@ class CronSchedule:
         # Debian cron's rule: a job is "fixed-time" unless its minute or hour field starts
         # with '*'; only fixed-time jobs are kept from running twice on fall-back.
         self.fixed_time = not _is_wildcard(minute) and not _is_wildcard(hour)
+        self._daily = _daily_slot(self.fields, self.tz)
+        if self._daily is None:
+            self._check_fires(expression)
+
+    def _check_fires(self, expression: str) -> None:
+        # croniter is imported when an expression needs it: a worker whose only cron job
+        # is the daily purge in UTC never loads it (nor dateutil), which keeps it small.
+        from croniter import CroniterError, croniter
+
         try:
             iterator = croniter(self._text, _VALIDATION_BASE)
         except (CroniterError, ValueError, KeyError) as exc:
@@ -286,6 +328,8 @@ class CronSchedule:
         return hash((self.fields, str(self.tz)))
 
     def _iterator(self, instant: float) -> croniter:
+        from croniter import croniter
+
         return croniter(self._text, datetime.fromtimestamp(instant, self.tz))
 
     def _skip(self, instant: float) -> bool:
@@ -301,6 +345,9 @@ class CronSchedule:
             Epoch seconds of the next fire.
         """
         after = _epoch(when)
+        if self._daily is not None:
+            slot = _daily_at(self._daily, after)
+            return slot if slot > after else slot + 86400
         base = after
         for _ in range(_MAX_STEPS):
             candidate = self._iterator(base).get_next(datetime).timestamp()
@@ -329,6 +376,9 @@ class CronSchedule:
             Epoch seconds of the slot.
         """
         at = _epoch(when)
+        if self._daily is not None:
+            slot = _daily_at(self._daily, at)
+            return slot if slot <= at else slot - 86400
         base = at
         for _ in range(_MAX_STEPS):
             candidate = self._iterator(base).get_prev(datetime).timestamp()

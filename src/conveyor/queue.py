@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from conveyor import lifecycle, waiting
 from conveyor.backends import backend_from_url
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
-from conveyor.backends.split import SplitBackend
 from conveyor.errors import ConfigurationError, JobError, JobNotFoundError
 from conveyor.job import (
     POLICY_FIELDS,
@@ -121,6 +120,8 @@ class Queue:
                 f"the {runs.name} backend cannot keep another store's runs (runs_url="
                 f"{runs_url.split('://', 1)[0]}://...); use SQLite, PostgreSQL or memory"
             )
+        from conveyor.backends.split import SplitBackend  # only for a separate run store
+
         split = SplitBackend(
             backend,
             runs,

@@ -24,7 +24,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import tzinfo
 from typing import Any
@@ -122,7 +121,7 @@ class Worker:
                 f"unknown timers {sorted(unknown_timers)}; use {sorted(DEFAULT_TIMERS)}"
             )
         self.queue = queue
-        self.id = id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.id = id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.functions, self.cron_jobs = normalize_functions(
             functions, with_retention(cron_jobs or (), retention_s)
         )
