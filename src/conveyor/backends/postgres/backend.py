@@ -39,7 +39,8 @@ from conveyor.backends.postgres.codec import (
     split_payload,
 )
 from conveyor.backends.postgres.config import Settings, settings_from
-from conveyor.backends.postgres.database import Database, Params, Row, execute, first
+from conveyor.backends.postgres.database import Database, Params, Row, first
+from conveyor.backends.postgres.enqueue import Enqueuer, unique_jobs
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
 from conveyor.errors import BackendError, ConfigurationError
@@ -87,6 +88,7 @@ class PostgresBackend:
             raise ConfigurationError("the PostgreSQL backend needs a URL or a pool")
         self.sql = sqlfiles.load(self.settings.schema)
         self.channel = channel_name(self.settings.schema)
+        self._enqueuer = Enqueuer(self.sql.queries, queue_name, self.channel)
         self._user_pool = pool
         self._db: Database | None = None
         self._listener: Listener | None = None
@@ -228,7 +230,10 @@ class PostgresBackend:
     async def enqueue(
         self, jobs: Sequence[NewJob], *, connection: psycopg.AsyncConnection[Any] | None = None
     ) -> list[bool]:
-        """Insert jobs in one statement; see :meth:`conveyor.backends.base.Backend.enqueue`.
+        """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`.
+
+        One statement for one job or a batch of up to a thousand; a larger batch is sent in
+        chunks, pipelined in one transaction (see :mod:`~conveyor.backends.postgres.enqueue`).
 
         Args:
             jobs: The jobs.
@@ -236,21 +241,16 @@ class PostgresBackend:
                 transaction and nothing is committed. They exist (and workers are woken)
                 only if the caller commits.
         """
-        if not jobs:
+        if len(jobs) == 1:
+            sent, flags = list(jobs), [True]
+        else:
+            sent, flags = unique_jobs(jobs)
+        if not sent:
             return []
-        sent, flags = batches.unique_jobs(jobs)
-        if len(sent) == 1:
-            query, columns = "enqueue_one", batches.enqueue_one_params(sent[0], time.time())
-        else:
-            query, columns = "enqueue", batches.enqueue_params(sent, time.time())
-        params = self._params(channel=self.channel, **columns)
         if connection is None:
-            rows = await self._fetch(query, params, idempotent=False)
+            rows = await self._enqueuer.insert(self._database(), sent)
         else:
-            try:
-                rows = await execute(connection, self.sql.queries[query], params)
-            except psycopg.Error as exc:
-                raise BackendError("postgres", f"enqueue failed: {exc}", exc) from exc
+            rows = await self._enqueuer.insert_in(connection, sent)
         inserted = {row[0] for row in rows}
         return [flag and job.key in inserted for flag, job in zip(flags, jobs, strict=True)]
 

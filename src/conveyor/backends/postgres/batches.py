@@ -1,5 +1,7 @@
 """Batches as column arrays: a whole batch is one statement over ``unnest(...)``.
 
+(Jobs to enqueue have their own encodings, in :mod:`~conveyor.backends.postgres.enqueue`.)
+
 Each function turns a list of protocol records into the parameters of one named query,
 one Python list (one PostgreSQL array) per column.
 """
@@ -9,79 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import LogLine, NewJob, RunEnd, RunRecord, Transition
+from conveyor.backends.base import LogLine, RunEnd, RunRecord, Transition
 from conveyor.backends.postgres.codec import (
     clean_text,
     run_id_number,
     split_opaque,
     split_payload,
 )
-
-
-def unique_jobs(jobs: Sequence[NewJob]) -> tuple[list[NewJob], list[bool]]:
-    """The jobs to send, and for each given job whether it was sent.
-
-    A key or a ``once`` token repeated within a batch can only succeed once, as if the
-    jobs were inserted one after the other: the later duplicates are not sent.
-    """
-    keys: set[str] = set()
-    onces: set[str] = set()
-    sent: list[NewJob] = []
-    flags: list[bool] = []
-    for job in jobs:
-        duplicate = job.key in keys or (job.once is not None and job.once in onces)
-        flags.append(not duplicate)
-        if duplicate:
-            continue
-        sent.append(job)
-        keys.add(job.key)
-        if job.once is not None:
-            onces.add(job.once)
-    return sent, flags
-
-
-def enqueue_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
-    """Parameters of the ``enqueue`` query."""
-    payloads: list[str | None] = []
-    raws: list[bytes | None] = []
-    is_bytes: list[bool] = []
-    for job in jobs:
-        text, raw, was_bytes = split_payload(job.payload)
-        payloads.append(text)
-        raws.append(raw)
-        is_bytes.append(was_bytes)
-    return {
-        "keys": [job.key for job in jobs],
-        "functions": [job.function for job in jobs],
-        "payloads": payloads,
-        "raws": raws,
-        "is_bytes": is_bytes,
-        "priorities": [int(job.priority) for job in jobs],
-        "dues": [float(job.due or 0.0) for job in jobs],
-        "groups": [job.group_key for job in jobs],
-        "onces": [job.once for job in jobs],
-        "once_ttls": [float(job.once_ttl) for job in jobs],
-        "now": float(now),
-    }
-
-
-def enqueue_one_params(job: NewJob, now: float) -> dict[str, Any]:
-    """Parameters of the ``enqueue_one`` query (one job, plain parameters)."""
-    text, raw, was_bytes = split_payload(job.payload)
-    return {
-        "key": job.key,
-        "function": job.function,
-        "payload": text,
-        "raw": raw,
-        "is_bytes": was_bytes,
-        "priority": int(job.priority),
-        "due": float(job.due or 0.0),
-        "group_key": job.group_key,
-        "once": job.once,
-        "once_ttl": float(job.once_ttl),
-        "now": float(now),
-    }
-
 
 _FINISH_COLUMNS = (
     "keys",

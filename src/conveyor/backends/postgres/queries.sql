@@ -4,6 +4,7 @@
 -- for the quoted schema identifier, {{schema_name}} for the schema name as a string literal.
 -- Parameters are psycopg's %(name)s placeholders (a literal percent sign is written %%);
 -- arrays travel in binary, %(name)b, which costs a fraction of the text format's escaping.
+-- A block named fragment_<x> is not a query: {{fragment_<x>}} in a query stands for it.
 -- Every statement that a worker runs once per batch is a single statement: one round
 -- trip, one transaction, whatever the batch size.
 
@@ -34,12 +35,80 @@ INSERT INTO {{schema}}.schema_version (version, name) VALUES ({{version}}, '{{mi
 -- name: drop
 DROP SCHEMA IF EXISTS {{schema}} CASCADE;
 
+-- name: fragment_replace_finished
+-- How every enqueue statement settles a key that exists: a finished job is replaced by the
+-- new one, an incomplete one (queued, active or aborting) is left as it is and its key is
+-- not returned.
+ON CONFLICT (queue, key) DO UPDATE SET
+    function = excluded.function, payload = excluded.payload,
+    payload_raw = excluded.payload_raw, payload_bytes = excluded.payload_bytes,
+    status = 'queued', priority = excluded.priority, due = excluded.due,
+    group_key = excluded.group_key, attempts = 0, started_ms = 0, touched_ms = 0,
+    worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL,
+    seq = excluded.seq
+WHERE j.status NOT IN ('queued', 'active', 'aborting')
+
+-- name: fragment_wake_workers
+-- The end of a batch enqueue: the inserted keys, and one notification for waiting workers
+-- when there is any.
+notified AS (
+    SELECT pg_notify(%(channel)s, 'w:' || %(queue)s) AS sent
+    WHERE EXISTS (SELECT 1 FROM inserted)
+)
+SELECT inserted.key FROM inserted, notified
+
+-- name: enqueue_job
+-- One job without a once-mark (queue.enqueue): one upsert, and the wake-up in the same
+-- statement. Positional parameters, in order: queue, key, function, payload (JSON text or
+-- NULL), payload_raw, payload_bytes, priority, due, group_key, channel, notification; a
+-- dict of eleven named ones costs more client time than the rest of the call.
+WITH inserted AS (
+    INSERT INTO {{schema}}.jobs AS j (
+        queue, key, function, payload, payload_raw, payload_bytes, status, priority, due,
+        group_key
+    )
+    VALUES (%s, %s, %s, %s::jsonb, %s::bytea, %s::boolean, 'queued', %s::integer, %s::float8,
+        %s::text)
+    {{fragment_replace_finished}}
+    RETURNING j.key
+)
+SELECT key, pg_notify(%s, %s) FROM inserted;
+
+-- name: enqueue_jobs
+-- A batch (or one chunk of it) of jobs without once-marks whose payloads are JSON text. The
+-- columns travel as text, their values joined by U+001F (U+001E stands for a NULL group),
+-- which the client builds at C speed where arrays cost microseconds per value; the client
+-- checks that no value contains the separators. Returns the inserted keys; waiting workers
+-- get one notification.
+WITH inserted AS (
+    INSERT INTO {{schema}}.jobs AS j (
+        queue, key, function, payload, payload_bytes, status, priority, due, group_key
+    )
+    SELECT %(queue)s, i.key, i.function, i.payload::jsonb, %(is_bytes)s, 'queued', i.priority,
+        i.due, i.group_key
+    FROM unnest(
+        string_to_array(%(keys)s, E'\x1f'), string_to_array(%(functions)s, E'\x1f'),
+        string_to_array(%(payloads)s, E'\x1f'), string_to_array(%(priorities)s, ',')::integer[],
+        string_to_array(%(dues)s, ',')::float8[], string_to_array(%(groups)s, E'\x1f', E'\x1e')
+    ) AS i(key, function, payload, priority, due, group_key)
+    {{fragment_replace_finished}}
+    RETURNING j.key
+),
+{{fragment_wake_workers}};
+
 -- name: enqueue
--- Insert jobs, one array element each (keys and once tokens are unique in a batch). A job
--- goes in when no incomplete job holds its key and its once-mark is free or expired (the
--- mark is taken in the same statement); a finished job with the same key is replaced.
--- Returns the inserted keys; waiting workers get one notification for the batch.
-WITH input AS ({{enqueue_input}}),
+-- Any batch, one array element per job (keys and once tokens are unique in a batch): the
+-- statement for once-marks, and for payloads that are not JSON. A job goes in when no
+-- incomplete job holds its key and its once-mark is free or expired (the mark is taken in
+-- the same statement); a finished job with the same key is replaced. Returns the inserted
+-- keys; waiting workers get one notification for the batch.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(keys)b::text[], %(functions)b::text[], %(payloads)b::text[], %(raws)b::bytea[],
+        %(is_bytes)b::boolean[], %(priorities)b::integer[], %(dues)b::float8[],
+        %(groups)b::text[], %(onces)b::text[], %(once_ttls)b::float8[]
+    ) AS t(key, function, payload, raw, is_bytes, priority, due, group_key, once, once_ttl)
+),
 blocked AS (
     SELECT j.key FROM {{schema}}.jobs j
     WHERE j.queue = %(queue)s AND j.key IN (SELECT key FROM input)
@@ -62,37 +131,10 @@ inserted AS (
         i.priority, i.due, i.group_key
     FROM input i
     WHERE i.once IS NULL OR i.once IN (SELECT token FROM marked)
-    ON CONFLICT (queue, key) DO UPDATE SET
-        function = excluded.function, payload = excluded.payload,
-        payload_raw = excluded.payload_raw, payload_bytes = excluded.payload_bytes,
-        status = 'queued', priority = excluded.priority, due = excluded.due,
-        group_key = excluded.group_key, attempts = 0, started_ms = 0, touched_ms = 0,
-        worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL,
-        seq = excluded.seq
-    WHERE j.status NOT IN ('queued', 'active', 'aborting')
+    {{fragment_replace_finished}}
     RETURNING j.key
 ),
-notified AS (
-    SELECT pg_notify(%(channel)s, 'w:' || %(queue)s) AS sent
-    WHERE EXISTS (SELECT 1 FROM inserted)
-)
-SELECT inserted.key FROM inserted, notified;
-
--- name: enqueue_input_many
--- The jobs of `enqueue` as arrays, one element per job (a batch).
-SELECT * FROM unnest(
-    %(keys)b::text[], %(functions)b::text[], %(payloads)b::text[], %(raws)b::bytea[],
-    %(is_bytes)b::boolean[], %(priorities)b::integer[], %(dues)b::float8[],
-    %(groups)b::text[], %(onces)b::text[], %(once_ttls)b::float8[]
-) AS t(key, function, payload, raw, is_bytes, priority, due, group_key, once, once_ttl);
-
--- name: enqueue_input_one
--- One job of `enqueue` as plain parameters: converting ten one-element arrays costs more
--- client time than the statement itself.
-SELECT %(key)s::text AS key, %(function)s::text AS function, %(payload)s::text AS payload,
-    %(raw)s::bytea AS raw, %(is_bytes)s::boolean AS is_bytes, %(priority)s::integer AS priority,
-    %(due)s::float8 AS due, %(group_key)s::text AS group_key, %(once)s::text AS once,
-    %(once_ttl)s::float8 AS once_ttl;
+{{fragment_wake_workers}};
 
 -- name: claim
 -- Take the next claimable jobs: queued, due, and either without a group, or the head of

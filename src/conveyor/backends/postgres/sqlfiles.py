@@ -17,6 +17,7 @@ _PACKAGE = "conveyor.backends.postgres"
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _QUERY_START = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_FRAGMENT = re.compile(r"\{\{(fragment_[a-z_]+)\}\}")
 
 #: Every query the backend runs; a missing one fails at construction, not mid-operation.
 QUERY_NAMES = frozenset(
@@ -31,7 +32,8 @@ QUERY_NAMES = frozenset(
         "delete_worker",
         "drop",
         "enqueue",
-        "enqueue_one",
+        "enqueue_job",
+        "enqueue_jobs",
         "expire",
         "finish",
         "get",
@@ -124,19 +126,20 @@ def parse_queries(text: str) -> dict[str, str]:
     return queries
 
 
-def _compose_enqueue(queries: dict[str, str]) -> None:
-    """Build ``enqueue`` (arrays, for batches) and ``enqueue_one`` (plain parameters) from
-    one statement and its two ``{{enqueue_input}}`` fragments."""
-    body = queries.get("enqueue", "")
-    many = queries.pop("enqueue_input_many", None)
-    one = queries.pop("enqueue_input_one", None)
-    if "{{enqueue_input}}" not in body or many is None or one is None:
-        raise ConfigurationError(
-            "queries.sql: 'enqueue' needs {{enqueue_input}} and the fragments "
-            "'enqueue_input_many' and 'enqueue_input_one'"
-        )
-    queries["enqueue"] = body.replace("{{enqueue_input}}", many)
-    queries["enqueue_one"] = body.replace("{{enqueue_input}}", one)
+def _insert_fragments(queries: dict[str, str]) -> None:
+    """Replace ``{{fragment_x}}`` in every query by the block ``fragment_x`` (and drop the
+    blocks, which are not queries).
+
+    Raises:
+        ConfigurationError: When a query uses a fragment that does not exist.
+    """
+    fragments = {name: queries.pop(name) for name in list(queries) if name.startswith("fragment_")}
+    for name, body in queries.items():
+        for fragment in set(_FRAGMENT.findall(body)):
+            if fragment not in fragments:
+                raise ConfigurationError(f"queries.sql: {name!r} uses an unknown {fragment!r}")
+            body = body.replace("{{" + fragment + "}}", fragments[fragment])
+        queries[name] = body
 
 
 def _read_migrations(schema: str) -> tuple[Migration, ...]:
@@ -168,7 +171,7 @@ def load(schema: str) -> SqlFiles:
     queries = parse_queries(
         _substitute(package.joinpath("queries.sql").read_text(encoding="utf-8"), schema)
     )
-    _compose_enqueue(queries)
+    _insert_fragments(queries)
     missing = QUERY_NAMES - queries.keys()
     if missing:
         raise ConfigurationError(f"queries.sql lacks the queries {sorted(missing)}")
