@@ -45,6 +45,8 @@ from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
 from conveyor.errors import BackendError, ConfigurationError
 
+#: Every status a job row can have (the jobs_status constraint).
+STATUSES = ("queued", "active", "aborting", "complete", "failed", "aborted")
 #: How often a claim that lost the race for a group to another claim is run again.
 _GROUP_CONFLICT_RETRIES = 3
 
@@ -387,11 +389,9 @@ class PostgresBackend:
         self, statuses: Sequence[str] | None, offset: int, limit: int
     ) -> list[JobRow]:
         """Jobs newest first, paginated."""
+        wanted = sorted(STATUSES if statuses is None else set(statuses))
         page = {"offset": max(0, int(offset)), "limit": max(0, int(limit))}
-        if statuses is None:
-            rows = await self._fetch("list_all_jobs", self._params(**page))
-        else:
-            rows = await self._fetch("list_jobs", self._params(statuses=list(statuses), **page))
+        rows = await self._fetch("list_jobs", self._params(statuses=wanted, **page))
         return [job_row(row) for row in rows]
 
     async def count(self, statuses: Sequence[str]) -> dict[str, int]:

@@ -52,8 +52,7 @@ CREATE INDEX jobs_lease_idx ON {{schema}}.jobs (queue, lease_until)
 -- Expiring finished jobs.
 CREATE INDEX jobs_expire_idx ON {{schema}}.jobs (queue, expire_at)
     WHERE status IN ('complete', 'failed', 'aborted') AND expire_at IS NOT NULL;
--- Listing and counting, newest first.
-CREATE INDEX jobs_list_idx ON {{schema}}.jobs (queue, seq);
+-- Listing (newest first, one status at a time, merged) and counting.
 CREATE INDEX jobs_status_idx ON {{schema}}.jobs (queue, status, seq);
 
 -- Set-once tokens (a cron slot is enqueued once by any number of workers).

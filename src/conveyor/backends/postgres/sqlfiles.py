@@ -38,7 +38,6 @@ QUERY_NAMES = frozenset(
         "finish",
         "get",
         "get_run",
-        "list_all_jobs",
         "list_jobs",
         "list_runs",
         "migration_lock",
