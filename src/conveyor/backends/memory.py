@@ -28,6 +28,9 @@ from conveyor.backends.base import (
     Transition,
 )
 
+#: A log line as a row: LogLine's fields in order (the worker's writer passes rows).
+_LogRow = tuple[str, int, float, str, str, Payload]
+
 _INCOMPLETE = frozenset({"queued", "active", "aborting"})
 _TERMINAL = frozenset({"complete", "failed", "aborted"})
 
@@ -52,6 +55,10 @@ class MemoryStore:
     ready: list[tuple[int, float, int, str]] = dataclasses.field(default_factory=list)
     runs: dict[str, RunRecord] = dataclasses.field(default_factory=dict)
     logs: dict[str, list[LogLine]] = dataclasses.field(default_factory=dict)
+    #: Batches of lines (as rows) as they were appended, not yet sorted into ``logs`` by
+    #: run: a write costs one append per batch, and the next read of logs sorts in what has
+    #: arrived since.
+    unsorted_logs: list[list[_LogRow]] = dataclasses.field(default_factory=list)
     workers: dict[str, tuple[Payload, float]] = dataclasses.field(default_factory=dict)
     marks: dict[str, float] = dataclasses.field(default_factory=dict)
     counter: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
@@ -101,6 +108,7 @@ class MemoryBackend:
         for table in (store.jobs, store.runs, store.logs, store.workers, store.marks):
             table.clear()
         store.ready.clear()
+        store.unsorted_logs.clear()
 
     def describe(self) -> dict[str, Any]:
         """Facts for displays."""
@@ -390,27 +398,40 @@ class MemoryBackend:
 
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
         """Store log lines."""
-        self._store_logs(lines)
+        if lines:
+            self.store.unsorted_logs.append(
+                [(ln.run_id, ln.seq, ln.ts, ln.level, ln.message, ln.extra) for ln in lines]
+            )
 
     async def finish_with_logs(
-        self, transitions: Sequence[Transition], lines: Sequence[LogLine]
+        self, transitions: Sequence[Transition], rows: Sequence[_LogRow]
     ) -> None:
-        """Store log lines and apply transitions in one step (the worker's writer uses it)."""
-        self._store_logs(lines)
+        """Store log lines (rows in LogLine's field order) and apply transitions in one step.
+
+        The worker's writer uses it (see :class:`conveyor.worker.writer.FinishesWithLogs`).
+        """
+        if rows:
+            self.store.unsorted_logs.append(list(rows))
         await self.finish(transitions)
 
-    def _store_logs(self, lines: Sequence[LogLine]) -> None:
-        logs = self.store.logs
-        for line in lines:
-            stored = logs.get(line.run_id)
-            if stored is None:
-                logs[line.run_id] = [line]
-            else:
-                stored.append(line)
+    def _sorted_logs(self) -> dict[str, list[LogLine]]:
+        """The lines by run, with every batch appended so far sorted in."""
+        store = self.store
+        logs = store.logs
+        for batch in store.unsorted_logs:
+            for row in batch:
+                line = LogLine(*row)
+                stored = logs.get(line.run_id)
+                if stored is None:
+                    logs[line.run_id] = [line]
+                else:
+                    stored.append(line)
+        store.unsorted_logs.clear()
+        return logs
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after a cursor."""
-        lines = sorted(self.store.logs.get(run_id, []), key=lambda line: line.seq)
+        lines = sorted(self._sorted_logs().get(run_id, []), key=lambda line: line.seq)
         return [line for line in lines if line.seq > after_seq][:limit]
 
     async def purge_runs(self, before_ms: int, limit: int) -> int:
@@ -420,9 +441,10 @@ class MemoryBackend:
             for r in self.store.runs.values()
             if r.status != "running" and r.started_ms < before_ms
         ][:limit]
+        logs = self._sorted_logs()
         for run_id in doomed:
             del self.store.runs[run_id]
-            self.store.logs.pop(run_id, None)
+            logs.pop(run_id, None)
         return len(doomed)
 
 

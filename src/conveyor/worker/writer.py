@@ -7,8 +7,9 @@ jobs; when idle a job's write leaves at once. A failed write is retried with bac
 never dropped.
 
 A backend that can store log lines in the same step as the transitions
-(:class:`FinishesWithLogs`) gets both in one call; any other gets ``append_logs`` and then
-``finish``, so that a run's lines are stored no later than its end.
+(:class:`FinishesWithLogs`) gets both in one call, the lines as the rows the capture made;
+any other gets them as :class:`~conveyor.backends.base.LogLine` through ``append_logs`` and
+then ``finish``, so that a run's lines are stored no later than its end.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from conveyor.backends.base import Backend, LogLine, Transition
-from conveyor.observability.logs import LogSink
+from conveyor.observability.logs import LogRow, LogSink
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -32,11 +33,16 @@ class FinishesWithLogs(Protocol):
     """
 
     async def finish_with_logs(
-        self, transitions: Sequence[Transition], lines: Sequence[LogLine]
+        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
     ) -> None:
-        """Store ``lines`` as :meth:`~conveyor.backends.base.Backend.append_logs` does, then
-        apply ``transitions`` as :meth:`~conveyor.backends.base.Backend.finish` does, in one
-        round trip and one transaction: both are stored, or neither.
+        """Store ``rows`` as :meth:`~conveyor.backends.base.Backend.append_logs` stores
+        lines, then apply ``transitions`` as :meth:`~conveyor.backends.base.Backend.finish`
+        does, in one round trip and one transaction: both are stored, or neither.
+
+        Args:
+            transitions: As for ``finish``; never empty.
+            rows: Each line's fields in :class:`~conveyor.backends.base.LogLine` order
+                (run_id, seq, ts, level, message, extra); never empty.
         """
         ...
 
@@ -131,7 +137,7 @@ class TransitionWriter:
                         await self._together.finish_with_logs(batch, lines)
                     else:
                         if lines:
-                            await self._backend.append_logs(lines)
+                            await self._backend.append_logs([LogLine(*row) for row in lines])
                             lines = []  # stored: a retry of finish must not repeat them
                         if batch:
                             await self._backend.finish(batch)

@@ -35,7 +35,7 @@ from conveyor.backends.sqlite.connection import (
     read_data_version,
 )
 from conveyor.backends.sqlite.operations import JobOperations, immediate
-from conveyor.backends.sqlite.records import RecordOperations
+from conveyor.backends.sqlite.records import LogRow, RecordOperations
 from conveyor.backends.sqlite.schema import migrate
 from conveyor.backends.sqlite.sql import load_queries
 from conveyor.backends.sqlite.thread import DatabaseThread
@@ -328,21 +328,25 @@ class SQLiteBackend:
             await self._run(functools.partial(self._records.append_logs, lines=list(lines)))
 
     async def finish_with_logs(
-        self, transitions: Sequence[Transition], lines: Sequence[LogLine]
+        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
     ) -> None:
-        """Store log lines and apply transitions in one transaction (the worker's writer
-        uses it: one hop to the database thread and one commit instead of two).
+        """Store log lines (rows in LogLine's field order) and apply transitions in one
+        transaction: one hop to the database thread and one commit instead of two.
+
+        The worker's writer uses it (see :class:`conveyor.worker.writer.FinishesWithLogs`).
         """
         await self._run(
-            functools.partial(self._finish_with_logs, transitions=list(transitions), lines=lines)
+            functools.partial(
+                self._finish_with_logs, transitions=list(transitions), rows=list(rows)
+            )
         )
         self._notify("finish", "work")
 
     def _finish_with_logs(
-        self, conn: sqlite3.Connection, transitions: list[Transition], lines: Sequence[LogLine]
+        self, conn: sqlite3.Connection, transitions: list[Transition], rows: list[LogRow]
     ) -> None:
         with immediate(conn):
-            self._records.insert_logs(conn, lines)
+            self._records.insert_log_rows(conn, rows)
             self._jobs.apply_transitions(conn, transitions)
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:

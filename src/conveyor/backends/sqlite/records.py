@@ -18,6 +18,9 @@ from conveyor.backends.sqlite.sql import statements
 
 _RUN_FILTERS = tuple(f.name for f in dataclasses.fields(RunFilter))
 
+#: A log line as a row: LogLine's fields in order (the worker's writer passes rows).
+LogRow = tuple[str, int, float, str, str, Payload]
+
 
 def run_record(row: Sequence[Any]) -> RunRecord:
     """A :class:`RunRecord` from the columns of the ``list_runs`` and ``get_run`` queries."""
@@ -157,16 +160,17 @@ class RecordOperations:
         """Store log lines of any number of runs in one transaction."""
         if not lines:
             return
-        with immediate(conn):
-            self.insert_logs(conn, lines)
-
-    def insert_logs(self, conn: sqlite3.Connection, lines: Sequence[LogLine]) -> None:
-        """The statement of :meth:`append_logs`, inside the caller's write transaction."""
         queue = self.queue
-        conn.executemany(
-            self.q["append_log"],
-            [(queue, ln.run_id, ln.seq, ln.ts, ln.level, ln.message, ln.extra) for ln in lines],
-        )
+        rows = [(queue, ln.run_id, ln.seq, ln.ts, ln.level, ln.message, ln.extra) for ln in lines]
+        with immediate(conn):
+            conn.executemany(self.q["append_log"], rows)
+
+    def insert_log_rows(self, conn: sqlite3.Connection, rows: Sequence[LogRow]) -> None:
+        """Store log lines given as rows (LogLine's fields in order), inside the caller's
+        write transaction.
+        """
+        head = (self.queue,)
+        conn.executemany(self.q["append_log"], [head + row for row in rows])
 
     def read_logs(
         self, conn: sqlite3.Connection, run_id: str, after_seq: int, limit: int
