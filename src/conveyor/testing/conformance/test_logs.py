@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -9,12 +10,18 @@ from typing import Any
 from conveyor.backends.base import RunFilter
 from conveyor.job import Status
 from conveyor.testing.fixtures import running_worker
+from conveyor.testing.helpers import wait_until
 from conveyor.testing.tasks import TEST_FUNCTIONS
 
 __all__ = [
+    "test_capture_can_be_turned_off",
     "test_each_run_holds_exactly_its_own_lines_in_order",
+    "test_extra_fields_and_tracebacks_are_kept",
+    "test_lines_of_a_running_job_can_be_tailed",
     "test_log_cap_and_purge",
 ]
+
+task_logger = logging.getLogger("conveyor.testing.logs")
 
 hook_logger = logging.getLogger("conveyor.testing.hooks")
 
@@ -74,3 +81,80 @@ async def test_log_cap_and_purge(make_queue: Any) -> None:
     assert await queue.backend.read_logs(run_id, 0, 10) == []
     _, total = await queue.backend.list_runs(RunFilter(), 0, 10)
     assert total == 0
+
+
+async def test_lines_of_a_running_job_can_be_tailed(make_queue: Any) -> None:
+    queue = await make_queue()
+    release = asyncio.Event()
+
+    async def long_run(ctx: dict[str, Any]) -> str:
+        task_logger.info("first")
+        await release.wait()
+        task_logger.info("last")
+        return "done"
+
+    timers = {"schedule": 0.2, "stats": 1, "sweep": 0.2, "abort": 0.1, "logs": 0.05}
+    async with running_worker(queue, [long_run], timers=timers):
+        job = await queue.enqueue("long_run", timeout=60)
+        assert job is not None
+
+        async def run_id() -> str | None:
+            current = await queue.job(job.key)
+            found = current.meta.get("run_id") if current is not None else None
+            return str(found) if found is not None else None
+
+        running = await wait_until(run_id, message="the run started")
+
+        async def first_line_stored() -> bool:
+            lines = await queue.backend.read_logs(running, 0, 10)
+            return [line.message for line in lines] == ["first"]
+
+        await wait_until(first_line_stored, message="the first line, while the job runs")
+        assert (await queue.job(job.key)).status == Status.ACTIVE
+        release.set()
+        await job.refresh(until_complete=30)
+    assert job.status == Status.COMPLETE
+    lines = await queue.backend.read_logs(running, 0, 10)
+    assert [(line.seq, line.message) for line in lines] == [(1, "first"), (2, "last")]
+    assert [line.message for line in await queue.backend.read_logs(running, 1, 10)] == ["last"]
+
+
+async def test_extra_fields_and_tracebacks_are_kept(make_queue: Any) -> None:
+    queue = await make_queue()
+
+    async def detailed(ctx: dict[str, Any]) -> None:
+        task_logger.info("plain")
+        task_logger.warning("with extras", extra={"order": 7, "tags": ["a"], "ok": True})
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            task_logger.exception("it failed")
+        task_logger.info("plain")
+
+    async with running_worker(queue, [detailed]):
+        job = await queue.enqueue("detailed", timeout=60)
+        assert job is not None
+        await job.refresh(until_complete=30)
+    assert job.status == Status.COMPLETE
+    lines = await queue.backend.read_logs(str(job.meta["run_id"]), 0, 10)
+    assert [line.level for line in lines] == ["INFO", "WARNING", "ERROR", "INFO"]
+    plain, extras, failure, again = (queue.load(line.extra) for line in lines)
+    site = {"logger": "conveyor.testing.logs", "file": __file__, "function": "detailed"}
+    assert plain == {**site, "line": plain["line"]}
+    assert again == {**site, "line": plain["line"] + 6}
+    assert extras == {**site, "line": plain["line"] + 1, "order": 7, "tags": "['a']", "ok": True}
+    assert lines[2].message.startswith("it failed\nTraceback (most recent call last):")
+    assert "KeyError: 'missing'" in lines[2].message
+    assert failure["function"] == "detailed"
+
+
+async def test_capture_can_be_turned_off(make_queue: Any) -> None:
+    queue = await make_queue()
+    async with running_worker(queue, TEST_FUNCTIONS, capture_logs=False):
+        job = await queue.enqueue("log_lines", tag="quiet", count=2, timeout=60)
+        assert job is not None
+        await job.refresh(until_complete=30)
+    assert job.status == Status.COMPLETE
+    run_id = str(job.meta["run_id"])
+    assert await queue.backend.get_run(run_id) is not None
+    assert await queue.backend.read_logs(run_id, 0, 10) == []
