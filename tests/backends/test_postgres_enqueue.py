@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -19,6 +20,7 @@ import pytest
 
 from backends import test_postgres
 from backends.test_postgres import LONG_WAIT, WOKEN_WITHIN, Factory, _done, _job
+from conveyor.backends.base import NewJob
 from conveyor.backends.postgres.config import split_url
 from conveyor.backends.postgres.enqueue import CHUNK, NULL_GROUP, SEPARATOR, joined_params
 from conveyor.errors import BackendError
@@ -178,3 +180,24 @@ async def test_transactional_batch_follows_the_callers_transaction(url: str, mak
     rows: list[Any] = await backend.get([job.key for job in jobs])
     assert [row is not None for row in rows] == [True, True, False]
     assert rows[1].payload == PAYLOADS["text"]
+
+
+async def test_jobs_from_a_generator_are_read_as_they_are_sent(make: Factory) -> None:
+    backend = await make()
+    taken: list[str] = []
+
+    def jobs(prefix: str, count: int, fail_at: int = -1) -> Iterator[NewJob]:
+        for i in range(count):
+            if i == fail_at:
+                raise ValueError("cannot serialize job")
+            taken.append(f"{prefix}{i}")
+            yield _job(f"{prefix}{i}", f'{{"i":{i}}}')
+
+    assert await backend.enqueue(jobs("a", 2 * CHUNK + 1)) == [True] * (2 * CHUNK + 1)
+    # A generator that fails after two chunks were sent: nothing of the call is stored.
+    with pytest.raises(ValueError, match="cannot serialize"):
+        await backend.enqueue(jobs("b", 3 * CHUNK, fail_at=2 * CHUNK + 5))
+    assert len(taken) == 4 * CHUNK + 6
+    assert await backend.count(["queued"]) == {"queued": 2 * CHUNK + 1}
+    assert await backend.enqueue(iter([])) == []
+    assert await backend.enqueue([_job("b0")]) == [True]  # the pool still works

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -40,7 +40,7 @@ from conveyor.backends.postgres.codec import (
 )
 from conveyor.backends.postgres.config import Settings, settings_from
 from conveyor.backends.postgres.database import Database, Params, Row, first
-from conveyor.backends.postgres.enqueue import Enqueuer, unique_jobs
+from conveyor.backends.postgres.enqueue import Enqueuer
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
 from conveyor.errors import BackendError, ConfigurationError
@@ -230,31 +230,23 @@ class PostgresBackend:
     # Jobs
 
     async def enqueue(
-        self, jobs: Sequence[NewJob], *, connection: psycopg.AsyncConnection[Any] | None = None
+        self, jobs: Iterable[NewJob], *, connection: psycopg.AsyncConnection[Any] | None = None
     ) -> list[bool]:
         """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`.
 
         One statement for one job or a batch of up to a thousand; a larger batch is sent in
-        chunks, pipelined in one transaction (see :mod:`~conveyor.backends.postgres.enqueue`).
+        chunks, pipelined in one transaction, and read from ``jobs`` (any iterable) as it
+        is sent (see :mod:`~conveyor.backends.postgres.enqueue`).
 
         Args:
             jobs: The jobs.
             connection: A connection of the caller's: the jobs are inserted in its current
-                transaction and nothing is committed. They exist (and workers are woken)
-                only if the caller commits.
+                transaction, in one statement, and nothing is committed. They exist (and
+                workers are woken) only if the caller commits.
         """
-        if len(jobs) == 1:
-            sent, flags = list(jobs), [True]
-        else:
-            sent, flags = unique_jobs(jobs)
-        if not sent:
-            return []
         if connection is None:
-            rows = await self._enqueuer.insert(self._database(), sent)
-        else:
-            rows = await self._enqueuer.insert_in(connection, sent)
-        inserted = {row[0] for row in rows}
-        return [flag and job.key in inserted for flag, job in zip(flags, jobs, strict=True)]
+            return await self._enqueuer.insert(self._database(), jobs)
+        return await self._enqueuer.insert_in(connection, jobs)
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Claim jobs in one statement; see the protocol."""

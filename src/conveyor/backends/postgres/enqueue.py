@@ -24,8 +24,9 @@ caller's transaction.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -45,26 +46,53 @@ CHUNK = 1000
 Stored = tuple[str | None, bytes | None, bool]
 
 
-def unique_jobs(jobs: Sequence[NewJob]) -> tuple[list[NewJob], list[bool]]:
-    """The jobs to send, and for each given job whether it was sent.
+class Pending:
+    """The jobs of one call, taken from their iterable as they are needed.
 
-    A key or a ``once`` token repeated within a batch can only succeed once, as if the
+    A key or a ``once`` token repeated within a call can only succeed once, as if the
     jobs were inserted one after the other: the later duplicates are not sent.
+
+    Attributes:
+        sent: The jobs to send, so far (each key and once token once).
+        flags: For each job taken so far, whether it is sent.
+        keys: For each job taken so far, its key.
     """
-    keys: set[str] = set()
-    onces: set[str] = set()
-    sent: list[NewJob] = []
-    flags: list[bool] = []
-    for job in jobs:
-        duplicate = job.key in keys or (job.once is not None and job.once in onces)
-        flags.append(not duplicate)
-        if duplicate:
-            continue
-        sent.append(job)
-        keys.add(job.key)
-        if job.once is not None:
-            onces.add(job.once)
-    return sent, flags
+
+    def __init__(self, jobs: Iterable[NewJob]) -> None:
+        self._source: Iterator[NewJob] | None = iter(jobs)
+        self._keys: set[str] = set()
+        self._onces: set[str] = set()
+        self.sent: list[NewJob] = []
+        self.flags: list[bool] = []
+        self.keys: list[str] = []
+
+    def take(self, count: int) -> bool:
+        """Take jobs until ``count`` are to be sent; False once the iterable is exhausted."""
+        source = self._source
+        while source is not None and len(self.sent) < count:
+            job = next(source, None)
+            if job is None:
+                self._source = source = None
+                break
+            duplicate = job.key in self._keys or (job.once is not None and job.once in self._onces)
+            self.flags.append(not duplicate)
+            self.keys.append(job.key)
+            if not duplicate:
+                self.sent.append(job)
+                self._keys.add(job.key)
+                if job.once is not None:
+                    self._onces.add(job.once)
+        return source is not None
+
+    def take_all(self) -> list[NewJob]:
+        """Every job to send."""
+        while self.take(len(self.sent) + CHUNK):
+            pass
+        return self.sent
+
+    def results(self, inserted: set[str]) -> list[bool]:
+        """For each job, whether it was inserted, given the inserted keys."""
+        return [flag and key in inserted for flag, key in zip(self.flags, self.keys, strict=True)]
 
 
 def _as_json(payload: Payload) -> Stored | None:
@@ -205,38 +233,51 @@ class Enqueuer:
     def _common(self) -> dict[str, Any]:
         return {"queue": self.queue, "channel": self.channel}
 
-    async def insert(self, db: Database, jobs: Sequence[NewJob]) -> list[Row]:
-        """Insert jobs (keys and once tokens unique) on a pooled connection.
+    async def insert(self, db: Database, jobs: Iterable[NewJob]) -> list[bool]:
+        """Insert jobs on a pooled connection; see the protocol's ``enqueue``.
+
+        ``jobs`` is read as it is sent: a batch of more than :data:`CHUNK` jobs is encoded
+        chunk by chunk while the server inserts the previous one, so a generator that
+        builds the jobs overlaps with the server too.
 
         Returns:
-            One row per inserted job, its key first.
+            For each job, whether it was inserted.
 
         Raises:
             BackendError: When the statement fails (a lost connection is not retried:
                 it is unknown whether the jobs were stored).
         """
+        pending = Pending(jobs)
         try:
-            return await self._insert(db, jobs, self.check)
+            rows = await self._insert(db, pending, self.check)
         except BackendError as exc:
             if self.check or not _refused(exc):
                 raise
             self.check = True
-        return await self._insert(db, jobs, True)
+            rows = await self._insert(db, pending, True)
+        return pending.results({row[0] for row in rows})
 
-    async def _insert(self, db: Database, jobs: Sequence[NewJob], check: bool) -> list[Row]:
+    async def _insert(self, db: Database, pending: Pending, check: bool) -> list[Row]:
+        if pending.take(CHUNK + 1):
+            return await db.fetch_pipelined("enqueue", lambda: self._chunks(pending, check))
+        jobs = pending.sent
+        if not jobs:
+            return []
         if len(jobs) == 1 and jobs[0].once is None:
             one = job_params(jobs[0], self.queue, self.channel, check)
             return await db.fetch("enqueue", self.queries["enqueue_job"], one, idempotent=False)
-        if not check and len(jobs) > CHUNK:
-            return await db.fetch_pipelined("enqueue", lambda: self._chunks(jobs))
         query, params = self._batch(jobs, check)
         return await db.fetch("enqueue", query, params, idempotent=False)
 
-    def _chunks(self, jobs: Sequence[NewJob]) -> Iterator[tuple[str, Params]]:
-        # A generator: each chunk is encoded only when the previous one has been sent.
-        for start in range(0, len(jobs), CHUNK):
-            chunk = jobs[start : start + CHUNK]
-            yield self._batch(chunk, check=False)
+    def _chunks(self, pending: Pending, check: bool) -> Iterator[tuple[str, Params]]:
+        # A generator: each chunk is taken and encoded only when the previous one has been
+        # sent. A second attempt reads the jobs taken by the first one again.
+        for start in itertools.count(0, CHUNK):
+            pending.take(start + CHUNK)
+            chunk = pending.sent[start : start + CHUNK]
+            if not chunk:
+                return
+            yield self._batch(chunk, check)
 
     def _batch(self, jobs: Sequence[NewJob], check: bool) -> tuple[str, Params]:
         params = None if check else joined_params(jobs)
@@ -245,13 +286,26 @@ class Enqueuer:
         return self.queries["enqueue"], {**self._common(), **array_params(jobs, time.time())}
 
     async def insert_in(
-        self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob]
-    ) -> list[Row]:
-        """Insert jobs in the caller's transaction on ``conn``, payloads checked.
+        self, conn: psycopg.AsyncConnection[Any], jobs: Iterable[NewJob]
+    ) -> list[bool]:
+        """Insert jobs in the caller's transaction on ``conn``, payloads checked, in one
+        statement.
+
+        Returns:
+            For each job, whether it was inserted.
 
         Raises:
             BackendError: When the statement fails.
         """
+        pending = Pending(jobs)
+        rows = await self._insert_in(conn, pending.take_all())
+        return pending.results({row[0] for row in rows})
+
+    async def _insert_in(
+        self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob]
+    ) -> list[Row]:
+        if not jobs:
+            return []
         query: str
         params: Params
         if len(jobs) == 1 and jobs[0].once is None:
