@@ -338,7 +338,7 @@ def test_cron_job_kwargs_start_from_the_handles_options() -> None:
 
 @pytest.mark.parametrize(
     "tz",
-    ["UTC", timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=7))],
+    ["UTC", UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=7))],
 )
 @pytest.mark.parametrize("expression", ["0 3 * * *", "59 23 * * *", "0 0 * * *", "@daily"])
 def test_daily_schedules_in_fixed_zones_agree_with_croniter(expression: str, tz: Any) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from conveyor.backends import backend_from_url
-from conveyor.backends.base import NewJob, RunEnd, Transition
+from conveyor.backends.base import FinishesWithLogs, NewJob, RunEnd, Transition
 from conveyor.observability.logs import LogSink
 from conveyor.testing.backends import isolated_url
-from conveyor.worker.writer import FinishesWithLogs
 
 logger = logging.getLogger("tests.log_capture")
 

@@ -197,6 +197,11 @@ class LogLine:
     extra: Payload = b""
 
 
+#: A log line as a plain row: :class:`LogLine`'s fields in order (run_id, seq, ts, level,
+#: message, extra). The worker's log capture makes rows, cheaper than objects per line.
+LogRow = tuple[str, int, float, str, str, Payload]
+
+
 @dataclasses.dataclass(slots=True)
 class RunFilter:
     """Which runs :meth:`Backend.list_runs` returns.
@@ -216,6 +221,28 @@ class RunFilter:
     since_ms: int | None = None
     until_ms: int | None = None
     error_contains: str | None = None
+
+
+@runtime_checkable
+class FinishesWithLogs(Protocol):
+    """A backend that writes log lines and transitions in one atomic step.
+
+    Optional: the writer uses it when a backend has it, and two calls otherwise.
+    """
+
+    async def finish_with_logs(
+        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
+    ) -> None:
+        """Store ``rows`` as :meth:`~conveyor.backends.base.Backend.append_logs` stores
+        lines, then apply ``transitions`` as :meth:`~conveyor.backends.base.Backend.finish`
+        does, in one round trip and one transaction: both are stored, or neither.
+
+        Args:
+            transitions: As for ``finish``; never empty.
+            rows: Each line's fields in :class:`~conveyor.backends.base.LogLine` order
+                (run_id, seq, ts, level, message, extra); never empty.
+        """
+        ...
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from conveyor.backends.base import (
     Capabilities,
     JobRow,
     LogLine,
+    LogRow,
     NewJob,
     Payload,
     RunEnd,
@@ -27,9 +28,6 @@ from conveyor.backends.base import (
     RunRecord,
     Transition,
 )
-
-#: A log line as a row: LogLine's fields in order (the worker's writer passes rows).
-_LogRow = tuple[str, int, float, str, str, Payload]
 
 _INCOMPLETE = frozenset({"queued", "active", "aborting"})
 _TERMINAL = frozenset({"complete", "failed", "aborted"})
@@ -58,7 +56,7 @@ class MemoryStore:
     #: Batches of lines (as rows) as they were appended, not yet sorted into ``logs`` by
     #: run: a write costs one append per batch, and the next read of logs sorts in what has
     #: arrived since.
-    unsorted_logs: list[list[_LogRow]] = dataclasses.field(default_factory=list)
+    unsorted_logs: list[list[LogRow]] = dataclasses.field(default_factory=list)
     workers: dict[str, tuple[Payload, float]] = dataclasses.field(default_factory=dict)
     marks: dict[str, float] = dataclasses.field(default_factory=dict)
     counter: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
@@ -404,11 +402,11 @@ class MemoryBackend:
             )
 
     async def finish_with_logs(
-        self, transitions: Sequence[Transition], rows: Sequence[_LogRow]
+        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
     ) -> None:
         """Store log lines (rows in LogLine's field order) and apply transitions in one step.
 
-        The worker's writer uses it (see :class:`conveyor.worker.writer.FinishesWithLogs`).
+        The worker's writer uses it (see :class:`conveyor.backends.base.FinishesWithLogs`).
         """
         if rows:
             self.store.unsorted_logs.append(list(rows))

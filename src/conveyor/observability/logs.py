@@ -27,7 +27,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from conveyor.backends.base import Payload
+from conveyor.backends.base import LogRow, Payload
 
 #: Attributes every LogRecord has; anything else on a record is an ``extra`` field.
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()) | {
@@ -43,9 +43,6 @@ _PLAIN_SIZE = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
 #: The most call sites whose encoded extra fields a sink remembers before it starts over.
 _EXTRAS_CACHED = 4096
 
-#: A captured line as a row: the fields of :class:`~conveyor.backends.base.LogLine`, in
-#: order (run_id, seq, ts, level, message, extra).
-LogRow = tuple[str, int, float, str, str, Payload]
 
 #: A buffered record: its run; the record itself (encoded later), or its time, level and
 #: extra fields taken at once (a record with a traceback or extra fields), or None (the end

@@ -7,44 +7,22 @@ jobs; when idle a job's write leaves at once. A failed write is retried with bac
 never dropped.
 
 A backend that can store log lines in the same step as the transitions
-(:class:`FinishesWithLogs`) gets both in one call, the lines as the rows the capture made;
-any other gets them as :class:`~conveyor.backends.base.LogLine` through ``append_logs`` and
-then ``finish``, so that a run's lines are stored no later than its end.
+(:class:`~conveyor.backends.base.FinishesWithLogs`) gets both in one call, the lines as
+the rows the capture made; any other gets them as :class:`~conveyor.backends.base.LogLine`
+through ``append_logs`` and then ``finish``, so that a run's lines are stored no later
+than its end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
 
-from conveyor.backends.base import Backend, LogLine, Transition
-from conveyor.observability.logs import LogRow, LogSink
+from conveyor.backends.base import Backend, FinishesWithLogs, LogLine, Transition
+from conveyor.observability.logs import LogSink
 
 logger = logging.getLogger("conveyor.worker")
-
-
-@runtime_checkable
-class FinishesWithLogs(Protocol):
-    """A backend that writes log lines and transitions in one atomic step.
-
-    Optional: the writer uses it when a backend has it, and two calls otherwise.
-    """
-
-    async def finish_with_logs(
-        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
-        """Store ``rows`` as :meth:`~conveyor.backends.base.Backend.append_logs` stores
-        lines, then apply ``transitions`` as :meth:`~conveyor.backends.base.Backend.finish`
-        does, in one round trip and one transaction: both are stored, or neither.
-
-        Args:
-            transitions: As for ``finish``; never empty.
-            rows: Each line's fields in :class:`~conveyor.backends.base.LogLine` order
-                (run_id, seq, ts, level, message, extra); never empty.
-        """
-        ...
 
 
 class TransitionWriter:

@@ -21,6 +21,7 @@ from conveyor.backends.base import (
     Capabilities,
     JobRow,
     LogLine,
+    LogRow,
     NewJob,
     Payload,
     RunEnd,
@@ -35,7 +36,7 @@ from conveyor.backends.sqlite.connection import (
     read_data_version,
 )
 from conveyor.backends.sqlite.operations import JobOperations, immediate
-from conveyor.backends.sqlite.records import LogRow, RecordOperations
+from conveyor.backends.sqlite.records import RecordOperations
 from conveyor.backends.sqlite.schema import migrate
 from conveyor.backends.sqlite.sql import load_queries
 from conveyor.backends.sqlite.thread import DatabaseThread
@@ -333,7 +334,7 @@ class SQLiteBackend:
         """Store log lines (rows in LogLine's field order) and apply transitions in one
         transaction: one hop to the database thread and one commit instead of two.
 
-        The worker's writer uses it (see :class:`conveyor.worker.writer.FinishesWithLogs`).
+        The worker's writer uses it (see :class:`conveyor.backends.base.FinishesWithLogs`).
         """
         await self._run(
             functools.partial(

@@ -12,14 +12,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import JobRow, LogLine, Payload, RunEnd, RunFilter, RunRecord
+from conveyor.backends.base import JobRow, LogLine, LogRow, Payload, RunEnd, RunFilter, RunRecord
 from conveyor.backends.sqlite.operations import immediate, job_row, snapshot
 from conveyor.backends.sqlite.sql import statements
 
 _RUN_FILTERS = tuple(f.name for f in dataclasses.fields(RunFilter))
-
-#: A log line as a row: LogLine's fields in order (the worker's writer passes rows).
-LogRow = tuple[str, int, float, str, str, Payload]
 
 
 def run_record(row: Sequence[Any]) -> RunRecord:
