@@ -200,7 +200,11 @@ async def execute(conn: psycopg.AsyncConnection[Any], query: str, params: Params
     """Run one statement on ``conn`` as it is (in the caller's transaction, if any)."""
     cur = conn.cursor(row_factory=tuple_row)
     await cur.execute(query, params)
-    return await cur.fetchall() if cur.description is not None else []
+    # pgresult, not description: description builds its column objects on every call.
+    result = cur.pgresult
+    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
+        return []
+    return await cur.fetchall()
 
 
 async def _execute_pooled(

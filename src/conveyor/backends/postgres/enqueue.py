@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -247,15 +247,32 @@ class Enqueuer:
             BackendError: When the statement fails (a lost connection is not retried:
                 it is unknown whether the jobs were stored).
         """
+        if isinstance(jobs, list | tuple) and len(jobs) == 1 and jobs[0].once is None:
+            job, query = jobs[0], self.queries["enqueue_job"]  # the common case, kept short
+
+            def one(check: bool) -> Awaitable[list[Row]]:
+                params = job_params(job, self.queue, self.channel, check)
+                return db.fetch("enqueue", query, params, idempotent=False)
+
+            return [bool(await self._checked_if_refused(one))]
         pending = Pending(jobs)
-        try:
-            rows = await self._insert(db, pending, self.check)
-        except BackendError as exc:
-            if self.check or not _refused(exc):
-                raise
-            self.check = True
-            rows = await self._insert(db, pending, True)
+        rows = await self._checked_if_refused(lambda check: self._insert(db, pending, check))
         return pending.results({row[0] for row in rows})
+
+    async def _checked_if_refused(
+        self, attempt: Callable[[bool], Awaitable[list[Row]]]
+    ) -> list[Row]:
+        """Run ``attempt(check)`` unchecked, and checked if the server refused a payload."""
+        if self.check:
+            return await attempt(True)
+        try:
+            return await attempt(False)
+        except BackendError as exc:
+            if not _refused(exc):
+                raise
+        rows = await attempt(True)
+        self.check = True  # only when checking made the call work
+        return rows
 
     async def _insert(self, db: Database, pending: Pending, check: bool) -> list[Row]:
         if pending.take(CHUNK + 1):
