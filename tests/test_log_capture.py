@@ -15,7 +15,7 @@ import pytest
 from conveyor.backends import backend_from_url
 from conveyor.backends.base import FinishesWithLogs, NewJob, RunEnd, Transition
 from conveyor.observability.logs import LogSink
-from conveyor.testing.backends import isolated_url
+from conveyor.testing.fixtures import backend_url_for
 
 logger = logging.getLogger("tests.log_capture")
 
@@ -88,9 +88,9 @@ def test_failed_rows_come_back_first(sink: LogSink) -> None:
     assert [row[4] for row in sink.take()] == ["one", "two"]
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
 async def test_finish_with_logs_stores_both(kind: str, tmp_path: Path) -> None:
-    backend = backend_from_url(isolated_url(kind, tmp_path), "logs")
+    backend = backend_from_url(backend_url_for(kind, tmp_path), "logs")
     await backend.connect()
     try:
         assert isinstance(backend, FinishesWithLogs)
@@ -105,8 +105,8 @@ async def test_finish_with_logs_stores_both(kind: str, tmp_path: Path) -> None:
         ]
         await backend.finish_with_logs([done], logs)
         lines = await backend.read_logs(row.run_id, 0, 10)
-        assert [(ln.seq, ln.ts, ln.level, ln.message, ln.extra) for ln in lines] == [
-            (1, 1.0, "INFO", "first", b""),
+        assert [(ln.seq, ln.ts, ln.level, ln.message, _text(ln.extra)) for ln in lines] == [
+            (1, 1.0, "INFO", "first", ""),
             (2, 1.5, "INFO", "second", "{}"),
         ]
         (stored,) = await backend.get(["k"])
@@ -115,3 +115,7 @@ async def test_finish_with_logs_stores_both(kind: str, tmp_path: Path) -> None:
         assert run is not None and run.status == "complete"
     finally:
         await backend.drop()
+
+
+def _text(payload: bytes | str) -> str:
+    return payload.decode() if isinstance(payload, bytes) else payload

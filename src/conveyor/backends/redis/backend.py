@@ -26,6 +26,7 @@ from conveyor.backends.base import (
     Capabilities,
     JobRow,
     LogLine,
+    LogRow,
     NewJob,
     Payload,
     RunEnd,
@@ -326,25 +327,17 @@ class RedisBackend:
 
     async def finish(self, transitions: Sequence[Transition]) -> None:
         """Apply transitions in one script call; see the protocol."""
-        if not transitions:
-            return
-        args: list[Any] = []
-        for t in transitions:
-            run = t.run
-            args += (
-                t.key,
-                t.payload,
-                t.status,
-                repr(float(t.due)),
-                int(t.expire_at * 1000) if t.expire_at is not None and not t.delete else "",
-                "1" if t.delete else "",
-                run.run_id if run else "",
-                run.status if run else "",
-                run.finished_ms if run else 0,
-                run.detail if run else b"",
-                (run.error or "") if run else "",
-            )
-        await self._run("finish", args)
+        if transitions:
+            await self._run("finish", [0, *_finish_args(transitions)])
+
+    async def finish_with_logs(
+        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
+    ) -> None:
+        """Store log lines and apply transitions in one script call (atomic); see
+        :class:`~conveyor.backends.base.FinishesWithLogs`."""
+        argument = codec.log_argument
+        logs = [argument(*row) for row in rows]
+        await self._run("finish", [len(logs), *logs, *_finish_args(transitions)])
 
     async def update(self, key: str, payload: Payload) -> bool:
         """Store a payload and announce the change; see the protocol."""
@@ -461,7 +454,14 @@ class RedisBackend:
         """Store log lines of any number of runs in one script call."""
         if not lines:
             return
-        await self._run("append_logs", [codec.log_argument(line) for line in lines])
+        argument = codec.log_argument
+        await self._run(
+            "append_logs",
+            [
+                argument(line.run_id, line.seq, line.ts, line.level, line.message, line.extra)
+                for line in lines
+            ],
+        )
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after a cursor."""
@@ -476,6 +476,27 @@ class RedisBackend:
     async def purge_runs(self, before_ms: int, limit: int) -> int:
         """Delete old finished runs, their logs and index entries."""
         return int(await self._run("purge_runs", [before_ms, limit]))
+
+
+def _finish_args(transitions: Sequence[Transition]) -> list[Any]:
+    """The 11 script arguments of each transition (see ``finish.lua``)."""
+    args: list[Any] = []
+    for t in transitions:
+        run = t.run
+        args += (
+            t.key,
+            t.payload,
+            t.status,
+            repr(float(t.due)),
+            int(t.expire_at * 1000) if t.expire_at is not None and not t.delete else "",
+            "1" if t.delete else "",
+            run.run_id if run else "",
+            run.status if run else "",
+            run.finished_ms if run else 0,
+            run.detail if run else b"",
+            (run.error or "") if run else "",
+        )
+    return args
 
 
 def _job_args(job: NewJob) -> tuple[Any, ...]:

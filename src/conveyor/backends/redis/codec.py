@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import JobRow, LogLine, RunRecord
+from conveyor.backends.base import JobRow, LogLine, Payload, RunRecord
 
 #: Values per job in the replies of ``get`` (after the key in ``list_jobs``).
 JOB_FIELDS = 7
@@ -111,23 +111,24 @@ def run_records(reply: Sequence[Any]) -> list[RunRecord]:
     return out
 
 
-def log_argument(line: LogLine) -> bytes:
+def log_argument(
+    run_id: str, seq: int, ts: float, level: str, message: str, extra: Payload
+) -> bytes:
     """A log line as one ``append_logs`` argument: ``run_id US`` then its sorted-set member
     (unique per run thanks to the seq), so a line costs the script call one argument.
 
     Member layout: ``seq US ts US level US len(message) US message extra``, where US is
     0x1F; the script splits off the run id and scores the member by its seq.
     """
-    message = line.message.encode()
-    extra = line.extra.encode() if isinstance(line.extra, str) else line.extra
+    data = message.encode()
     return b"%s\x1f%d\x1f%r\x1f%s\x1f%d\x1f%b%b" % (
-        line.run_id.encode(),
-        line.seq,
-        line.ts,
-        line.level.encode(),
-        len(message),
-        message,
-        extra,
+        run_id.encode(),
+        seq,
+        ts,
+        level.encode(),
+        len(data),
+        data,
+        extra.encode() if isinstance(extra, str) else extra,
     )
 
 

@@ -1,4 +1,5 @@
--- Apply transitions. ARGV[A+1..]: per transition, 11 values:
+-- Store log lines, then apply transitions, atomically. ARGV[A+1]: the number N of log
+-- lines that follow (see store_logs in the prelude); then per transition, 11 values:
 --   key, payload, status, due (s), expire_at (ms, '' none), delete ('1' or ''),
 --   run_id ('' none), run_status, finished_ms, detail, error.
 -- Announces every changed key once on the channel; wakes workers when jobs are re-queued.
@@ -16,7 +17,10 @@ local function end_run(run_id, status, finished_ms, detail, err)
   redis.call('ZADD', P.runs_status .. status, old[2], rm)
 end
 
-for i = A + 1, #ARGV, 11 do
+local logs = tonumber(ARGV[A + 1])
+if logs > 0 then store_logs(A + 2, A + 1 + logs) end
+
+for i = A + 2 + logs, #ARGV, 11 do
   local key, payload, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local due, expire_ms, delete = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
   if ARGV[i + 6] ~= '' then
