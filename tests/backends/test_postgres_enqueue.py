@@ -64,10 +64,11 @@ async def test_one_at_a_time_every_payload_keeps_its_type(make: Factory) -> None
         _same(key, rows[key].payload, payload)
 
 
+@pytest.mark.parametrize("prepare_threshold", [5, None], ids=["prepared", "pgbouncer"])
 async def test_a_payload_the_server_refuses_in_a_large_batch_loses_nothing(
-    make: Factory,
+    make: Factory, prepare_threshold: int | None
 ) -> None:
-    backend = await make()
+    backend = await make(prepare_threshold=prepare_threshold)
     jobs = [_job(f"k{i}", f'{{"i":{i}}}') for i in range(CHUNK + 500)]
     jobs[CHUNK + 100] = _job("refused", '{"x":NaN}')  # in the second chunk
     assert await backend.enqueue(jobs) == [True] * len(jobs)
