@@ -1,12 +1,14 @@
 """Running the backend's statements: the pool, liveness, retries and error mapping.
 
 Every operation is one statement on one pooled autocommit connection: one round trip and
-one transaction. Before use, a connection gets a check that costs no round trip (read what
-the server may have sent, such as the FATAL of a ``pg_terminate_backend`` or a shutdown);
-a dead one is closed, which makes the pool replace it. An operation that fails because its
-connection died is retried once on another connection when the server guarantees that the
-statement did not run (SQLSTATE class 57: admin or crash shutdown), or when running it
-twice is harmless. Everything else becomes :class:`~conveyor.errors.BackendError`.
+one transaction (a large enqueue is the exception: several statements pipelined in one
+transaction, see :meth:`Database.fetch_pipelined`). Before use, a connection gets a check
+that costs no round trip (read what the server may have sent, such as the FATAL of a
+``pg_terminate_backend`` or a shutdown); a dead one is closed, which makes the pool
+replace it. An operation that fails because its connection died is retried once on
+another connection when the server guarantees that the statement did not run (SQLSTATE
+class 57: admin or crash shutdown), or when running it twice is harmless. Everything else
+becomes :class:`~conveyor.errors.BackendError`.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ class Database:
         lost_retry = True
         while True:
             try:
-                # Not self.connection(): a context manager costs ~10 us per statement here.
+                # Not self.connection(): its context manager costs a few us per statement.
                 conn = await self._checkout()
                 try:
                     return await _execute_pooled(conn, query, params)
