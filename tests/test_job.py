@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 
 import pytest
 
@@ -64,3 +66,17 @@ def test_status_string_values_and_equality() -> None:
     assert Job("f", status="active").status is Status.ACTIVE  # type: ignore[arg-type]
     assert Job("f", key="k") == Job("g", key="k")
     assert "function='f'" in repr(Job("f"))
+
+
+def test_default_keys_are_time_ordered_version_7_uuids() -> None:
+    before = time.time()
+    keys = [Job("f").key for _ in range(1000)]
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert str(parsed) == key
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert int(before * 1000) <= parsed.int >> 80 <= int(time.time() * 1000)
+    # Keys made in different milliseconds sort in creation order.
+    stamps = [uuid.UUID(key).int >> 80 for key in keys]
+    assert stamps == sorted(stamps)

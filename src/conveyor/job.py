@@ -57,11 +57,15 @@ def now_ms() -> int:
 
 
 def new_key() -> str:
-    """A random version-4 UUID as text: what ``str(uuid.uuid4())`` gives, at under half
-    the cost (every job without a key of its own gets one)."""
-    h = os.urandom(16).hex()
+    """A version-7 UUID as text (RFC 9562): the millisecond time, then 74 random bits.
+
+    Every job without a key of its own gets one. Time-ordered keys land next to each other
+    in a database's key index (cheaper inserts than random ones), sort by creation, and
+    cost less to make than ``str(uuid.uuid4())``.
+    """
+    h = f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
     variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 def is_default(value: Any) -> bool:

@@ -181,7 +181,9 @@ class Queue:
             job.status = Status(row.status)
             job.attempts = row.attempts
             if row.started_ms:
-                job.started = row.started_ms
+                # A worker reads its clock just before it claims: a job enqueued in
+                # between did not start before it was queued.
+                job.started = max(row.started_ms, job.queued)
             if row.touched_ms:
                 job.touched = row.touched_ms
             if row.worker_id is not None:
@@ -303,7 +305,9 @@ class Queue:
     ) -> list[Job | None]:
         """Store many jobs in one round trip.
 
-        Each job is serialized before anything is written: if one fails, none is stored.
+        If a job fails to serialize, none is stored. (A backend with
+        ``capabilities.lazy_enqueue`` serializes the jobs while it sends them, inside one
+        transaction; the others get every job serialized first.)
 
         Args:
             jobs: The jobs.
@@ -317,8 +321,13 @@ class Queue:
         if self._before_enqueues:
             for each in built:
                 await self._before_enqueue(each)
-        items = [self._prepare(each) for each in built]
-        inserted = await self._insert(items, connection) if items else []
+        items: Iterable[NewJob]
+        if self.backend.capabilities.lazy_enqueue:
+            # Serialized as the backend sends them (a failure still stores nothing).
+            items = (self._prepare(each) for each in built)
+        else:
+            items = [self._prepare(each) for each in built]
+        inserted = await self._insert(items, connection) if built else []
         out = [job if ok else None for job, ok in zip(built, inserted, strict=True)]
         for hook in self.instrumentation:
             for job in out:
@@ -326,15 +335,17 @@ class Queue:
                     hook.enqueued(job)
         return out
 
-    async def _insert(self, items: list[NewJob], connection: Any) -> list[bool]:
+    async def _insert(self, items: Iterable[NewJob], connection: Any) -> list[bool]:
+        # ``items`` is a list unless the backend reads any iterable (lazy_enqueue).
+        enqueue: Any = self.backend.enqueue
         if connection is None:
-            return await self.backend.enqueue(items)
+            inserted: list[bool] = await enqueue(items)
+            return inserted
         if not self.backend.capabilities.transactional_enqueue:
             raise ConfigurationError(
                 f"the {self.backend.name} backend cannot enqueue inside a caller's "
                 "transaction (connection=...); PostgreSQL can"
             )
-        enqueue: Any = self.backend.enqueue
         result: list[bool] = await enqueue(items, connection=connection)
         return result
 

@@ -41,12 +41,16 @@ class Capabilities:
         transactional_enqueue: ``enqueue`` can join a caller's database transaction.
         run_store: :meth:`Backend.record_runs` works: the backend can keep the runs of a
             queue stored elsewhere (``Queue.from_url(url, runs_url=...)``).
+        lazy_enqueue: ``enqueue`` accepts any iterable, reads it while it sends (so the
+            caller's serialization overlaps the writes), and stores nothing if reading it
+            raises; the others get a list.
     """
 
     cross_process: bool = True
     durable: bool = True
     transactional_enqueue: bool = False
     run_store: bool = True
+    lazy_enqueue: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -269,6 +273,8 @@ class Backend(Protocol):
         Atomicity: per job. A job is not inserted (False) when an incomplete job (queued,
         active or aborting) with the same key exists, or when its ``once`` mark exists. A
         finished job with the same key is replaced. Inserted jobs wake waiting workers.
+
+        ``jobs`` is a list, or any iterable for a backend with ``capabilities.lazy_enqueue``.
 
         A backend with ``capabilities.transactional_enqueue`` also accepts a keyword
         ``connection``: the caller's connection, inside its own transaction; the jobs then

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from conveyor.backends.base import (
@@ -61,6 +61,7 @@ class SplitBackend:
             durable=jobs.capabilities.durable and runs.capabilities.durable,
             transactional_enqueue=jobs.capabilities.transactional_enqueue,
             run_store=False,
+            lazy_enqueue=jobs.capabilities.lazy_enqueue,
         )
 
     def _public(self, row: JobRow) -> JobRow:
@@ -92,9 +93,11 @@ class SplitBackend:
         """The job store's facts, with the run store's under ``runs``."""
         return {**self.jobs.describe(), "runs": self.runs.describe()}
 
-    async def enqueue(self, jobs: Sequence[NewJob], **kwargs: Any) -> list[bool]:
+    async def enqueue(self, jobs: Iterable[NewJob], **kwargs: Any) -> list[bool]:
         """Insert jobs in the job store (``connection`` passes through)."""
-        return await self.jobs.enqueue(jobs, **kwargs)
+        enqueue: Any = self.jobs.enqueue  # any iterable when the job store is lazy_enqueue
+        inserted: list[bool] = await enqueue(jobs, **kwargs)
+        return inserted
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Claim in the job store, then record the new runs in the run store."""

@@ -75,7 +75,9 @@ class PostgresBackend:
     """
 
     name = "postgres"
-    capabilities = Capabilities(cross_process=True, durable=True, transactional_enqueue=True)
+    capabilities = Capabilities(
+        cross_process=True, durable=True, transactional_enqueue=True, lazy_enqueue=True
+    )
 
     def __init__(
         self,

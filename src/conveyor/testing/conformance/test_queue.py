@@ -168,6 +168,13 @@ async def test_unserializable_argument_names_it_and_stores_nothing(make_queue: A
     with pytest.raises(SerializationError):
         await queue.enqueue_many([Job("echo", key="ok1"), Job("echo", kwargs={"x": {1, 2}})])
     assert await queue.job("ok1") is None
+    # A large batch (which a backend may send in chunks while serializing the rest) whose
+    # last job fails: still nothing is stored.
+    many = [Job("echo", kwargs={"value": i}) for i in range(2500)]
+    many.append(Job("echo", kwargs={"x": {1, 2}}))
+    with pytest.raises(SerializationError):
+        await queue.enqueue_many(many)
+    assert await queue.count("queued") == 0
 
 
 async def test_queues_are_isolated_by_name(make_queue: Any) -> None:
