@@ -248,13 +248,10 @@ async def test_tutorial_producer_and_history_against_a_worker(tmp_path: Path) ->
 
 
 def test_postgres_program(tmp_path: Path) -> None:
-    from conveyor.testing.backends import postgres_url, unreachable_reason
+    from conveyor.testing.backends import postgres_url
+    from conveyor.testing.fixtures import require_backend
 
-    reason = unreachable_reason("postgres")
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-        pytest.skip(reason)
+    require_backend("postgres")
     program = SNIPPETS / "backends" / "postgres_transactional.py"
     schema = f"docs_{uuid.uuid4().hex[:10]}"
     code = (

@@ -6,7 +6,6 @@ in (and read from) the run store, as if the queue's history lived in another dat
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,26 +17,17 @@ from conveyor import ConfigurationError, Queue
 from conveyor.backends.base import RunFilter
 from conveyor.backends.split import SplitBackend
 from conveyor.job import Status
-from conveyor.testing.backends import isolated_url, unreachable_reason
-from conveyor.testing.fixtures import running_worker
+from conveyor.testing.backends import isolated_url
+from conveyor.testing.fixtures import require_backend, running_worker
 from conveyor.testing.tasks import TEST_FUNCTIONS
 
 PAIRS = [("sqlite", "sqlite"), ("memory", "sqlite"), ("redis", "postgres"), ("sqlite", "postgres")]
 
 
-def _require(*kinds: str) -> None:
-    for kind in kinds:
-        reason = unreachable_reason(kind)
-        if reason is not None:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-            pytest.skip(reason)
-
-
 @pytest.fixture(params=PAIRS, ids=lambda pair: f"{pair[0]}+{pair[1]}-runs")
 async def split(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Queue, str]]:
     jobs_kind, runs_kind = request.param
-    _require(jobs_kind, runs_kind)
+    require_backend(jobs_kind, runs_kind)
     jobs_url = isolated_url(jobs_kind, tmp_path / "jobs")
     (tmp_path / "jobs").mkdir()
     runs_url = isolated_url(runs_kind, tmp_path)
@@ -95,7 +85,7 @@ async def test_runs_and_logs_live_in_the_run_store(split: tuple[Queue, str]) -> 
 
 
 async def test_a_store_that_cannot_keep_runs_is_refused(tmp_path: Path) -> None:
-    _require("redis")
+    require_backend("redis")
     with pytest.raises(ConfigurationError, match="cannot keep another store's runs"):
         Queue.from_url(
             f"sqlite:///{tmp_path / 'jobs.db'}", runs_url=isolated_url("redis", tmp_path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
 import time
@@ -30,7 +29,8 @@ from conveyor.backends.postgres.migrate import migrate
 from conveyor.backends.postgres.sqlfiles import load
 from conveyor.errors import BackendError, ConfigurationError
 from conveyor.testing import wait_until
-from conveyor.testing.backends import isolated_url, postgres_url, unreachable_reason
+from conveyor.testing.backends import postgres_url
+from conveyor.testing.fixtures import backend_url_for
 
 # Generous: a wait that is not woken up runs into it, and the test says so.
 LONG_WAIT = 60.0
@@ -41,12 +41,7 @@ Factory = Callable[..., Awaitable[PostgresBackend]]
 
 @pytest.fixture
 def url(tmp_path: Any) -> str:
-    reason = unreachable_reason("postgres")
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-        pytest.skip(reason)
-    return isolated_url("postgres", tmp_path)
+    return backend_url_for("postgres", tmp_path)
 
 
 @pytest.fixture

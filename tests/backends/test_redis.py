@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -23,15 +22,12 @@ from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.errors import BackendError, ConfigurationError
 from conveyor.testing import wait_until
-from conveyor.testing.backends import isolated_url, redis_url, unreachable_reason
+from conveyor.testing.backends import isolated_url, redis_url
+from conveyor.testing.fixtures import require_backend
 
 
 def require_redis() -> None:
-    reason = unreachable_reason("redis")
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-        pytest.skip(reason)
+    require_backend("redis")
 
 
 @pytest.fixture

@@ -27,13 +27,19 @@ from conveyor.worker import Worker
 QueueFactory = Callable[..., Any]
 
 
+def require_backend(*kinds: str) -> None:
+    """Skip the test when a backend's server is unreachable; fail instead under ``CI=true``."""
+    for kind in kinds:
+        reason = unreachable_reason(kind)
+        if reason is not None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
+            pytest.skip(reason)
+
+
 def backend_url_for(kind: str, tmp_path: Path) -> str:
     """An isolated URL for ``kind``; skips (or fails under ``CI=true``) when unreachable."""
-    reason = unreachable_reason(kind)
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-        pytest.skip(reason)
+    require_backend(kind)
     return isolated_url(kind, tmp_path)
 
 
