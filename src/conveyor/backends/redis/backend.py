@@ -216,9 +216,11 @@ class RedisBackend:
             if batch:
                 await self._redis.unlink(*batch)
 
-    async def _run(self, operation: str, args: list[Any]) -> Any:
-        [reply] = await self._call(operation, [(self._scripts.pack(args), len(args))])
-        return reply
+    async def _run(self, operation: str, args: Sequence[Any]) -> Any:
+        try:
+            return await self._scripts.call_one(operation, self._scripts.pack(args), len(args))
+        except (RedisError, OSError) as exc:
+            raise await self._failure(operation, exc) from exc
 
     async def _call(self, operation: str, frames: Iterable[tuple[bytes, int]]) -> list[Any]:
         before = cancel_requests()
@@ -238,6 +240,9 @@ class RedisBackend:
         holds the server for long; the calls are pipelined, each written while the next
         is packed.
         """
+        if len(jobs) == 1:  # queue.enqueue(...)
+            [flag] = await self._run("enqueue", _job_args(jobs[0]))
+            return [bool(flag)]
         if not jobs:
             return []
         replies = await self._call("enqueue", self._enqueue_frames(jobs))

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
 from conveyor.backends.redis.wire import Line, Lines, pack
 
 NAMES = (
@@ -81,6 +82,41 @@ class Scripts:
     def pack(self, args: Iterable[Any]) -> bytes:
         """Script arguments packed for :meth:`call` (a frame's body)."""
         return pack(args, self.lines.encoding, self.lines.errors)
+
+    async def call_one(self, name: str, body: bytes, count: int) -> Any:
+        """Run script ``name`` once with the packed arguments ``body`` (``count`` of
+        them): :meth:`call` for one frame, doing the least on the way when the own
+        connection is free (no pipeline bookkeeping; a frame is sent whole before its
+        reply can come, so there is no back pressure to wait for).
+
+        Raises:
+            RedisError: As :meth:`call` (an error reply is raised).
+        """
+        lines = self.lines
+        line = lines.take_own()
+        if line is None:
+            # Borrowed connections go through redis-py (its wait_for may swallow a
+            # cancellation: see cancellation.py).
+            before = cancel_requests()
+            [reply] = await self.call(name, ((body, count),))
+            raise_if_cancel_lost(before)
+            return reply
+        try:
+            line.write(b"*%d\r\n%b%b" % (self._fixed + count, self._heads[name], body))
+            reply = await line.read()
+        except BaseException as exc:
+            await lines.discard(line)
+            failure = lines.failure(line, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        lines.give_back(line)
+        if isinstance(reply, ResponseError):
+            if not isinstance(reply, NoScriptError):
+                raise reply
+            await self.load()
+            [reply] = await self.call(name, ((body, count),))
+        return reply
 
     async def call(self, name: str, bodies: Iterable[tuple[bytes, int]]) -> list[Any]:
         """Run script ``name`` once per ``(packed arguments, count)``, pipelined: each

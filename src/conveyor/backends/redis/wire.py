@@ -135,24 +135,45 @@ class Lines:
         Raises:
             RedisError: When no connection can be made.
         """
+        ready = self.take_own()
+        if ready is not None:
+            return ready
         own = self._own
         if own is None or self._busy:
             return Line(await self._pool.get_connection(), direct=False)
+        # The server closed it while it was idle (a restart), or it never connected.
         self._busy = True
         self.timed_out = False
         try:
             conn = own.conn
-            writer = conn._writer
-            if writer is None or writer.transport.is_closing() or conn._reader.at_eof():
-                # The server closed it while it was idle (a restart): reconnect first.
-                if writer is not None:
-                    await conn.disconnect(nowait=True)
-                await conn.connect()
+            if conn._writer is not None:
+                await conn.disconnect(nowait=True)
+            await conn.connect()
         except BaseException:
             self._busy = False
             raise
         self.extend()
         return own
+
+    def take_own(self) -> Line | None:
+        """The own line for one call if it is free and connected, else None (then
+        :meth:`acquire`); give it back with :meth:`give_back` or :meth:`discard`."""
+        own = self._own
+        if own is None or self._busy:
+            return None
+        conn = own.conn
+        writer = conn._writer
+        if writer is None or writer.transport.is_closing() or conn._reader.at_eof():
+            return None
+        self._busy = True
+        self.timed_out = False
+        self.extend()
+        return own
+
+    def give_back(self, line: Line) -> None:
+        """Give back the own line after its replies were all read."""
+        if line is self._own:
+            self._busy = False
 
     def extend(self) -> None:
         """Push the own line's deadline ``socket_timeout`` ahead (progress was made)."""

@@ -92,13 +92,14 @@ local function set_status(key, old, new, seq)
   redis.call('ZADD', P.status .. new, seq, key)
 end
 
--- Push up to 16 wake-up tokens in one LPUSH; trim only when the list grew past 64.
+-- Push up to 16 wake-up tokens in one LPUSH. With no worker waiting the list only grows:
+-- past 64 it is cut back to 16, so most pushes need no trim.
 local function wake(count)
   if count > 16 then count = 16 end
   local tokens = {}
   for i = 1, count do tokens[i] = '1' end
   if redis.call('LPUSH', K.wake, unpack(tokens)) > 64 then
-    redis.call('LTRIM', K.wake, 0, 63)
+    redis.call('LTRIM', K.wake, 0, 15)
   end
 end
 
