@@ -82,6 +82,11 @@ async def test_noscript_in_pipelined_chunks_reloads_and_inserts_everything() -> 
         with redis_server(port):
             await wait_until(lambda: pings(probe), message="redis-server up")
             await b.connect()
+            # A single call (its own short path) reloads too, and runs once.
+            await probe.script_flush()
+            assert await b.enqueue([job("single")]) == [True]
+            await probe.script_flush()
+            assert [r.key for r in await b.claim("w", 5, 30, time.time())] == ["single"]
             await probe.script_flush()
             n = 2 * ENQUEUE_CHUNK + 1
             assert await b.enqueue([job(f"j{i}") for i in range(n)]) == [True] * n
@@ -92,11 +97,12 @@ async def test_noscript_in_pipelined_chunks_reloads_and_inserts_everything() -> 
         await probe.aclose()
 
 
-async def test_cancelled_calls_leave_no_reply_behind(backend: RedisBackend) -> None:
+@pytest.mark.parametrize("size", [1, 300], ids=["single", "pipelined"])
+async def test_cancelled_calls_leave_no_reply_behind(backend: RedisBackend, size: int) -> None:
     # A call cancelled between sending and reading must not hand its reply to the next.
     await backend.enqueue([job("a"), job("b", priority=1)])
     for spins in range(12):
-        task = asyncio.create_task(backend.enqueue([job(f"x{i}") for i in range(300)]))
+        task = asyncio.create_task(backend.enqueue([job(f"x{i}") for i in range(size)]))
         for _ in range(spins):
             await asyncio.sleep(0)
         task.cancel()
