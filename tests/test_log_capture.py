@@ -1,5 +1,6 @@
 """The log sink's own rules (caps, the bound on waiting lines, rows) and the backends'
-one-step write of logs with transitions."""
+one-step write of logs with transitions (on PostgreSQL: one transaction, on every kind of
+pool the backend supports)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from conveyor.backends import backend_from_url
-from conveyor.backends.base import FinishesWithLogs, NewJob, RunEnd, Transition
+from conveyor.backends.base import Backend, FinishesWithLogs, LogRow, NewJob, RunEnd, Transition
+from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres.config import split_url
+from conveyor.errors import BackendError
 from conveyor.observability.logs import LogSink
 from conveyor.testing.fixtures import backend_url_for
 
@@ -88,33 +94,98 @@ def test_failed_rows_come_back_first(sink: LogSink) -> None:
     assert [row[4] for row in sink.take()] == ["one", "two"]
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis", "postgres"])
 async def test_finish_with_logs_stores_both(kind: str, tmp_path: Path) -> None:
     backend = backend_from_url(backend_url_for(kind, tmp_path), "logs")
     await backend.connect()
     try:
         assert isinstance(backend, FinishesWithLogs)
-        await backend.enqueue([NewJob(key="k", function="f", payload=b"queued")])
-        (row,) = await backend.claim("w", 1, 30, 0)
-        assert row.run_id is not None
-        run_end = RunEnd(run_id=row.run_id, status="complete", finished_ms=1)
-        done = Transition(key="k", payload=b"done", status="complete", run=run_end)
-        logs = [
-            (row.run_id, 2, 1.5, "INFO", "second", "{}"),
-            (row.run_id, 1, 1.0, "INFO", "first", b""),
-        ]
-        await backend.finish_with_logs([done], logs)
-        lines = await backend.read_logs(row.run_id, 0, 10)
-        assert [(ln.seq, ln.ts, ln.level, ln.message, _text(ln.extra)) for ln in lines] == [
-            (1, 1.0, "INFO", "first", ""),
-            (2, 1.5, "INFO", "second", "{}"),
-        ]
-        (stored,) = await backend.get(["k"])
-        assert stored is not None and stored.status == "complete"
-        run = await backend.get_run(row.run_id)
-        assert run is not None and run.status == "complete"
+        run_id = await _claimed(backend)
+        await backend.finish_with_logs([_ended(run_id, "complete")], _rows(run_id))
+        await _assert_finished_with_lines(backend, run_id)
     finally:
         await backend.drop()
+        await backend.disconnect()
+
+
+@pytest.fixture(params=["prepared", "user-pool-no-autocommit", "pgbouncer"])
+async def postgres_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[PostgresBackend]:
+    """A PostgreSQL backend on its own schema: statements prepared from their first run, on
+    a user's pool of one connection without autocommit, or with prepared statements off."""
+    url = backend_url_for("postgres", tmp_path)
+    pool: AsyncConnectionPool[Any] | None = None
+    if request.param == "prepared":
+        backend = PostgresBackend.from_url(url, "logs", prepare_threshold=0)
+    elif request.param == "pgbouncer":
+        backend = PostgresBackend.from_url(url, "logs", prepare_threshold=None)
+    else:
+        conninfo, _ = split_url(url)
+        pool = AsyncConnectionPool(
+            conninfo, kwargs={"autocommit": False}, min_size=1, max_size=1, open=False
+        )
+        await pool.open()
+        backend = PostgresBackend.from_url(url, "logs", pool=pool)
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.drop()
+        await backend.disconnect()
+        if pool is not None:
+            await pool.close()
+
+
+async def test_postgres_finish_with_logs_stores_both_or_neither(
+    postgres_backend: PostgresBackend,
+) -> None:
+    backend = postgres_backend
+    run_id = await _claimed(backend)
+    refused = _ended(run_id, "no-such-status")  # the jobs_status constraint refuses it
+    with pytest.raises(BackendError, match="finish_with_logs"):
+        await backend.finish_with_logs([refused], _rows(run_id))
+    assert await backend.read_logs(run_id, 0, 10) == []
+    (job,) = await backend.get(["k"])
+    assert job is not None and job.status == "active"
+    run = await backend.get_run(run_id)
+    assert run is not None and run.status == "running"
+    # The same connection (a pool of one, for the user's pool) is usable after the failure,
+    # and a call run twice, as a retry after a lost connection is, stores each line once.
+    for _ in range(2):
+        await backend.finish_with_logs([_ended(run_id, "complete")], _rows(run_id))
+    await _assert_finished_with_lines(backend, run_id)
+    extras = [line.extra for line in await backend.read_logs(run_id, 0, 10)]
+    assert extras == [b"", "{}"]  # each of its type, as append_logs keeps them
+
+
+async def _claimed(backend: Backend) -> str:
+    """Enqueue and claim the job ``k``; its run's id."""
+    await backend.enqueue([NewJob(key="k", function="f", payload=b"queued")])
+    (row,) = await backend.claim("w", 1, 30, 0)
+    assert row.run_id is not None
+    return row.run_id
+
+
+def _ended(run_id: str, status: str) -> Transition:
+    run_end = RunEnd(run_id=run_id, status=status, finished_ms=1)
+    return Transition(key="k", payload=b"done", status=status, run=run_end)
+
+
+def _rows(run_id: str) -> list[LogRow]:
+    return [(run_id, 2, 1.5, "INFO", "second", "{}"), (run_id, 1, 1.0, "INFO", "first", b"")]
+
+
+async def _assert_finished_with_lines(backend: Backend, run_id: str) -> None:
+    lines = await backend.read_logs(run_id, 0, 10)
+    assert [(ln.seq, ln.ts, ln.level, ln.message, _text(ln.extra)) for ln in lines] == [
+        (1, 1.0, "INFO", "first", ""),
+        (2, 1.5, "INFO", "second", "{}"),
+    ]
+    (stored,) = await backend.get(["k"])
+    assert stored is not None and stored.status == "complete"
+    run = await backend.get_run(run_id)
+    assert run is not None and run.status == "complete"
 
 
 def _text(payload: bytes | str) -> str:

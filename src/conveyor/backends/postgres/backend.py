@@ -21,6 +21,7 @@ from conveyor.backends.base import (
     Capabilities,
     JobRow,
     LogLine,
+    LogRow,
     NewJob,
     Payload,
     RunEnd,
@@ -339,6 +340,21 @@ class PostgresBackend:
         params = self._params(channel=self.channel, **batches.finish_params(transitions))
         await self._fetch("finish", params)
 
+    async def finish_with_logs(
+        self, transitions: Sequence[Transition], rows: Sequence[LogRow]
+    ) -> None:
+        """Store log lines and apply transitions in one statement (one round trip, one
+        transaction: both are stored or neither); see
+        :class:`~conveyor.backends.base.FinishesWithLogs`.
+
+        Retried after a lost connection as :meth:`finish` is: a line stored by the first
+        attempt is skipped by the second.
+        """
+        params = self._params(
+            channel=self.channel, **batches.finish_params(transitions), **batches.log_params(rows)
+        )
+        await self._fetch("finish_with_logs", params)
+
     async def update(self, key: str, payload: Payload) -> bool:
         """Store a payload; see the protocol."""
         text, raw, is_bytes = split_payload(payload)
@@ -473,7 +489,8 @@ class PostgresBackend:
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
         """Store log lines of any number of runs in one statement."""
         if lines:
-            await self._fetch("append_logs", self._params(**batches.log_params(lines)))
+            params = self._params(**batches.log_params(batches.line_rows(lines)))
+            await self._fetch("append_logs", params)
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after ``after_seq``, in order."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.base import LogLine, RunEnd, RunRecord, Transition
+from conveyor.backends.base import LogLine, LogRow, RunEnd, RunRecord, Transition
 from conveyor.backends.postgres.codec import (
     clean_text,
     run_id_number,
@@ -67,23 +67,32 @@ def finish_params(transitions: Sequence[Transition]) -> dict[str, Any]:
     return {name: list(values) for name, values in zip(_FINISH_COLUMNS, columns, strict=True)}
 
 
-def log_params(lines: Sequence[LogLine]) -> dict[str, Any]:
-    """Parameters of the ``append_logs`` query."""
+def log_params(rows: Sequence[LogRow]) -> dict[str, Any]:
+    """Parameters of the ``append_logs`` query (the lines of ``finish_with_logs`` too).
+
+    Args:
+        rows: Lines as rows in :class:`~conveyor.backends.base.LogLine`'s field order.
+    """
     extras: list[bytes] = []
     extras_text: list[bool] = []
-    for line in lines:
-        extra, is_text = split_opaque(line.extra)
+    for row in rows:
+        extra, is_text = split_opaque(row[5])
         extras.append(extra)
         extras_text.append(is_text)
     return {
-        "run_ids": [line.run_id for line in lines],
-        "seqs": [int(line.seq) for line in lines],
-        "ts": [float(line.ts) for line in lines],
-        "levels": [line.level for line in lines],
-        "messages": [clean_text(line.message) for line in lines],
+        "log_run_ids": [row[0] for row in rows],
+        "seqs": [int(row[1]) for row in rows],
+        "ts": [float(row[2]) for row in rows],
+        "levels": [row[3] for row in rows],
+        "messages": [clean_text(row[4]) for row in rows],
         "extras": extras,
         "extras_text": extras_text,
     }
+
+
+def line_rows(lines: Sequence[LogLine]) -> list[LogRow]:
+    """:class:`~conveyor.backends.base.LogLine` objects as rows, for :func:`log_params`."""
+    return [(ln.run_id, ln.seq, ln.ts, ln.level, ln.message, ln.extra) for ln in lines]
 
 
 def record_params(starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> dict[str, Any]:

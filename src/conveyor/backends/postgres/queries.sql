@@ -205,9 +205,24 @@ LEFT JOIN {{schema}}.jobs j ON j.queue = %(queue)s AND j.key = k.key
 WHERE j.key IS NULL OR j.status = 'aborting';
 
 -- name: finish
--- Apply transitions and end their runs, one array element each. Notifies once: "f" for
--- finish waiters, plus "w" for workers when a job was re-queued or a group was freed.
-WITH input AS (
+-- Apply transitions and end their runs (see fragment_apply_transitions).
+WITH
+{{fragment_apply_transitions}};
+
+-- name: finish_with_logs
+-- Store log lines as append_logs does and apply transitions as finish does, in one
+-- statement: one round trip and one transaction, so both are stored or neither. Run twice
+-- (a retry after a lost connection), it stores each line once, as append_logs would.
+WITH logged AS (
+{{fragment_insert_logs}}
+),
+{{fragment_apply_transitions}};
+
+-- name: fragment_apply_transitions
+-- The statement of finish after its WITH: apply transitions and end their runs, one array
+-- element each. Notifies once: "f" for finish waiters, plus "w" for workers when a job was
+-- re-queued or a group was freed.
+input AS (
     SELECT * FROM unnest(
         %(keys)b::text[], %(payloads)b::text[], %(raws)b::bytea[], %(is_bytes)b::boolean[],
         %(statuses)b::text[], %(dues)b::float8[], %(expire_ats)b::float8[],
@@ -431,9 +446,14 @@ FROM e
 WHERE r.queue = %(queue)s AND r.external_id = e.run_id;
 
 -- name: append_logs
+{{fragment_insert_logs}};
+
+-- name: fragment_insert_logs
+-- Store log lines of any number of runs, one array element each; a line already stored
+-- (same run and seq) is skipped.
 INSERT INTO {{schema}}.logs (queue, run_id, seq, ts, level, message, extra, extra_text)
 SELECT %(queue)s, t.* FROM unnest(
-    %(run_ids)b::text[], %(seqs)b::bigint[], %(ts)b::float8[], %(levels)b::text[],
+    %(log_run_ids)b::text[], %(seqs)b::bigint[], %(ts)b::float8[], %(levels)b::text[],
     %(messages)b::text[], %(extras)b::bytea[], %(extras_text)b::boolean[]
 ) AS t
 ON CONFLICT DO NOTHING;

@@ -36,6 +36,7 @@ QUERY_NAMES = frozenset(
         "enqueue_jobs",
         "expire",
         "finish",
+        "finish_with_logs",
         "get",
         "get_run",
         "list_jobs",
