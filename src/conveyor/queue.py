@@ -289,11 +289,15 @@ class Queue:
             SerializationError: When an argument cannot be serialized; nothing is stored.
             ConfigurationError: When ``connection`` is given to a backend that cannot use it.
         """
-        await self._ensure_connected()
+        if not self._connected:
+            await self.connect()
         job = self._build(job_or_func, kwargs)
         if self._before_enqueues:
             await self._before_enqueue(job)
-        [inserted] = await self._insert([self._prepare(job)], connection)
+        if connection is None:  # the common case, without the extra await of _insert
+            [inserted] = await self.backend.enqueue([self._prepare(job)])
+        else:
+            [inserted] = await self._insert([self._prepare(job)], connection)
         if not inserted:
             return None
         for hook in self.instrumentation:

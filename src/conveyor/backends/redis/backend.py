@@ -240,8 +240,12 @@ class RedisBackend:
         holds the server for long; the calls are pipelined, each written while the next
         is packed.
         """
-        if len(jobs) == 1:  # queue.enqueue(...)
-            [flag] = await self._run("enqueue", _job_args(jobs[0]))
+        if len(jobs) == 1:  # queue.enqueue(...): _run without its extra await
+            scripts = self._scripts
+            try:
+                [flag] = await scripts.call_one("enqueue", scripts.pack(_job_args(jobs[0])), 8)
+            except (RedisError, OSError) as exc:
+                raise await self._failure("enqueue", exc) from exc
             return [bool(flag)]
         if not jobs:
             return []
