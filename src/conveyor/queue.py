@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 import traceback as tb_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from conveyor import lifecycle, waiting
-from conveyor.backends import backend_from_url
+# The longer method bodies are functions in these modules, taking the queue.
+from conveyor import claims, inspection, lifecycle, results, stores, waiting
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
 from conveyor.errors import ConfigurationError, JobError, JobNotFoundError
 from conveyor.job import (
@@ -104,31 +103,11 @@ class Queue:
             UnsupportedURLError: For an unknown scheme, listing the supported ones.
             MissingDependencyError: When the backend's extra is not installed.
         """
-        queue_keys = {"name", "dump", "load", "defaults", "swept_error_message", "instrumentation"}
-        queue_kwargs = {k: v for k, v in kwargs.items() if k in queue_keys}
-        backend_kwargs = {k: v for k, v in kwargs.items() if k not in queue_keys}
+        queue_kwargs, backend_kwargs = stores.split_options(kwargs)
         name = queue_kwargs.get("name", "default")
-        backend = backend_from_url(url, name, **backend_kwargs)
-        if runs_url is None:
-            return cls(backend, **queue_kwargs)
-        load: Loader = queue_kwargs.get("load") or default_load
-        # The URL's digest tells job stores apart in a shared run store; the name, queues.
-        digest = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:8]
-        runs = backend_from_url(runs_url, name)
-        if not runs.capabilities.run_store:
-            raise ConfigurationError(
-                f"the {runs.name} backend cannot keep another store's runs (runs_url="
-                f"{runs_url.split('://', 1)[0]}://...); use SQLite, PostgreSQL or memory"
-            )
-        from conveyor.backends.split import SplitBackend  # only for a separate run store
-
-        split = SplitBackend(
-            backend,
-            runs,
-            function_of=lambda row: str(load(row.payload)["function"]),
-            namespace=f"{backend.name}-{digest}:{name}",
-        )
-        return cls(split, **queue_kwargs)
+        load = queue_kwargs.get("load")
+        backend = stores.backend_for_urls(url, runs_url, name, load, **backend_kwargs)
+        return cls(backend, **queue_kwargs)
 
     # Lifecycle
 
@@ -370,16 +349,7 @@ class Queue:
             JobError: When the job failed or was aborted.
             TimeoutError: When it did not finish in time.
         """
-        if isinstance(job_or_func, Job):
-            # A whole job: enqueue it as it is (its key, arguments and options) and wait.
-            job = await self.enqueue(job_or_func, **kwargs)
-            key = job.key if job is not None else job_or_func.key
-            [finished] = await self.wait([key], timeout)
-            if finished.status != Status.COMPLETE:
-                raise JobError(finished)
-            return finished.result
-        results = await self.map(job_or_func, [kwargs], timeout=timeout)
-        return results[0]
+        return await results.apply(self, job_or_func, timeout, kwargs)
 
     async def map(
         self,
@@ -403,26 +373,14 @@ class Queue:
         """
         template = job_or_func
         if isinstance(template, Job):
-            base = template
-            template = base.function
             # The template's arguments and options, under what this call gives.
-            options = {k: getattr(base, k) for k in (*POLICY_FIELDS, "priority", "group_key")}
-            kwargs = {**options, **(base.kwargs or {}), **kwargs}
+            kwargs = results.template_arguments(template, kwargs)
+            template = template.function
         jobs = [self._build(template, {**kwargs, **one}) for one in iter_kwargs]
-        enqueued = await self.enqueue_many(jobs)
-        keys = [job.key for job in jobs]
-        del enqueued  # an existing job with the same key is awaited just the same
-        finished = await self.wait(keys, timeout)
-        results: list[Any] = []
-        for job in finished:
-            if job.status == Status.COMPLETE:
-                results.append(job.result)
-                continue
-            error = JobError(job)
-            if not return_exceptions:
-                raise error
-            results.append(error)
-        return results
+        # An existing job with the same key is awaited just the same.
+        await self.enqueue_many(jobs)
+        finished = await self.wait([job.key for job in jobs], timeout)
+        return results.results_of(finished, return_exceptions)
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -460,49 +418,19 @@ class Queue:
     ) -> AsyncIterator[Job]:
         """Every job with one of ``statuses`` (all by default), newest first, page by page."""
         await self._ensure_connected()
-        wanted = [Status(s).value for s in statuses] if statuses is not None else None
-        offset = 0
-        while True:
-            rows = await self.backend.list_jobs(wanted, offset, batch_size)
-            for row in rows:
-                job = self.deserialize(row)
-                if job is not None:
-                    yield job
-            if len(rows) < batch_size:
-                return
-            offset += batch_size
+        async with contextlib.aclosing(inspection.iter_jobs(self, statuses, batch_size)) as jobs:
+            async for job in jobs:
+                yield job
 
     async def count(self, kind: str) -> int:
         """How many jobs are ``queued``, ``active``, ``scheduled`` or ``incomplete``."""
         await self._ensure_connected()
-        kinds = {
-            "queued": ["queued"],
-            "active": ["active", "aborting"],
-            "scheduled": ["scheduled"],
-            "incomplete": ["queued", "active", "aborting"],
-        }
-        if kind not in kinds:
-            raise ValueError(f"unknown count kind {kind!r}; use one of {', '.join(kinds)}")
-        counts = await self.backend.count(kinds[kind])
-        return sum(counts.values())
+        return await inspection.count(self, kind)
 
     async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> dict[str, Any]:
         """The queue's state: workers, counts and (with ``jobs``) a page of incomplete jobs."""
         await self._ensure_connected()
-        counts = await self.backend.count(["queued", "active", "aborting", "scheduled"])
-        workers = {wid: self.load(info) for wid, info in (await self.backend.workers()).items()}
-        out: dict[str, Any] = {
-            "name": self.name,
-            "workers": workers,
-            "queued": counts["queued"] - counts["scheduled"],
-            "active": counts["active"] + counts["aborting"],
-            "scheduled": counts["scheduled"],
-            "jobs": [],
-        }
-        if jobs:
-            rows = await self.backend.list_jobs(["queued", "active", "aborting"], offset, limit)
-            out["jobs"] = [j.info(full=True) for r in rows if (j := self.deserialize(r))]
-        return out
+        return await inspection.info(self, jobs, offset, limit)
 
     # Waiting (the loops live in conveyor.waiting)
 
@@ -620,15 +548,7 @@ class Queue:
     ) -> Job | None:
         """Claim one job, waiting up to ``timeout`` seconds (0: do not wait)."""
         await self._ensure_connected()
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = await self.backend.claim(worker_id, 1, lease_s, time.time())
-            if rows:
-                return self.deserialize(rows[0])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            await self.backend.wait_for_work(left)
+        return await claims.dequeue(self, timeout, worker_id, lease_s)
 
     async def schedule(self, lock: int = 1) -> list[str]:
         """Kept for SAQ compatibility: scheduled jobs become claimable by themselves."""
@@ -646,18 +566,7 @@ class Queue:
             The keys of the recovered jobs.
         """
         await self._ensure_connected()
-        now = time.time()
-        rows = await self.backend.recover(worker_id, 100, max(float(lock), 5.0), now)
-        transitions = []
-        for row in rows:
-            job = self.deserialize(row)
-            if job is None:
-                continue
-            transitions.append(self.recovery_transition(job))
-        if transitions:
-            await self.backend.finish(transitions)
-        await self.backend.expire(now, 1000)
-        return [t.key for t in transitions]
+        return await claims.sweep(self, lock, worker_id)
 
     def recovery_transition(self, job: Job) -> Transition:
         """What happens to a job whose worker died: retry if it may, else fail."""
