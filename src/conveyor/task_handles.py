@@ -50,9 +50,6 @@ JOB_OPTIONS = frozenset(
         "meta",
     }
 )
-# Options that describe every job of a task; ``key``, ``scheduled`` and ``meta`` belong to
-# one job and are only set through :meth:`Task.options`.
-_TASK_OPTIONS = ("timeout", "heartbeat", "retries", "ttl", "retry_delay", "retry_backoff")
 
 
 def describe_callable(fn: Callable[..., Any]) -> str:
