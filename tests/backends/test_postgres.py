@@ -206,6 +206,7 @@ async def test_user_pool_is_used_and_left_open(url: str, make: Factory) -> None:
     await pool.open()
     try:
         backend = await make(pool=pool)
+        assert backend._database().held is None  # no connection of its own beside the pool
         assert await backend.enqueue([_job("via-pool")]) == [True]
         [row] = await backend.claim("w", 1, 30, time.time())
         assert row.key == "via-pool"

@@ -13,12 +13,10 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from backends import test_postgres
 from backends.test_postgres import Factory, _job
 from conveyor.backends.postgres import PostgresBackend
-from conveyor.backends.postgres.config import split_url
 from conveyor.backends.postgres.database import Database, Held
 from conveyor.testing import wait_until
 
@@ -105,20 +103,6 @@ async def test_disconnect_closes_every_connection(make: Factory, admin: Any, sch
         return not await _app_pids(admin, schema)
 
     await wait_until(none_left, message="no connection left")
-
-
-async def test_no_held_connection_beside_a_users_pool(url: str, make: Factory) -> None:
-    conninfo, _ = split_url(url)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        conninfo, kwargs={"autocommit": True}, min_size=1, max_size=2, open=False
-    )
-    await pool.open()
-    try:
-        backend = await make(pool=pool)
-        assert _db(backend).held is None
-        assert await backend.enqueue([_job("via-pool")]) == [True]
-    finally:
-        await pool.close()
 
 
 async def test_a_failed_connect_waits_before_trying_again() -> None:

@@ -105,8 +105,7 @@ class Scripts:
             line.write(b"*%d\r\n%b%b" % (self._fixed + count, self._heads[name], body))
             reply = await line.read()
         except BaseException as exc:
-            await lines.discard(line)
-            failure = lines.failure(line, exc)
+            failure = await lines.discard(line, exc)
             if failure is exc:
                 raise
             raise failure from exc
@@ -147,8 +146,7 @@ class Scripts:
                 for i, reply in zip(missing, await _read(line, lines, len(missing)), strict=True):
                     replies[i] = reply
         except BaseException as exc:
-            await lines.discard(line)
-            failure = lines.failure(line, exc)
+            failure = await lines.discard(line, exc)
             if failure is exc:
                 raise
             raise failure from exc

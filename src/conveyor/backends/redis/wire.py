@@ -205,16 +205,17 @@ class Lines:
         else:
             await self._pool.release(line.conn)
 
-    async def discard(self, line: Line) -> None:
-        """Close a line's connection (its state is unknown) and give it back."""
+    async def discard(self, line: Line, exc: BaseException) -> BaseException:
+        """Close a line's connection after a call failed with ``exc`` (its state is
+        unknown) and give it back.
+
+        Returns:
+            The error to raise: ``exc``, or a timeout when the watchdog closed the socket.
+        """
         try:
             await line.conn.disconnect(nowait=True)
         finally:
             await self.release(line)
-
-    def failure(self, line: Line, exc: BaseException) -> BaseException:
-        """The error to raise for ``exc`` on ``line``: a timeout when the watchdog closed
-        the socket."""
         if line is self._own and self.timed_out and isinstance(exc, RedisConnectionError | OSError):
             return RedisTimeoutError(f"Timeout reading from Redis after {self._timeout} s")
         return exc
