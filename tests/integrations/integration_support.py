@@ -1,4 +1,5 @@
-"""Serving an ASGI application in the test's event loop, lifespan included.
+"""Serving an ASGI application in the test's event loop, lifespan included; and the
+two-queue set-up the adapters' tests share.
 
 An ASGI server runs the application's lifespan, then hands every request a copy of the
 lifespan state (``scope["state"]``). :func:`serve` does the same in process, so the
@@ -11,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from conveyor.integrations import Conveyor, QueueConfig
+from conveyor.testing.backends import isolated_url
 
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[..., Coroutine[Any, Any, None]]
@@ -81,3 +86,16 @@ async def poll_job(
 def finished(body: dict[str, Any]) -> bool:
     """Whether a job status answer says the job has finished."""
     return body["status"] in ("complete", "failed", "aborted")
+
+
+async def greet(ctx: dict[str, Any], *, name: str) -> str:
+    """The task the adapters' tests trigger."""
+    return f"hello {name}"
+
+
+def two_queues(tmp_path: Path) -> Conveyor:
+    """``default`` (with :func:`greet`) and ``emails``, on one SQLite file of the test's."""
+    url = isolated_url("sqlite", tmp_path)
+    return Conveyor(
+        [QueueConfig("default", url=url, tasks=[greet]), QueueConfig("emails", url=url)]
+    )

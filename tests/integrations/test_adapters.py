@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_support import serve
+from integration_support import serve, two_queues
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -16,20 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from conveyor import ConfigurationError
-from conveyor.integrations import Conveyor, QueueConfig
 from conveyor.integrations.starlette import console_auth, get_conveyor, get_queue, mount_console
-from conveyor.testing.backends import isolated_url
-
-
-async def greet(ctx: dict[str, Any], *, name: str) -> str:
-    return f"hello {name}"
-
-
-def two_queues(tmp_path: Path) -> Conveyor:
-    url = isolated_url("sqlite", tmp_path)
-    return Conveyor(
-        [QueueConfig("default", url=url, tasks=[greet]), QueueConfig("emails", url=url)]
-    )
 
 
 async def describe(request: Request) -> JSONResponse:

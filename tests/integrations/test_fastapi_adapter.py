@@ -10,27 +10,15 @@ import pytest
 pytest.importorskip("fastapi")
 
 import fastapi
-from integration_support import serve
+from integration_support import serve, two_queues
 
 from conveyor import Queue
-from conveyor.integrations import Conveyor, QueueConfig
+from conveyor.integrations import Conveyor
 from conveyor.integrations.fastapi import conveyor_dependency, queue_dependency, status_router
-from conveyor.testing.backends import isolated_url
 
 Emails = Annotated[Queue, fastapi.Depends(queue_dependency("emails"))]
 Default = Annotated[Queue, fastapi.Depends(queue_dependency())]
 Holder = Annotated[Conveyor, fastapi.Depends(conveyor_dependency)]
-
-
-async def greet(ctx: dict[str, Any], *, name: str) -> str:
-    return f"hello {name}"
-
-
-def two_queues(tmp_path: Path) -> Conveyor:
-    url = isolated_url("sqlite", tmp_path)
-    return Conveyor(
-        [QueueConfig("default", url=url, tasks=[greet]), QueueConfig("emails", url=url)]
-    )
 
 
 async def test_fastapi_injects_typed_queues(tmp_path: Path) -> None:

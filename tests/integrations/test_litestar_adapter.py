@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("litestar")
 
+from integration_support import two_queues
 from litestar import Litestar, post
 from litestar.testing import AsyncTestClient
 
@@ -20,17 +21,6 @@ from conveyor.integrations.litestar import (
     provide_queue,
 )
 from conveyor.testing.backends import isolated_url
-
-
-async def greet(ctx: dict[str, Any], *, name: str) -> str:
-    return f"hello {name}"
-
-
-def two_queues(tmp_path: Path) -> Conveyor:
-    url = isolated_url("sqlite", tmp_path)
-    return Conveyor(
-        [QueueConfig("default", url=url, tasks=[greet]), QueueConfig("emails", url=url)]
-    )
 
 
 async def test_the_plugin_injects_queues_and_mounts_the_console(tmp_path: Path) -> None:

@@ -37,8 +37,9 @@ from conveyor.integrations.starlette import (
     get_conveyor,
     get_queue,
     mount_console,
+    problem_response,
 )
-from conveyor.integrations.status import JobStatusService, problem, status_path
+from conveyor.integrations.status import JobStatusService, status_path
 from conveyor.queue import Queue
 
 
@@ -116,14 +117,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _answer(exc: ConveyorError) -> JSONResponse:
-    found = problem(exc)
-    if found is None:
-        raise exc
-    status, body = found
-    return JSONResponse(body, status_code=status)
-
-
 def status_router(
     conveyor: Conveyor,
     *,
@@ -162,7 +155,7 @@ def status_router(
         try:
             accepted = await service.trigger(task_name, args)
         except ConveyorError as exc:
-            return _answer(exc)
+            return problem_response(exc)
         location = status_path(request.url.path, accepted.key)
         content = JobAcceptedModel(**accepted.to_dict(), status_url=location)
         return JSONResponse(content.model_dump(), status_code=202, headers={"Location": location})
@@ -177,7 +170,7 @@ def status_router(
         try:
             report = await service.report(key)
         except ConveyorError as exc:
-            return _answer(exc)
+            return problem_response(exc)
         return report.to_dict()
 
     return router

@@ -152,7 +152,9 @@ def mount_console(
     return console
 
 
-def _answer(exc: ConveyorError) -> JSONResponse:
+def problem_response(exc: ConveyorError) -> JSONResponse:
+    """The JSON answer of a status route's error (see
+    :func:`~conveyor.integrations.status.problem`); other errors are raised again."""
     found = problem(exc)
     if found is None:
         raise exc
@@ -192,7 +194,7 @@ def status_routes(
         try:
             accepted = await service.trigger(request.path_params["task_name"], args)
         except ConveyorError as exc:
-            return _answer(exc)
+            return problem_response(exc)
         location = status_path(request.url.path, accepted.key)
         content = {**accepted.to_dict(), "status_url": location}
         return JSONResponse(content, status_code=202, headers={"Location": location})
@@ -201,7 +203,7 @@ def status_routes(
         try:
             report = await service.report(request.path_params["key"])
         except ConveyorError as exc:
-            return _answer(exc)
+            return problem_response(exc)
         return JSONResponse(report.to_dict())
 
     return [
