@@ -27,6 +27,16 @@ def csrf_of(page: httpx.Response) -> str:
     return html.unescape(found.group(1))
 
 
+async def post_greet(
+    client: httpx.AsyncClient, token: str, mode: str = "form", **fields: str
+) -> httpx.Response:
+    """Post the enqueue form for ``greet``; ``fields`` by their form names (``arg.name``
+    is ``arg_name`` here)."""
+    data = {"csrf_token": token, "job": "greet", "mode": mode}
+    data.update({name.replace("arg_", "arg.", 1): value for name, value in fields.items()})
+    return await client.post("/enqueue", data=data)
+
+
 async def signed_in(client: httpx.AsyncClient, user: str, password: str) -> httpx.Response:
     """Sign in through the form; returns the overview page."""
     response = await client.post(
@@ -101,57 +111,24 @@ async def test_enqueue_form_shows_errors_next_to_fields(
 ) -> None:
     client = client_factory(create_app(admin))
     token = csrf_of(await client.get("/enqueue?job=greet"))
-    bad = await client.post(
-        "/enqueue",
-        data={
-            "csrf_token": token,
-            "job": "greet",
-            "mode": "form",
-            "arg.name": "",
-            "arg.times": "many",
-            "arg.loud": "false",
-            "when": "now",
-        },
+    bad = await post_greet(
+        client, token, arg_name="", arg_times="many", arg_loud="false", when="now"
     )
     assert bad.status_code == 422
     times_field = bad.text.split('name="arg.times"', 1)[1].split("</div>", 1)[0]
     assert "expected a whole number" in times_field
     assert 'value="many"' in times_field
-    missing = await client.post(
-        "/enqueue",
-        data={
-            "csrf_token": token,
-            "job": "greet",
-            "mode": "form",
-            "arg.name": "",
-            "arg.times": "2",
-            "when": "now",
-        },
-    )
+    missing = await post_greet(client, token, arg_name="", arg_times="2", when="now")
     name_field = missing.text.split('name="arg.name"', 1)[1].split("</div>", 1)[0]
     assert missing.status_code == 422 and "missing required parameter" in name_field
-    raw = await client.post(
-        "/enqueue",
-        data={"csrf_token": token, "job": "greet", "mode": "json", "args": '{"name": 5}'},
-    )
+    raw = await post_greet(client, token, mode="json", args='{"name": 5}')
     assert raw.status_code == 422 and "expected str" in raw.text
-    broken = await client.post(
-        "/enqueue", data={"csrf_token": token, "job": "greet", "mode": "json", "args": "{"}
-    )
+    broken = await post_greet(client, token, mode="json", args="{")
     assert broken.status_code == 400 and "not valid JSON" in broken.text
     assert (await admin.runs()).total == 0
 
-    ok = await client.post(
-        "/enqueue",
-        data={
-            "csrf_token": token,
-            "job": "greet",
-            "mode": "form",
-            "arg.name": "form",
-            "arg.times": "2",
-            "arg.loud": "true",
-            "when": "now",
-        },
+    ok = await post_greet(
+        client, token, arg_name="form", arg_times="2", arg_loud="true", when="now"
     )
     assert ok.status_code == 303 and ok.headers["location"].startswith("/runs?key=")
     landing = await client.get(ok.headers["location"])
@@ -170,17 +147,8 @@ async def test_enqueue_form_shows_errors_next_to_fields(
 async def test_enqueue_form_at_a_chosen_time(admin: Admin, client_factory: Clients) -> None:
     client = client_factory(create_app(admin))
     token = csrf_of(await client.get("/enqueue?job=greet"))
-    response = await client.post(
-        "/enqueue",
-        data={
-            "csrf_token": token,
-            "job": "greet",
-            "mode": "form",
-            "arg.name": "later",
-            "when": "at",
-            "scheduled_at": "2999-01-01T10:00",
-            "tz_offset": "-60",
-        },
+    response = await post_greet(
+        client, token, arg_name="later", when="at", scheduled_at="2999-01-01T10:00", tz_offset="-60"
     )
     assert response.status_code == 303 and response.headers["location"] == "/jobs?state=queued"
     [job] = (await client.get("/api/jobs")).json()["jobs"]
