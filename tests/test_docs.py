@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from mypy_support import run_mypy
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
@@ -303,7 +305,7 @@ def quoted_python() -> list[Path]:
 
 
 def test_quoted_python_type_checks(tmp_path: Path) -> None:
-    mypy_api = pytest.importorskip("mypy.api")
+    pytest.importorskip("mypy.api")
     by_directory: dict[Path, list[Path]] = {}
     for path in quoted_python():
         by_directory.setdefault(path.parent, []).append(path)
@@ -311,22 +313,9 @@ def test_quoted_python_type_checks(tmp_path: Path) -> None:
     failures = []
     for directory, files in sorted(by_directory.items()):
         # One run per directory: two directories may each have their own worker.py.
-        stdout, stderr, status = mypy_api.run(
-            [
-                "--strict",
-                "--python-version",
-                "3.11",
-                "--no-error-summary",
-                "--show-error-codes",
-                "--cache-dir",
-                str(tmp_path / "mypy-cache"),
-                "--config-file",
-                str(ROOT / "pyproject.toml"),
-                *[str(f) for f in files],
-            ]
-        )
+        output, status = run_mypy(files, tmp_path / "mypy-cache")
         if status != 0:
-            failures.append(f"{directory.relative_to(ROOT)}:\n{stdout}{stderr}")
+            failures.append(f"{directory.relative_to(ROOT)}:\n{output}")
     assert not failures, "\n".join(failures)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mypy import api as mypy_api
 
 from conveyor.cron import CronJob
 from conveyor.errors import ArgumentsError, ConfigurationError, CronExpressionError, JobError
@@ -18,6 +17,7 @@ from conveyor.tasks import Registry, Task, task
 from conveyor.testing.fixtures import running_worker
 from conveyor.types import Context
 from conveyor.worker import Worker
+from mypy_support import run_mypy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -299,31 +299,13 @@ async def test_a_worker_takes_a_registry_with_its_cron_jobs(queue: Queue) -> Non
 # Static typing: mypy checks the arguments of enqueue and apply.
 
 
-def run_mypy(path: Path, cache: Path) -> tuple[str, int]:
-    stdout, stderr, status = mypy_api.run(
-        [
-            "--strict",
-            "--python-version",
-            "3.11",
-            "--no-error-summary",
-            "--show-error-codes",
-            "--cache-dir",
-            str(cache),
-            "--config-file",
-            str(REPO / "pyproject.toml"),
-            str(path),
-        ]
-    )
-    return stdout + stderr, status
-
-
 @pytest.fixture(scope="module")
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mypy-cache")
 
 
 def test_correct_uses_of_task_handles_type_check(mypy_cache: Path) -> None:
-    output, status = run_mypy(REPO / "tests" / "typecheck" / "task_handles.py", mypy_cache)
+    output, status = run_mypy([REPO / "tests" / "typecheck" / "task_handles.py"], mypy_cache)
     assert status == 0, output
 
 
@@ -350,7 +332,7 @@ def test_wrong_arguments_are_type_errors(tmp_path: Path, mypy_cache: Path) -> No
     )
     wrong = tmp_path / "wrong_handles.py"
     wrong.write_text(source)
-    output, status = run_mypy(wrong, mypy_cache)
+    output, status = run_mypy([wrong], mypy_cache)
     assert status == 1, output
     flagged = {int(line.split(":")[1]) for line in output.splitlines() if ": error:" in line}
     assert flagged == {13, 14, 15, 16, 17}, output
