@@ -205,6 +205,8 @@ class Queue:
                 if name not in _JOB_FIELDS:
                     raise TypeError(f"{name!r} is not a Job field")
                 setattr(job, name, value)
+        elif not kwargs and isinstance(job_or_func, str):
+            job = Job(job_or_func)  # the most common call: a name alone
         else:
             name = job_or_func if isinstance(job_or_func, str) else job_or_func.name
             if not isinstance(job_or_func, str):
@@ -214,7 +216,8 @@ class Queue:
             task_kwargs = {k: v for k, v in kwargs.items() if k not in _JOB_FIELDS}
             job = Job(function=name, kwargs=task_kwargs or None, **job_kwargs)
         job.queue = self
-        apply_defaults(job, self.defaults, getattr)
+        if self.defaults:
+            apply_defaults(job, self.defaults, getattr)
         return job
 
     async def _before_enqueue(self, job: Job) -> None:

@@ -26,7 +26,8 @@ from backends.test_redis import (
 )
 from conveyor.backends.base import LogLine, NewJob
 from conveyor.backends.redis import RedisBackend
-from conveyor.backends.redis.backend import ENQUEUE_CHUNK
+from conveyor.backends.redis.backend import ENQUEUE_CHUNK, _job_args, _pack_job
+from conveyor.backends.redis.scripts import Scripts
 from conveyor.backends.redis.wire import pack
 from conveyor.errors import BackendError
 from conveyor.testing import wait_until
@@ -47,6 +48,36 @@ def test_arguments_are_packed_as_redis_py_packs_them(value: Any) -> None:
 def test_unpackable_arguments_are_refused(value: Any) -> None:
     with pytest.raises(DataError):
         pack([value])
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        NewJob("k", "fn", '{"a":1}'),
+        NewJob("ünï", "fñ", "€ payload".encode(), priority=-3, due=1.5e9, group_key="g€"),
+        NewJob("k", "fn", b"", priority=2**70, due=0.25),
+        NewJob("k", "fn", b"x", priority=1.5),  # type: ignore[arg-type]
+        NewJob("k", "fn", bytearray(b"x")),  # type: ignore[arg-type]
+        NewJob("k", "fn", b"x", once="mark", once_ttl=0.0015),
+    ],
+    ids=["json", "unicode-group-due", "big-int", "float-priority", "bytearray", "once"],
+)
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_a_job_is_packed_as_its_general_arguments_are(new: NewJob, encoding: str) -> None:
+    # The one-step packing of the usual job must send what the general packing sends.
+    client = Redis(encoding=encoding)
+    scripts = Scripts(client, ("k",), ("base",))
+    if encoding != "utf-8" and any(
+        ord(c) > 255 for c in new.key + new.function + (new.group_key or "")
+    ):
+        pytest.skip("not encodable in latin-1")
+    assert _pack_job(new, scripts) == scripts.pack(_job_args(new))
+
+
+def test_a_bool_priority_is_refused_as_redis_py_refuses_it() -> None:
+    scripts = Scripts(Redis(), ("k",), ("base",))
+    with pytest.raises(DataError):
+        _pack_job(NewJob("k", "fn", b"", priority=True), scripts)
 
 
 async def test_concurrent_calls_all_complete(backend: RedisBackend) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -243,7 +242,7 @@ class RedisBackend:
         if len(jobs) == 1:  # queue.enqueue(...): _run without its extra await
             scripts = self._scripts
             try:
-                [flag] = await scripts.call_one("enqueue", scripts.pack(_job_args(jobs[0])), 8)
+                [flag] = await scripts.call_one("enqueue", _pack_job(jobs[0], scripts), 8)
             except (RedisError, OSError) as exc:
                 raise await self._failure("enqueue", exc) from exc
             return [bool(flag)]
@@ -253,10 +252,10 @@ class RedisBackend:
         return [bool(flag) for reply in replies for flag in reply]
 
     def _enqueue_frames(self, jobs: Sequence[NewJob]) -> Iterator[tuple[bytes, int]]:
-        pack = self._scripts.pack
+        scripts = self._scripts
         for i in range(0, len(jobs), ENQUEUE_CHUNK):
             part = jobs[i : i + ENQUEUE_CHUNK]
-            yield pack(itertools.chain.from_iterable(map(_job_args, part))), 8 * len(part)
+            yield b"".join([_pack_job(job, scripts) for job in part]), 8 * len(part)
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
@@ -506,6 +505,39 @@ def _finish_args(transitions: Sequence[Transition]) -> list[Any]:
             (run.error or "") if run else "",
         )
     return args
+
+
+#: One job's 8 script arguments as RESP bulk strings, to be formatted in one step.
+_JOB_BODY = b"$%d\r\n%b\r\n" * 8
+
+
+def _pack_job(job: NewJob, scripts: Scripts) -> bytes:
+    """The 8 script arguments of one job (see ``enqueue.lua``), packed for a call.
+
+    The usual job (text key and name, an int priority, no once mark, a UTF-8 client) is
+    formatted in one step: about 5 us less per awaited enqueue than :func:`_job_args`
+    through the general packing, which takes every other shape (and rejects what
+    redis-py would reject, a bool priority say).
+    """
+    key, function, payload, priority = job.key, job.function, job.payload, job.priority
+    if type(payload) is str:
+        payload = payload.encode()
+    if (
+        not scripts.plain_utf8
+        or job.once
+        or type(priority) is not int
+        or type(payload) is not bytes
+        or type(key) is not str
+        or type(function) is not str
+    ):
+        return scripts.pack(_job_args(job))
+    k, f = key.encode(), function.encode()
+    p, d = b"%d" % priority, repr(float(job.due)).encode()
+    g = job.group_key.encode() if job.group_key else b""
+    return _JOB_BODY % (
+        *(len(k), k, len(f), f, len(payload), payload, len(p), p),
+        *(len(d), d, len(g), g, 0, b"", 1, b"0"),
+    )
 
 
 def _job_args(job: NewJob) -> tuple[Any, ...]:

@@ -65,6 +65,12 @@ class Scripts:
     def __init__(self, client: Any, keys: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
         self._client = client
         self.lines = Lines(client.connection_pool)
+        #: Whether text is sent as ``str.encode()`` does (UTF-8, strict): packers may
+        #: then encode it themselves.
+        self.plain_utf8 = (
+            self.lines.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+            and self.lines.errors == "strict"
+        )
         fixed = (len(keys), *keys, *prefixes)
         self._fixed = 2 + len(fixed)
         self._heads = {
