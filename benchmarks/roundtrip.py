@@ -11,7 +11,9 @@ reset). Rows:
   client pays for one round trip on this machine.
 - ``saq script``: the same minimal client calling SAQ's enqueue script (its text, as SAQ
   0.26 sends it, written here): the server's share of SAQ's enqueue.
-- ``conveyor script``: the same minimal client calling Conveyor's ``enqueue`` script.
+- ``conveyor script``: the same minimal client calling Conveyor's ``enqueue`` function (the
+  library the backend loads on Redis 7+; ``conveyor evalsha``: the same script by
+  ``EVALSHA``, as on older servers).
 - ``conveyor enqueue``: ``await queue.enqueue("noop")``, everything included.
 
 Rows take turns for ``--runs`` rounds; each figure is the median over rounds. Every key
@@ -38,7 +40,7 @@ import hiredis
 from redis.asyncio import Redis
 
 from conveyor import Queue
-from conveyor.backends.redis.scripts import sources
+from conveyor.backends.redis.scripts import library, sources
 
 SAQ_SCRIPT = """
 if not redis.call('ZSCORE', KEYS[1], KEYS[2]) and redis.call('EXISTS', KEYS[4]) == 0 then
@@ -84,23 +86,25 @@ class Client(asyncio.Protocol):
         return await self.reply
 
 
-async def evalsha_usec(probe: Redis) -> tuple[int, int]:
-    stats = (await probe.info("commandstats")).get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+async def script_usec(probe: Redis) -> tuple[int, int]:
+    """Calls and microseconds of EVALSHA and FCALL so far."""
+    info = await probe.info("commandstats")
+    stats = [info.get(f"cmdstat_{name}", {}) for name in ("evalsha", "fcall")]
+    return sum(int(s.get("calls", 0)) for s in stats), sum(int(s.get("usec", 0)) for s in stats)
 
 
 async def measure(
     n: int, probe: Redis, call: Callable[[], Awaitable[Any]]
 ) -> tuple[float, float, float]:
-    """Per call: wall us, client CPU us, server us per EVALSHA."""
-    calls0, usec0 = await evalsha_usec(probe)
+    """Per call: wall us, client CPU us, server us per script call."""
+    calls0, usec0 = await script_usec(probe)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     for _ in range(n):
         await call()
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    calls1, usec1 = await evalsha_usec(probe)
+    calls1, usec1 = await script_usec(probe)
     cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
     server = (usec1 - usec0) / max(1, calls1 - calls0)
     return wall / n * 1e6, cpu / n * 1e6, server
@@ -126,11 +130,13 @@ async def main(args: argparse.Namespace) -> None:
     base = f"{token}:{{rt}}:"  # the shape of a queue's key base (keys.KeyScheme.base)
     keys = [f"{base}k{i}" for i in range(11)]
 
-    def conveyor_args(sha: bytes) -> Callable[[], Awaitable[Any]]:
+    _, lib = library()  # loaded by queue.connect()
+
+    def conveyor_args(*head: str | bytes) -> Callable[[], Awaitable[Any]]:
         def call() -> Awaitable[Any]:
             key = uuid.uuid4().hex
             return client.call(
-                frame("EVALSHA", sha, 11, *keys, base, key, "noop", '{"k":1}', 0, "0.0", "", "", 0)
+                frame(*head, 11, *keys, base, key, "noop", '{"k":1}', 0, "0.0", "", "", 0)
             )
 
         return call
@@ -142,9 +148,10 @@ async def main(args: argparse.Namespace) -> None:
         return client.call(frame("EVALSHA", shas["saq"], 4, *keys, payload, "0"))
 
     rows: dict[str, Callable[[], Awaitable[Any]]] = {
-        "floor": conveyor_args(shas["floor"]),
+        "floor": conveyor_args("EVALSHA", shas["floor"]),
         "saq script": saq_args,
-        "conveyor script": conveyor_args(shas["conveyor"]),
+        "conveyor evalsha": conveyor_args("EVALSHA", shas["conveyor"]),
+        "conveyor script": conveyor_args("FCALL", f"{lib}_enqueue"),
         "conveyor enqueue": lambda: queue.enqueue("noop"),
     }
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in rows}

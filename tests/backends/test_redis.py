@@ -119,12 +119,6 @@ async def test_drop_deletes_only_its_own_prefix(backend: RedisBackend, tmp_path:
         await other.disconnect()
 
 
-async def test_scripts_are_reloaded_after_script_flush(backend: RedisBackend) -> None:
-    await backend._redis.script_flush()
-    assert await backend.enqueue([job("a")]) == [True]
-    assert [r.key for r in await backend.claim("w", 5, 30, time.time())] == ["a"]
-
-
 # Claiming and finishing in batches
 
 
