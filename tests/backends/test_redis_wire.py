@@ -169,6 +169,28 @@ async def test_a_server_without_functions_in_place_of_one_with_them_gets_scripts
         await probe.aclose()
 
 
+async def test_queues_past_the_librarys_memory_of_them_keep_their_own_keys(
+    backend: RedisBackend,
+) -> None:
+    # The function library keeps each queue's key names, up to 256 queues, then starts
+    # over; queues beyond that, and the first ones again, still use their own keys.
+    prefix = backend.keys.prefix
+    queues = [RedisBackend(backend._redis, f"q{i}", prefix=prefix) for i in range(300)]
+    try:
+        for rounds in range(2):
+            for i, queue in enumerate(queues):
+                await queue.connect()
+                new = NewJob(f"k{rounds}", "fn", f"q{i}".encode())
+                assert await queue.enqueue([new]) == [True]
+                assert (await queue.count(["queued"]))["queued"] == rounds + 1
+                rows = await queue.get([f"k{rounds}"])
+                assert rows[0] is not None and rows[0].payload == f"q{i}".encode()
+                await queue.disconnect()
+    finally:
+        for queue in queues:
+            await queue.disconnect()
+
+
 @pytest.mark.parametrize("size", [1, 300], ids=["single", "pipelined"])
 async def test_cancelled_calls_leave_no_reply_behind(backend: RedisBackend, size: int) -> None:
     # A call cancelled between sending and reading must not hand its reply to the next.

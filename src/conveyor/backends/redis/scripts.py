@@ -80,11 +80,10 @@ def library() -> tuple[str, str]:
     """The function library of every script, and its name.
 
     Each script's file becomes the body of a function that first points ``KEYS``,
-    ``ARGV`` and the setup's names at its call (the setup runs once per key base).
+    ``ARGV`` and the setup's names at its call (the setup runs once per key base). The
+    name is a digest of the whole text.
     """
     setup, common, bodies = _texts()
-    digest = hashlib.sha1("\0".join([setup, common, *bodies.values()]).encode()).hexdigest()
-    name = f"conveyor_{digest[:16]}"
     parts = [
         f"local KEYS, ARGV, {_SETUP_NAMES}",
         "local bases, kept = {}, 0",
@@ -104,12 +103,15 @@ def library() -> tuple[str, str]:
     ]
     for script, body in bodies.items():
         parts += [
-            f"redis.register_function('{name}_{script}', function(keys, args)",
+            f"redis.register_function('@_{script}', function(keys, args)",
             "enter(keys, args)",
             body,
             "end)",
         ]
-    return "\n".join([f"#!lua name={name}", *parts, ""]), name
+    text = "\n".join(parts)  # its functions named '@_<script>' until the digest is known
+    name = f"conveyor_{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+    named = text.replace("redis.register_function('@_", f"redis.register_function('{name}_")
+    return f"#!lua name={name}\n{named}", name
 
 
 def _unknown(reply: Any) -> bool:
@@ -144,18 +146,17 @@ class Scripts:
         self._heads: dict[str, bytes] = {}
         #: Whether calls go to the function library (else to scripts by EVALSHA).
         self.functions = True
-        self._use(functions=True)  # until loading says otherwise
+        self._use(library()[1])  # until loading says otherwise
 
-    def _use(self, functions: bool) -> None:
-        # The start of each script's frames: FCALL and its function, or EVALSHA and its
-        # sha; then the fixed keys and the key base.
-        if functions:
-            _, name = library()
+    def _use(self, name: str | None) -> None:
+        # The start of each script's frames: FCALL and its function in library ``name``,
+        # or (None) EVALSHA and its sha; then the fixed keys and the key base.
+        if name:
             calls = {script: f"{name}_{script}" for script in NAMES}
         else:
             calls = {script: _sha(text) for script, text in sources().items()}
-        self.functions = functions
-        command = "FCALL" if functions else "EVALSHA"
+        self.functions = name is not None
+        command = "FCALL" if name else "EVALSHA"
         encoding, errors = self.lines.encoding, self.lines.errors
         self._heads = {
             script: pack([command, call, *self._fixed_args], encoding, errors)
@@ -178,9 +179,9 @@ class Scripts:
                 for script in sources().values():
                     pipe.script_load(script)
                 await pipe.execute()
-                self._use(functions=False)
+                self._use(None)
                 return
-        self._use(functions=True)
+        self._use(name)
 
     def pack(self, args: Iterable[Any]) -> bytes:
         """Script arguments packed for :meth:`call` (a frame's body)."""
