@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 
@@ -80,3 +81,22 @@ def test_default_keys_are_time_ordered_version_7_uuids() -> None:
     # Keys made in different milliseconds sort in creation order.
     stamps = [uuid.UUID(key).int >> 80 for key in keys]
     assert stamps == sorted(stamps)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_processes_make_different_keys() -> None:
+    # Workers are forked from one parent: each must draw its own random bits.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its keys and leave at once
+        os.close(read)
+        os.write(write, "\n".join(Job("f").key for _ in range(200)).encode())
+        os._exit(0)
+    os.close(write)
+    mine = {Job("f").key for _ in range(200)}
+    with os.fdopen(read, "rb") as pipe:
+        theirs = set(pipe.read().decode().split("\n"))
+    os.waitpid(pid, 0)
+    assert len(theirs) == 200 and not mine & theirs
+    # The same millisecond and the same random state would give the same key.
+    assert {key[15:] for key in mine}.isdisjoint(key[15:] for key in theirs)

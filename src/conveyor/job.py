@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -61,11 +60,18 @@ def new_key() -> str:
 
     Every job without a key of its own gets one. Time-ordered keys land next to each other
     in a database's key index (cheaper inserts than random ones), sort by creation, and
-    cost less to make than ``str(uuid.uuid4())``.
+    cost less to make than ``str(uuid.uuid4())``. The random bits come from :mod:`random`
+    (seeded from the OS, and again in each forked process): keys must be unique, not
+    secret, and this is a microsecond less per job than ``os.urandom``.
     """
-    h = f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+    h = "%032x" % (value & _UUID_FREE | _UUID_V7)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: The bits of a version-7 UUID that are not its version and variant, and those two.
+_UUID_FREE = ~((0xF << 76) | (0x3 << 62))
+_UUID_V7 = (0x7 << 76) | (0x2 << 62)
 
 
 def is_default(value: Any) -> bool:

