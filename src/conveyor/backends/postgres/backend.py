@@ -44,6 +44,7 @@ from conveyor.backends.postgres.database import Database, Params, Row, first
 from conveyor.backends.postgres.enqueue import Enqueuer
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
+from conveyor.backends.postgres.statistics import Statistics
 from conveyor.errors import BackendError, ConfigurationError
 
 #: Every status a job row can have (the jobs_status constraint).
@@ -94,6 +95,7 @@ class PostgresBackend:
         self.sql = sqlfiles.load(self.settings.schema)
         self.channel = channel_name(self.settings.schema)
         self._enqueuer = Enqueuer(self.sql.queries, queue_name, self.channel)
+        self._statistics = Statistics(self.sql.queries, self.settings.schema)
         self._user_pool = pool
         self._db: Database | None = None
         self._listener: Listener | None = None
@@ -431,7 +433,12 @@ class PostgresBackend:
         await listener.finished.wait(timeout)
 
     async def expire(self, now: float, limit: int) -> int:
-        """Delete a bounded batch of expired finished jobs (and expired marks)."""
+        """Delete a bounded batch of expired finished jobs (and expired marks).
+
+        The backend's periodic maintenance (a worker's sweep runs it), so it also analyzes
+        the tables that were never analyzed (see :mod:`~conveyor.backends.postgres.statistics`).
+        """
+        await self._statistics.maintain(self._database())
         if limit <= 0:
             return 0
         rows = await self._fetch("expire", self._params(now=float(now), limit=int(limit)))

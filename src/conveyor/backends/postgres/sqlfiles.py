@@ -23,6 +23,9 @@ _FRAGMENT = re.compile(r"\{\{(fragment_[a-z_]+)\}\}")
 QUERY_NAMES = frozenset(
     {
         "abort",
+        "analyze_jobs",
+        "analyze_lock",
+        "analyze_runs",
         "append_logs",
         "claim",
         "count",
@@ -49,6 +52,7 @@ QUERY_NAMES = frozenset(
         "record_version",
         "recover",
         "renew",
+        "tables_without_statistics",
         "update",
         "version_table",
         "workers",
