@@ -100,13 +100,13 @@ async def test_after_the_sweep_claim_and_finish_read_their_jobs_not_the_queue(
     claim = {
         "queue": backend.queue_name,
         "worker_id": "w",
-        "limit": 100,
         "now": now,
         "now_ms": int(now * 1000),
         "lease_until": now + 60,
     }
+    claim_100 = backend.sql.queries["claim"].replace("{{limit}}", "100")
     # The 100 jobs picked, then the 100 updated: not the 10,000 of the queue.
-    assert await _job_rows_read(admin, backend.sql.queries["claim"], claim) <= 300
+    assert await _job_rows_read(admin, claim_100, claim) <= 300
     rows = await backend.claim("w", 100, 60, time.time())
     transitions = [
         Transition(
@@ -125,6 +125,35 @@ async def test_after_the_sweep_claim_and_finish_read_their_jobs_not_the_queue(
     assert await _job_rows_read(admin, backend.sql.queries["finish"], finish) <= 200
     await backend.finish(transitions)
     assert {row.status for row in await backend.get([t.key for t in transitions])} == {"complete"}
+
+
+async def test_after_the_sweep_claims_reuse_a_cached_plan(
+    url: str, make: Factory, admin: Any, schema: str
+) -> None:
+    # One connection (a user's pool of one), so that every claim runs where it was prepared.
+    conninfo, _ = split_url(url)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        conninfo, kwargs={"autocommit": True}, min_size=1, max_size=1, open=False
+    )
+    await pool.open()
+    try:
+        backend = await make(pool=pool)
+        await _fill(backend, admin, schema, 2000)
+        await backend.expire(time.time(), 1000)
+        assert await _has_statistics(admin, schema, "jobs")
+        for _ in range(20):
+            assert len(await backend.claim("w", 10, 60, time.time())) == 10
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE %s",
+                ("%Take the next claimable jobs%",),
+            )
+            [(generic, custom)] = await cur.fetchall()
+    finally:
+        await pool.close()
+    # Planned for the first calls only, then run from the plan cache (not planned each time).
+    assert generic > custom
 
 
 async def test_one_process_analyzes_at_a_time(make: Factory, admin: Any, schema: str) -> None:

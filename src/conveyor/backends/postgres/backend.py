@@ -261,12 +261,15 @@ class PostgresBackend:
             self._seen_generation = self._listener.work_generation
         params = self._params(
             worker_id=worker_id,
-            limit=int(limit),
             now=float(now),
             now_ms=int(now * 1000),
             lease_until=float(now + lease_s),
         )
-        rows = await self._fetch("claim", params, conflict_retries=_GROUP_CONFLICT_RETRIES)
+        # The batch size is a literal of the statement: see the claim query.
+        query = self.sql.queries["claim"].replace("{{limit}}", str(int(limit)))
+        rows = await self._database().fetch(
+            "claim", query, params, conflict_retries=_GROUP_CONFLICT_RETRIES
+        )
         return [job_row(row) for row in rows]
 
     async def _next_due(self) -> float | None:

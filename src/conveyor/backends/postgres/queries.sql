@@ -5,6 +5,7 @@
 -- Parameters are psycopg's %(name)s placeholders (a literal percent sign is written %%);
 -- arrays travel in binary, %(name)b, which costs a fraction of the text format's escaping.
 -- A block named fragment_<x> is not a query: {{fragment_<x>}} in a query stands for it.
+-- {{limit}} (in claim only) is filled in by the backend at each call.
 -- Every statement that a worker runs once per batch is a single statement: one round
 -- trip, one transaction, whatever the batch size.
 
@@ -148,6 +149,11 @@ inserted AS (
 -- joined to jobs: with a join, the planner may read the whole queue and hash it instead
 -- of looking the keys up (it does, with statistics, from some 5,000 to 20,000 jobs, for a
 -- claim of 100). Run ids are taken in the update's order, not in claim order.
+-- {{limit}} is the batch size, written in by the backend at each call: one prepared
+-- statement per batch size (psycopg keeps prepared_max of them per connection). With a
+-- parameter, the plan cache's generic plan would expect a tenth of the queue under the
+-- LIMIT, so once the table has statistics the statement would be planned again at every
+-- call (0.3 to 0.5 ms of server time each).
 WITH picked AS (
     SELECT j.key FROM {{schema}}.jobs j
     WHERE j.queue = %(queue)s AND j.status = 'queued' AND j.due <= %(now)s
@@ -165,7 +171,7 @@ WITH picked AS (
           )
       ))
     ORDER BY j.priority, j.due, j.seq
-    LIMIT %(limit)s
+    LIMIT {{limit}}
     FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
