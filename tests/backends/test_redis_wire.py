@@ -28,7 +28,7 @@ from conveyor.backends.base import LogLine, NewJob
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.backend import ENQUEUE_CHUNK, _job_args, _pack_job
 from conveyor.backends.redis.scripts import Scripts
-from conveyor.backends.redis.wire import pack
+from conveyor.backends.redis.wire import READ_SIZE, pack
 from conveyor.errors import BackendError
 from conveyor.testing import wait_until
 from conveyor.testing.backends import isolated_url
@@ -74,6 +74,22 @@ def test_a_bool_priority_is_refused_as_redis_py_refuses_it() -> None:
     scripts = Scripts(Redis(), ("k",), ("base",))
     with pytest.raises(DataError):
         _pack_job(NewJob("k", "fn", b"", priority=True), scripts)
+
+
+async def test_replies_larger_than_one_read_arrive_whole(backend: RedisBackend) -> None:
+    # Reads are capped below glibc's mapping threshold, on the own connection and on
+    # borrowed ones: a reply of several reads still arrives whole on both.
+    big = {f"k{i}": bytes([i]) * (3 * READ_SIZE + i) for i in range(3)}
+    jobs = [NewJob(key, "fn", payload) for key, payload in big.items()]
+    assert await backend.enqueue(jobs) == [True] * 3
+    own = backend._scripts.lines._own
+    assert own is not None and own.conn._writer.transport.max_size == READ_SIZE
+    single = await backend.get(["k0"])  # the own connection
+    together = await asyncio.gather(*(backend.get([key]) for key in big))  # and borrowed ones
+    assert single[0] is not None and single[0].payload == big["k0"]
+    assert [rows[0].payload if rows[0] else None for rows in together] == list(big.values())
+    borrowed = backend._redis.connection_pool._available_connections
+    assert borrowed and {c._writer.transport.max_size for c in borrowed} == {READ_SIZE}
 
 
 async def test_concurrent_calls_all_complete(backend: RedisBackend) -> None:
