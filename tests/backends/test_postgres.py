@@ -10,6 +10,7 @@ drops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -198,13 +199,30 @@ def test_bad_url_options_fail_with_configuration_error(url: str) -> None:
         PostgresBackend.from_url(url, "q")
 
 
-async def test_user_pool_is_used_and_left_open(url: str, make: Factory) -> None:
-    conninfo, options = split_url(url)
+@contextlib.asynccontextmanager
+async def user_pool(
+    url: str, *, autocommit: bool, max_size: int = 2, configure: Any = None
+) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    """A pool of the user's own, to the database of ``url``, closed at the end."""
+    conninfo, _ = split_url(url)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        conninfo, kwargs={"autocommit": False}, min_size=1, max_size=2, open=False
+        conninfo,
+        kwargs={"autocommit": autocommit},
+        configure=configure,
+        min_size=1,
+        max_size=max_size,
+        open=False,
     )
     await pool.open()
     try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_user_pool_is_used_and_left_open(url: str, make: Factory) -> None:
+    _, options = split_url(url)
+    async with user_pool(url, autocommit=False) as pool:
         backend = await make(pool=pool)
         assert backend._database().held is None  # no connection of its own beside the pool
         assert await backend.enqueue([_job("via-pool")]) == [True]
@@ -214,8 +232,6 @@ async def test_user_pool_is_used_and_left_open(url: str, make: Factory) -> None:
         async with pool.connection() as conn:
             cur = await conn.execute(f'SELECT status FROM "{options["schema"]}".jobs')
             assert await cur.fetchall() == [("active",)]  # committed despite autocommit off
-    finally:
-        await pool.close()
 
 
 # Enqueue

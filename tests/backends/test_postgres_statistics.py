@@ -18,13 +18,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from backends import test_postgres
-from backends.test_postgres import Factory, _job
+from backends.test_postgres import Factory, _job, user_pool
 from conveyor.backends.base import RunEnd, Transition
 from conveyor.backends.postgres import PostgresBackend, batches
-from conveyor.backends.postgres.config import split_url
 
 url = test_postgres.url
 schema = test_postgres.schema
@@ -131,12 +129,7 @@ async def test_after_the_sweep_claims_reuse_a_cached_plan(
     url: str, make: Factory, admin: Any, schema: str
 ) -> None:
     # One connection (a user's pool of one), so that every claim runs where it was prepared.
-    conninfo, _ = split_url(url)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        conninfo, kwargs={"autocommit": True}, min_size=1, max_size=1, open=False
-    )
-    await pool.open()
-    try:
+    async with user_pool(url, autocommit=True, max_size=1) as pool:
         backend = await make(pool=pool)
         await _fill(backend, admin, schema, 2000)
         await backend.expire(time.time(), 1000)
@@ -150,8 +143,6 @@ async def test_after_the_sweep_claims_reuse_a_cached_plan(
                 ("%Take the next claimable jobs%",),
             )
             [(generic, custom)] = await cur.fetchall()
-    finally:
-        await pool.close()
     # Planned for the first calls only, then run from the plan cache (not planned each time).
     assert generic > custom
 
@@ -193,23 +184,11 @@ async def test_a_role_that_does_not_own_the_tables_sweeps_without_analyzing(
     async def as_stranger(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(f'SET ROLE "{stranger}"')
 
-    conninfo, _ = split_url(url)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        conninfo,
-        kwargs={"autocommit": True},
-        configure=as_stranger,
-        min_size=1,
-        max_size=2,
-        open=False,
-    )
-    await pool.open()
-    try:
+    async with user_pool(url, autocommit=True, configure=as_stranger) as pool:
         backend = await make(pool=pool)
         with caplog.at_level(logging.INFO, logger=LOGGER):
             assert await backend.expire(time.time(), 1000) == 0
             assert await backend.expire(time.time(), 1000) == 0
-    finally:
-        await pool.close()
     assert not await _has_statistics(admin, schema, "jobs")
     refusals = [r for r in caplog.records if "may not analyze it" in r.getMessage()]
     assert len(refusals) == 1  # said once, not at every sweep
