@@ -14,6 +14,16 @@ A backend is bound to one queue name. Its records:
   the same fields inside the payload when the core loads a row.
 * **Run records** (:class:`RunRecord`): one per attempt, created by :meth:`Backend.claim` in
   the same atomic step that makes the job active, completed by :meth:`Backend.finish`.
+* **Leases and fencing tokens**: a job has one owner at a time. :meth:`Backend.claim` and
+  :meth:`Backend.recover` give the job a new *fencing token* (:attr:`JobRow.token`), unique
+  within the backend and never reused, not even when a finished job's key is enqueued again.
+  Every write about that attempt carries the token (:attr:`Transition.token`,
+  :meth:`Backend.update`'s ``token``, :class:`Lease`), and the backend refuses it, in the same
+  atomic step that would write, unless the job is still ``active`` or ``aborting`` under that
+  very token. A worker whose lease was taken over learns it from :meth:`Backend.renew`
+  (:attr:`Renewal.lost`) or from a refused write, never by overwriting the new owner's work.
+  An expired lease whose token is unchanged (nobody recovered the job) is still the owner's:
+  renewing it or finishing under it succeeds.
 * **Log lines** (:class:`LogLine`), appended in batches to a run.
 * **Worker records**: a small dict per live worker, expiring when not refreshed.
 * **Marks**: set-once tokens with an expiry (:meth:`Backend.enqueue` uses them so that a
@@ -94,6 +104,8 @@ class JobRow:
         touched_ms: Latest change or lease renewal, epoch ms.
         worker_id: The worker that holds the job's lease.
         run_id: The run record of the current attempt (set by :meth:`Backend.claim`).
+        token: The fencing token of the lease just taken, set only in the rows that
+            :meth:`Backend.claim` and :meth:`Backend.recover` return (None elsewhere).
     """
 
     key: str
@@ -104,6 +116,7 @@ class JobRow:
     touched_ms: int = 0
     worker_id: str | None = None
     run_id: str | None = None
+    token: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -119,6 +132,11 @@ class Transition:
             None keeps it forever.
         delete: Delete the row now (a ``ttl`` of -1) instead of keeping it.
         run: The outcome of the run this transition ends, if one was running.
+        token: The fencing token of the lease this write belongs to. When set, the
+            transition (its run's end included) is applied only if the job is ``active``
+            or ``aborting`` under this token, and refused otherwise; None applies it to
+            whatever is stored (a change no worker holds a lease for, such as ending a
+            queued job that was aborted).
     """
 
     key: str
@@ -128,6 +146,36 @@ class Transition:
     expire_at: float | None = None
     delete: bool = False
     run: RunEnd | None = None
+    token: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Lease:
+    """A lease a worker holds: a job's key and the fencing token its claim returned.
+
+    Attributes:
+        key: The job's key.
+        token: :attr:`JobRow.token` from :meth:`Backend.claim` or :meth:`Backend.recover`.
+    """
+
+    key: str
+    token: str
+
+
+@dataclasses.dataclass(slots=True)
+class Renewal:
+    """What :meth:`Backend.renew` found.
+
+    Attributes:
+        aborting: Keys still held (and renewed) whose status is ``aborting``: the worker
+            cancels them and finishes them as aborted.
+        lost: Keys no longer held under the given token (recovered by another worker,
+            finished, deleted or replaced): not renewed; the worker cancels them at once
+            and writes nothing more about them.
+    """
+
+    aborting: list[str] = dataclasses.field(default_factory=list)
+    lost: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(slots=True)
@@ -236,10 +284,11 @@ class FinishesWithLogs(Protocol):
 
     async def finish_with_logs(
         self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
+    ) -> list[bool]:
         """Store ``rows`` as :meth:`~conveyor.backends.base.Backend.append_logs` stores
         lines, then apply ``transitions`` as :meth:`~conveyor.backends.base.Backend.finish`
-        does, in one round trip and one transaction: both are stored, or neither.
+        does (fencing included; its result is returned), in one round trip and one
+        transaction: both are stored, or neither.
 
         Args:
             transitions: As for ``finish``; never empty.
@@ -298,7 +347,8 @@ class Backend(Protocol):
         Atomicity: each job is claimed by exactly one caller. In the same step the job's
         ``status`` becomes ``active``, ``attempts`` increments, ``started_ms`` and
         ``touched_ms`` become now, ``worker_id`` is set, its lease expires at
-        ``now + lease_s``, and a run record (status ``running``) is created, its id
+        ``now + lease_s``, it gets a new fencing token (returned in :attr:`JobRow.token`;
+        the run id may serve), and a run record (status ``running``) is created, its id
         returned in :attr:`JobRow.run_id`.
         """
         ...
@@ -315,34 +365,46 @@ class Backend(Protocol):
         ...
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
-        """Extend the leases of jobs held by ``worker_id`` to ``now + lease_s``.
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
+        """Extend each lease that is still held to ``now + lease_s``.
 
-        Also sets ``touched_ms``. Jobs not held by ``worker_id`` are left alone.
+        A lease is held while the job is ``active`` or ``aborting`` under the lease's token,
+        even if it expired meanwhile (nobody recovered the job). A held lease is extended,
+        ``touched_ms`` set to now and ``worker_id`` kept; any other is left alone and
+        reported lost. One atomic step per lease.
 
         Returns:
-            The keys among ``keys`` whose status is ``aborting`` (or that no longer exist):
-            the worker cancels those.
+            The held leases whose job is ``aborting``, and the leases that are lost.
         """
         ...
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         """Write each job's next state and end its run, one atomic step per job.
 
-        A terminal status releases the lease, takes the job out of the incomplete set,
-        expires or deletes the row as asked, and notifies :meth:`wait_for_finish` waiters.
-        ``queued`` makes the job claimable again at ``due``.
+        A transition with a :attr:`~Transition.token` is refused (nothing of it is stored,
+        not its run's end either) unless the job is ``active`` or ``aborting`` under that
+        token; see the module's notes on fencing. A terminal status releases the lease,
+        takes the job out of the incomplete set, expires or deletes the row as asked, and
+        notifies :meth:`wait_for_finish` waiters. ``queued`` makes the job claimable again
+        at ``due``.
+
+        Returns:
+            One bool per transition, in order: whether it was applied. A transition without
+            a token whose job no longer exists is not applied (its run's end is stored).
         """
         ...
 
-    async def update(self, key: str, payload: Payload) -> bool:
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
         """Store a new payload for an existing job (progress, meta) without changing status.
 
-        Notifies :meth:`wait_for_finish` waiters so that progress is visible at once.
+        With ``token``, the payload is stored only while the job is ``active`` or
+        ``aborting`` under that fencing token, atomically. Notifies
+        :meth:`wait_for_finish` waiters so that progress is visible at once.
 
         Returns:
-            False when the job does not exist.
+            Whether it was stored: False when the job does not exist or ``token`` is not
+            the current owner's.
         """
         ...
 
@@ -364,8 +426,10 @@ class Backend(Protocol):
 
         Atomicity: like :meth:`claim` (exactly one caller takes each), but the status is
         kept, ``attempts`` is not incremented and no run is created; the lease is given to
-        ``worker_id`` until ``now + lease_s``, so that the core can finish or re-queue the
-        job with :meth:`finish`. :attr:`JobRow.run_id` is the dead attempt's run.
+        ``worker_id`` until ``now + lease_s`` under a new fencing token
+        (:attr:`JobRow.token`), so that the dead owner's late writes are refused from now
+        on and the core can finish or re-queue the job with :meth:`finish`.
+        :attr:`JobRow.run_id` is the dead attempt's run.
         """
         ...
 

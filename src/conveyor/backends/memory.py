@@ -19,10 +19,12 @@ from typing import Any
 from conveyor.backends.base import (
     Capabilities,
     JobRow,
+    Lease,
     LogLine,
     LogRow,
     NewJob,
     Payload,
+    Renewal,
     RunEnd,
     RunFilter,
     RunRecord,
@@ -43,6 +45,10 @@ class _Job:
     seq: int
     lease_until: float = 0.0
     expire_at: float | None = None
+    token: str | None = None
+
+    def held_by(self, token: str) -> bool:
+        return self.token == token and self.row.status in ("active", "aborting")
 
 
 @dataclasses.dataclass
@@ -133,15 +139,16 @@ class MemoryBackend:
                     continue
                 store.marks[new.once] = now + new.once_ttl
             seq = next(store.counter)
+            due = max(new.due, now)  # a job due now sorts by its enqueue time
             store.jobs[new.key] = _Job(
                 row=JobRow(key=new.key, payload=new.payload, status="queued"),
                 function=new.function,
                 priority=new.priority,
-                due=new.due,
+                due=due,
                 group_key=new.group_key,
                 seq=seq,
             )
-            heapq.heappush(store.ready, (new.priority, new.due, seq, new.key))
+            heapq.heappush(store.ready, (new.priority, due, seq, new.key))
             out.append(True)
         if any(out):
             await self._notify(self._work())
@@ -187,7 +194,7 @@ class MemoryBackend:
         row.attempts += 1
         row.started_ms = row.touched_ms = int(now * 1000)
         row.worker_id = worker_id
-        row.run_id = str(next(self.store.counter))
+        row.run_id = job.token = str(next(self.store.counter))
         job.lease_until = now + lease_s
         self.store.runs[row.run_id] = RunRecord(
             run_id=row.run_id,
@@ -198,7 +205,7 @@ class MemoryBackend:
             status="running",
             started_ms=row.started_ms,
         )
-        return dataclasses.replace(row)
+        return dataclasses.replace(row, token=job.token)
 
     def _next_due(self) -> float | None:
         # Only jobs not yet due: a due job held back by its busy group waits for the finish
@@ -220,37 +227,42 @@ class MemoryBackend:
                 await asyncio.wait_for(condition.wait(), timeout)
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
         """Renew leases; see the protocol."""
-        cancel = []
-        for key in keys:
-            job = self.store.jobs.get(key)
-            if job is None:
-                cancel.append(key)
+        renewal = Renewal()
+        for lease in leases:
+            job = self.store.jobs.get(lease.key)
+            if job is None or not job.held_by(lease.token):
+                renewal.lost.append(lease.key)
                 continue
-            if job.row.worker_id == worker_id and job.row.status in ("active", "aborting"):
-                job.lease_until = now + lease_s
-                job.row.touched_ms = int(now * 1000)
+            job.lease_until = now + lease_s
+            job.row.touched_ms = int(now * 1000)
             if job.row.status == "aborting":
-                cancel.append(key)
-        return cancel
+                renewal.aborting.append(lease.key)
+        return renewal
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         """Apply transitions; see the protocol."""
         store = self.store
         requeued = False
+        applied = []
         for t in transitions:
             job = store.jobs.get(t.key)
+            if t.token is not None and (job is None or not job.held_by(t.token)):
+                applied.append(False)  # a stale owner's write: nothing of it is stored
+                continue
             if t.run is not None:
                 self._end_run(t.run)
+            applied.append(job is not None)
             if job is None:
                 continue
             job.row.payload = t.payload
             job.row.status = t.status
             job.lease_until = 0.0
+            job.token = None
             if t.status == "queued":
-                job.due = t.due
+                job.due = max(t.due, time.time())
                 job.seq = next(store.counter)
                 job.row.worker_id = None
                 heapq.heappush(store.ready, (job.priority, job.due, job.seq, job.row.key))
@@ -263,6 +275,7 @@ class MemoryBackend:
             # A retry is claimable; a finished job may have freed its group.
             await self._notify(self._work())
         await self._notify(self._changed())
+        return applied
 
     def _end_run(self, end: RunEnd) -> None:
         run = self.store.runs.get(end.run_id)
@@ -272,10 +285,10 @@ class MemoryBackend:
             run.error = end.error
             run.detail = end.detail
 
-    async def update(self, key: str, payload: Payload) -> bool:
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
         """Store a payload; see the protocol."""
         job = self.store.jobs.get(key)
-        if job is None:
+        if job is None or (token is not None and not job.held_by(token)):
             return False
         job.row.payload = payload
         job.row.touched_ms = int(time.time() * 1000)
@@ -306,7 +319,8 @@ class MemoryBackend:
             if job.row.status in ("active", "aborting") and job.lease_until < now:
                 job.lease_until = now + lease_s
                 job.row.worker_id = worker_id
-                taken.append(dataclasses.replace(job.row))
+                job.token = str(next(self.store.counter))
+                taken.append(dataclasses.replace(job.row, token=job.token))
         return taken
 
     async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
@@ -403,14 +417,14 @@ class MemoryBackend:
 
     async def finish_with_logs(
         self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
+    ) -> list[bool]:
         """Store log lines (rows in LogLine's field order) and apply transitions in one step.
 
         The worker's writer uses it (see :class:`conveyor.backends.base.FinishesWithLogs`).
         """
         if rows:
             self.store.unsorted_logs.append(list(rows))
-        await self.finish(transitions)
+        return await self.finish(transitions)
 
     def _sorted_logs(self) -> dict[str, list[LogLine]]:
         """The lines by run, with every batch appended so far sorted in."""
