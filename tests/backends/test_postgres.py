@@ -23,7 +23,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from conveyor.backends import backend_from_url
-from conveyor.backends.base import NewJob, RunEnd, RunFilter, Transition
+from conveyor.backends.base import Lease, NewJob, Renewal, RunEnd, RunFilter, Transition
 from conveyor.backends.postgres import PostgresBackend, migration_sql
 from conveyor.backends.postgres.config import split_url
 from conveyor.backends.postgres.migrate import migrate
@@ -256,7 +256,6 @@ async def test_transactional_enqueue_follows_the_callers_transaction(
 
 async def test_enqueue_batch_dedups_keys_and_once_marks(make: Factory) -> None:
     backend = await make()
-    now = time.time()
     result = await backend.enqueue(
         [
             _job("a"),
@@ -267,7 +266,7 @@ async def test_enqueue_batch_dedups_keys_and_once_marks(make: Factory) -> None:
     )
     assert result == [True, False, True, False]
     assert await backend.enqueue([_job("cron-3", once="slot-1", once_ttl=60)]) == [False]
-    [row] = await backend.claim("w", 1, 30, now)
+    [row] = await backend.claim("w", 1, 30, time.time())
     await backend.finish([_done(row.key, row.run_id)])
     assert await backend.enqueue([_job(row.key, '{"again":1}')]) == [True]  # finished: replaced
 
@@ -323,16 +322,16 @@ async def test_concurrent_claims_from_several_backends_never_duplicate(make: Fac
 
 async def test_claim_order_group_heads_and_free_jobs(make: Factory) -> None:
     backend = await make()
-    now = time.time()
     await backend.enqueue(
         [
-            _job("a-later", group_key="a", due=now + 3600),
+            _job("a-later", group_key="a", due=time.time() + 3600),
             _job("a-low", group_key="a", priority=5),
             _job("a-high", group_key="a", priority=1),
             _job("b-1", group_key="b", priority=9),
             _job("free", priority=3),
         ]
     )
+    now = time.time()
     rows = await backend.claim("w", 10, 30, now)
     assert [r.key for r in rows] == ["a-high", "free", "b-1"]
     assert await backend.claim("w", 10, 30, now) == []  # each group busy, the rest not due
@@ -374,13 +373,14 @@ async def test_renew_recover_and_abort(make: Factory) -> None:
     backend = await make()
     await backend.enqueue([_job("long"), _job("stuck"), _job("queued")])
     now = time.time()
-    rows = await backend.claim("w1", 2, 0.01, now)
-    assert {r.key for r in rows} == {"long", "stuck"}
-    assert await backend.renew("w1", ["long", "gone"], 30, now) == ["gone"]
+    rows = {r.key: r for r in await backend.claim("w1", 2, 0.01, now)}
+    assert set(rows) == {"long", "stuck"}
+    long = Lease("long", rows["long"].token or "")
+    assert await backend.renew("w1", [long, Lease("gone", "1")], 30, now) == Renewal(lost=["gone"])
     [recovered] = await backend.recover("w2", 10, 30, now + 1)
     assert recovered.key == "stuck" and recovered.worker_id == "w2" and recovered.attempts == 1
     assert await backend.abort("long", '{"error":"stop"}', now) == "active"
-    assert await backend.renew("w1", ["long"], 30, now) == ["long"]
+    assert await backend.renew("w1", [long], 30, now) == Renewal(aborting=["long"])
     assert await backend.abort("queued", '{"error":"no"}', now) == "queued"
     assert await backend.abort("missing", "{}", now) is None
     assert await backend.claim("w1", 5, 30, now) == []

@@ -95,6 +95,7 @@ async def test_large_batch_dedups_keeps_columns_and_replaces_finished_jobs(
     jobs[1700] = _job("j3")  # a repeat within the batch: the first one wins
     jobs[5] = _job("later", due=now + 3600, priority=-1)
     result = await backend.enqueue(jobs)
+    after = time.time()
     assert [i for i, inserted in enumerate(result) if not inserted] == [1500, 1700]
     [again] = await backend.get(["finished"])
     assert again is not None and again.status == "queued"
@@ -104,13 +105,13 @@ async def test_large_batch_dedups_keeps_columns_and_replaces_finished_jobs(
         WHERE key = ANY(%s) ORDER BY key""",
         (["j3", "j4", "later"],),
     )
-    assert await cur.fetchall() == [
-        ("j3", 0, 0.0, "g3"),
-        ("j4", 1, 0.0, None),
-        ("later", -1, jobs[5].due, None),
-    ]
+    stored = {row[0]: row[1:] for row in await cur.fetchall()}
+    assert stored["later"] == (-1, jobs[5].due, None)
+    for key, priority, group_key in (("j3", 0, "g3"), ("j4", 1, None)):
+        assert (stored[key][0], stored[key][2]) == (priority, group_key)
+        assert now <= stored[key][1] <= after  # due at once: due at the time of the call
     # Priority 0 first, then insertion order; the scheduled job is not due yet.
-    assert [row.key for row in await backend.claim("w", 3, 30, now)] == ["j0", "j3", "j6"]
+    assert [row.key for row in await backend.claim("w", 3, 30, after)] == ["j0", "j3", "j6"]
     [first] = await backend.claim("w", 1, 30, now + 7200)
     assert first.key == "later"
 
@@ -122,7 +123,7 @@ async def test_values_holding_the_separators_travel_intact(make: Factory) -> Non
         _job("plain", group_key=NULL_GROUP),
         _job("other", group_key=f"g{SEPARATOR}"),
     ]
-    assert joined_params(jobs) is None  # these go as arrays
+    assert joined_params(jobs, time.time()) is None  # these go as arrays
     assert await backend.enqueue(jobs) == [True, True, True]
     assert await backend.enqueue([_job(f"key{SEPARATOR}one")]) == [False]
     claimed = await backend.claim("w", 3, 30, time.time())

@@ -101,23 +101,34 @@ async def test_after_the_sweep_claim_and_finish_read_their_jobs_not_the_queue(
         "now": now,
         "now_ms": int(now * 1000),
         "lease_until": now + 60,
+        "claim_id": 1,
     }
     claim_100 = backend.sql.queries["claim"].replace("{{limit}}", "100")
     # The 100 jobs picked, then the 100 updated: not the 10,000 of the queue.
     assert await _job_rows_read(admin, claim_100, claim) <= 300
     rows = await backend.claim("w", 100, 60, time.time())
+    renew = {
+        "queue": backend.queue_name,
+        "keys": [row.key for row in rows],
+        "tokens": [int(row.token or 0) for row in rows],
+        "lease_until": now + 60,
+        "now_ms": int(now * 1000),
+    }
+    assert await _job_rows_read(admin, backend.sql.queries["renew"], renew) <= 200
     transitions = [
         Transition(
             key=row.key,
             payload='{"k":2}',
             status="complete",
             run=RunEnd(run_id=row.run_id, status="complete", finished_ms=int(time.time() * 1000)),
+            token=row.token,
         )
         for row in rows
     ]
     finish = {
         "queue": backend.queue_name,
         "channel": backend.channel,
+        "now": now,
         **batches.finish_params(transitions),
     }
     assert await _job_rows_read(admin, backend.sql.queries["finish"], finish) <= 200

@@ -3,12 +3,20 @@
 Batches (enqueue, claim, renew, finish, logs) are single statements over arrays, so N jobs
 cost one round trip. Claiming uses ``FOR UPDATE SKIP LOCKED`` and creates the run rows in
 the same statement; ``enqueue`` and ``finish`` notify listeners in the same transaction.
+
+Fencing: claim and recover give each job a new token from the schema's ``jobs_token_seq``
+(stored in ``jobs.token``, returned as :attr:`~conveyor.backends.base.JobRow.token`); renew,
+finish and update with a token check it in the same statement that writes (see the
+queries). Claim and recover also store a random number of the call (``claim_id``) on the
+rows they take: after a connection lost while one ran, the retry finds those rows instead
+of taking more (``claim_again``, ``recover_again``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -20,10 +28,12 @@ from psycopg_pool import AsyncConnectionPool
 from conveyor.backends.base import (
     Capabilities,
     JobRow,
+    Lease,
     LogLine,
     LogRow,
     NewJob,
     Payload,
+    Renewal,
     RunEnd,
     RunFilter,
     RunRecord,
@@ -38,6 +48,7 @@ from conveyor.backends.postgres.codec import (
     run_record,
     split_opaque,
     split_payload,
+    token_number,
 )
 from conveyor.backends.postgres.config import Settings, settings_from
 from conveyor.backends.postgres.database import Database, Params, Row, first
@@ -59,6 +70,18 @@ def channel_name(schema: str) -> str:
     if len(name) <= 63:
         return name
     return "conveyor_" + hashlib.sha1(schema.encode()).hexdigest()[:24]
+
+
+def _claim_id() -> int:
+    """A random number for one claim or recover call (63 bits: a positive bigint), drawn
+    from the OS, so that forked processes never share one."""
+    return int.from_bytes(os.urandom(8), "big") >> 1
+
+
+def _applied(rows: Sequence[Row], count: int) -> list[bool]:
+    """finish's answer (the numbers of the transitions applied, from 1) as one bool each."""
+    numbers = set(rows[0][1] or ()) if rows else set()
+    return [n in numbers for n in range(1, count + 1)]
 
 
 def _consume_error(task: asyncio.Future[Any]) -> None:
@@ -219,14 +242,10 @@ class PostgresBackend:
         return self._db
 
     async def _fetch(
-        self, name: str, params: Params, *, idempotent: bool = True, conflict_retries: int = 0
+        self, name: str, params: Params, *, idempotent: bool = True, again: str | None = None
     ) -> list[Row]:
         return await self._database().fetch(
-            name,
-            self.sql.queries[name],
-            params,
-            idempotent=idempotent,
-            conflict_retries=conflict_retries,
+            name, self.sql.queries[name], params, idempotent=idempotent, again=again
         )
 
     def _params(self, **params: Any) -> dict[str, Any]:
@@ -254,7 +273,11 @@ class PostgresBackend:
         return await self._enqueuer.insert_in(connection, jobs)
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
-        """Claim jobs in one statement; see the protocol."""
+        """Claim jobs in one statement; see the protocol.
+
+        After a connection lost while the claim ran, the retry returns the jobs it took, if
+        it committed, and claims anew only if it did not (``claim_again``).
+        """
         if limit <= 0:
             return []
         if self._listener is not None:
@@ -264,11 +287,18 @@ class PostgresBackend:
             now=float(now),
             now_ms=int(now * 1000),
             lease_until=float(now + lease_s),
+            claim_id=_claim_id(),
         )
         # The batch size is a literal of the statement: see the claim query.
-        query = self.sql.queries["claim"].replace("{{limit}}", str(int(limit)))
+        size = str(int(limit))
+        queries = self.sql.queries
         rows = await self._database().fetch(
-            "claim", query, params, conflict_retries=_GROUP_CONFLICT_RETRIES
+            "claim",
+            queries["claim"].replace("{{limit}}", size),
+            params,
+            idempotent=False,
+            again=queries["claim_again"].replace("{{limit}}", size),
+            conflict_retries=_GROUP_CONFLICT_RETRIES,
         )
         return [job_row(row) for row in rows]
 
@@ -325,29 +355,47 @@ class PostgresBackend:
         return self._listener is not None and self._listener.listening
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
-        """Extend leases in one statement; returns the keys to cancel."""
-        if not keys:
-            return []
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
+        """Extend the leases still held, in one statement; see the protocol.
+
+        Retried after a lost connection: extending a lease twice is harmless.
+        """
+        renewal = Renewal()
+        if not leases:
+            return renewal
         params = self._params(
-            worker_id=worker_id,
-            keys=list(keys),
+            keys=[lease.key for lease in leases],
+            tokens=[token_number(lease.token) for lease in leases],
             lease_until=float(now + lease_s),
             now_ms=int(now * 1000),
         )
-        return [row[0] for row in await self._fetch("renew", params)]
+        held: dict[str, bool] = dict(await self._fetch("renew", params))
+        for lease in leases:
+            aborting = held.get(lease.key)
+            if aborting is None:
+                renewal.lost.append(lease.key)
+            elif aborting:
+                renewal.aborting.append(lease.key)
+        return renewal
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
-        """Apply transitions and end their runs in one statement; see the protocol."""
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        """Apply transitions and end their runs in one statement; see the protocol.
+
+        Retried after a lost connection. A transition with a token that the first attempt
+        applied is refused by the second (its token was cleared), so it is then reported
+        False although it was stored.
+        """
         if not transitions:
-            return
-        params = self._params(channel=self.channel, **batches.finish_params(transitions))
-        await self._fetch("finish", params)
+            return []
+        params = self._params(
+            channel=self.channel, now=time.time(), **batches.finish_params(transitions)
+        )
+        return _applied(await self._fetch("finish", params), len(transitions))
 
     async def finish_with_logs(
         self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
+    ) -> list[bool]:
         """Store log lines and apply transitions in one statement (one round trip, one
         transaction: both are stored or neither); see
         :class:`~conveyor.backends.base.FinishesWithLogs`.
@@ -356,12 +404,16 @@ class PostgresBackend:
         attempt is skipped by the second.
         """
         params = self._params(
-            channel=self.channel, **batches.finish_params(transitions), **batches.log_params(rows)
+            channel=self.channel,
+            now=time.time(),
+            **batches.finish_params(transitions),
+            **batches.log_params(rows),
         )
-        await self._fetch("finish_with_logs", params)
+        return _applied(await self._fetch("finish_with_logs", params), len(transitions))
 
-    async def update(self, key: str, payload: Payload) -> bool:
-        """Store a payload; see the protocol."""
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
+        """Store a payload (only under the current lease's token, when given); see the
+        protocol."""
         text, raw, is_bytes = split_payload(payload)
         params = self._params(
             key=key,
@@ -370,6 +422,8 @@ class PostgresBackend:
             is_bytes=is_bytes,
             now_ms=int(time.time() * 1000),
             channel=self.channel,
+            fenced=token is not None,
+            token=0 if token is None else token_number(token),
         )
         return bool(await self._fetch("update", params))
 
@@ -381,7 +435,11 @@ class PostgresBackend:
         return first(rows)  # type: ignore[no-any-return]
 
     async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
-        """Take over expired leases; see the protocol."""
+        """Take over expired leases under new tokens; see the protocol.
+
+        After a connection lost while it ran, the retry returns the jobs it took, if it
+        committed (``recover_again``), as :meth:`claim` does.
+        """
         if limit <= 0:
             return []
         params = self._params(
@@ -389,8 +447,12 @@ class PostgresBackend:
             limit=int(limit),
             now=float(now),
             lease_until=float(now + lease_s),
+            claim_id=_claim_id(),
         )
-        return [job_row(row) for row in await self._fetch("recover", params)]
+        rows = await self._fetch(
+            "recover", params, idempotent=False, again=self.sql.queries["recover_again"]
+        )
+        return [job_row(row) for row in rows]
 
     async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
         """Load jobs by key, in order."""

@@ -17,6 +17,7 @@ from conveyor.backends.postgres.codec import (
     run_id_number,
     split_opaque,
     split_payload,
+    token_number,
 )
 
 _FINISH_COLUMNS = (
@@ -34,6 +35,7 @@ _FINISH_COLUMNS = (
     "details",
     "details_text",
     "errors",
+    "tokens",
 )
 
 
@@ -56,11 +58,12 @@ def _finish_row(t: Transition) -> tuple[Any, ...]:
         detail,
         detail_text,
         clean_text(run.error) if run and run.error else None,
+        None if t.token is None else token_number(t.token),
     )
 
 
 def finish_params(transitions: Sequence[Transition]) -> dict[str, Any]:
-    """Parameters of the ``finish`` query."""
+    """Parameters of the ``finish`` query (but ``now``, the time of re-queues)."""
     columns = list(zip(*(_finish_row(t) for t in transitions), strict=True))
     if not columns:
         columns = [() for _ in _FINISH_COLUMNS]

@@ -87,7 +87,7 @@ def clean_text(value: str) -> str:
 
 def job_row(row: Sequence[Any]) -> JobRow:
     """A :class:`JobRow` from ``key, payload, payload_raw, payload_bytes, status, attempts,
-    started_ms, touched_ms, worker_id, run_id``."""
+    started_ms, touched_ms, worker_id, run_id`` and, from claim and recover, ``token``."""
     return JobRow(
         key=row[0],
         payload=join_payload(row[1], row[2], row[3]),
@@ -97,6 +97,7 @@ def job_row(row: Sequence[Any]) -> JobRow:
         touched_ms=row[7],
         worker_id=row[8],
         run_id=None if row[9] is None else str(row[9]),
+        token=str(row[10]) if len(row) > 10 and row[10] is not None else None,
     )
 
 
@@ -127,6 +128,14 @@ def log_line(row: Sequence[Any]) -> LogLine:
         message=row[4],
         extra=join_opaque(row[5], row[6]),
     )
+
+
+def token_number(token: str) -> int:
+    """A fencing token as stored (bigint); 0, which no lease ever has, for a token this
+    backend never issued (so that a write under it is refused, never applied unfenced)."""
+    if not token.isdigit() or len(token) > 18:
+        return 0
+    return int(token)
 
 
 def run_id_number(run_id: str | None) -> int | None:

@@ -7,10 +7,16 @@ that costs no round trip (read what the server may have sent, such as the FATAL 
 ``pg_terminate_backend`` or a shutdown); a dead one is closed, which makes the pool
 replace it. A connection of the database's own, beside the pool (:class:`Held`), runs a
 statement when it is free: it skips the pool's checkout and return. An operation that
-fails because its connection died runs again on another connection when the server
-guarantees that the statement did not run (SQLSTATE class 57: admin or crash shutdown;
-once per connection that may have died with it), or once when running it twice is
-harmless. Everything else becomes :class:`~conveyor.errors.BackendError`.
+fails because its connection died runs again on another connection when the server says
+that the session was shut down (SQLSTATE class 57: admin or crash shutdown; once per
+connection that may have died with it), or once when running it twice is harmless.
+
+A statement that must not run twice (a claim takes more jobs each time) names a second
+statement, its *again*, that runs instead of it on every retry: one that finds what the
+first run did, if it committed, and is harmless to run twice itself (see ``claim_again``).
+Such a statement never counts on the server's word that it did not run: a crash shutdown
+can end a session after its commit, before the reply. Everything else becomes
+:class:`~conveyor.errors.BackendError`.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ def alive(conn: psycopg.AsyncConnection[Any]) -> bool:
 
 
 def _did_not_run(exc: psycopg.Error) -> bool:
-    """The server says so: the session was shut down before or while running the statement."""
+    """The server says so: the session was shut down before or while running the statement
+    (almost always before its commit; see the module's notes)."""
     return (exc.sqlstate or "").startswith("57P")
 
 
@@ -215,6 +222,7 @@ class Database:
         *,
         idempotent: bool = True,
         conflict_retries: int = 0,
+        again: str | None = None,
     ) -> list[Row]:
         """Run one statement and return its rows (empty for a statement without any).
 
@@ -225,6 +233,9 @@ class Database:
             idempotent: Whether running it twice is harmless, so that it may be retried
                 when the connection died and it is unknown whether it ran.
             conflict_retries: How many times to run it again after a unique violation.
+            again: For a statement that is not idempotent: the statement (same parameters)
+                that every retry after a lost connection runs instead, which finds what the
+                first run did if it committed and may itself run twice.
 
         Raises:
             BackendError: When it fails, or the server cannot be reached in time.
@@ -254,10 +265,12 @@ class Database:
             except psycopg.Error as exc:
                 if _did_not_run(exc) and dead_left > 0:
                     dead_left -= 1
-                    continue
-                if not (lost_retry and idempotent and _connection_lost(exc)):
+                elif lost_retry and (idempotent or again) and _connection_lost(exc):
+                    lost_retry = False
+                else:
                     raise _error(name, exc) from exc
-                lost_retry = False
+                if again:
+                    query = again
 
     async def fetch_pipelined(
         self, name: str, statements: Callable[[], Iterable[tuple[str, Params]]]

@@ -13,6 +13,10 @@ wins, a finished one is replaced):
 - ``enqueue``: everything else (once-marks, payloads that are not JSON, values holding a
   separator), as arrays, with the marks taken in the same statement.
 
+A job due at once (``due`` 0 or past) is stored due at the time of the call, on the client's
+clock (the clock of the ``now`` that claims compare ``due`` with): claims take jobs by
+priority, then due time, so it sorts after a retry or a scheduled job that was due before.
+
 A payload that looks like JSON (text starting with ``{``) is sent as JSON unchecked: the
 server's ``jsonb`` input check is the check. When the server refuses one (a data error
 before anything was written), the call runs again with every payload checked by
@@ -121,7 +125,7 @@ def job_params(job: NewJob, queue: str, channel: str, check: bool) -> tuple[Any,
     """Parameters of ``enqueue_job``; ``check`` checks the payload on the client."""
     stored = None if check else _as_json(job.payload)
     text, raw, is_bytes = stored or split_payload(job.payload)
-    due = float(job.due or 0.0)
+    due = max(float(job.due or 0.0), time.time())
     notice = "w:" + queue
     return (queue, job.key, job.function, text, raw, is_bytes, int(job.priority), due,
             job.group_key, channel, notice)  # fmt: skip
@@ -132,8 +136,9 @@ def _joined(values: list[str], count: int) -> str | None:
     return text if text.count(SEPARATOR) == count - 1 else None
 
 
-def joined_params(jobs: Sequence[NewJob]) -> dict[str, Any] | None:
-    """Parameters of ``enqueue_jobs``, or None when the jobs cannot travel that way.
+def joined_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any] | None:
+    """Parameters of ``enqueue_jobs`` (``now``: the time of the call), or None when the jobs
+    cannot travel that way.
 
     They cannot when there are fewer than two (an empty text splits into no value), when a
     job has a once-mark, when the payloads are not all ``str`` or all ``bytes``, when one
@@ -158,7 +163,7 @@ def joined_params(jobs: Sequence[NewJob]) -> dict[str, Any] | None:
         "payloads": payloads[0],
         "is_bytes": payloads[1],
         "priorities": ",".join([str(int(job.priority)) for job in jobs]),
-        "dues": ",".join([repr(float(job.due or 0.0)) for job in jobs]),
+        "dues": ",".join([repr(max(float(job.due or 0.0), now)) for job in jobs]),
         "groups": group_text,
     }
 
@@ -185,7 +190,8 @@ def _joined_payloads(payloads: list[Payload], count: int) -> tuple[str, bool] | 
 
 
 def array_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
-    """Parameters of ``enqueue`` (payloads checked on the client)."""
+    """Parameters of ``enqueue`` (payloads checked on the client; ``now``: the time of the
+    call)."""
     payloads: list[str | None] = []
     raws: list[bytes | None] = []
     is_bytes: list[bool] = []
@@ -201,7 +207,7 @@ def array_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
         "raws": raws,
         "is_bytes": is_bytes,
         "priorities": [int(job.priority) for job in jobs],
-        "dues": [float(job.due or 0.0) for job in jobs],
+        "dues": [max(float(job.due or 0.0), now) for job in jobs],
         "groups": [job.group_key for job in jobs],
         "onces": [job.once for job in jobs],
         "once_ttls": [float(job.once_ttl) for job in jobs],
@@ -297,10 +303,11 @@ class Enqueuer:
             yield self._batch(chunk, check)
 
     def _batch(self, jobs: Sequence[NewJob], check: bool) -> tuple[str, Params]:
-        params = None if check else joined_params(jobs)
+        now = time.time()
+        params = None if check else joined_params(jobs, now)
         if params is not None:
             return self.queries["enqueue_jobs"], {**self._common(), **params}
-        return self.queries["enqueue"], {**self._common(), **array_params(jobs, time.time())}
+        return self.queries["enqueue"], {**self._common(), **array_params(jobs, now)}
 
     async def insert_in(
         self, conn: psycopg.AsyncConnection[Any], jobs: Iterable[NewJob]

@@ -45,7 +45,7 @@ ON CONFLICT (queue, key) DO UPDATE SET
     payload_raw = excluded.payload_raw, payload_bytes = excluded.payload_bytes,
     status = 'queued', priority = excluded.priority, due = excluded.due,
     group_key = excluded.group_key, attempts = 0, started_ms = 0, touched_ms = 0,
-    worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL,
+    worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL, token = NULL,
     seq = excluded.seq
 WHERE j.status NOT IN ('queued', 'active', 'aborting')
 
@@ -145,17 +145,60 @@ inserted AS (
 -- with a unique violation and the caller retries). The run rows are created in the same
 -- statement.
 --
--- The picked rows are updated through the primary key (key = ANY of their keys), not
--- joined to jobs: with a join, the planner may read the whole queue and hash it instead
--- of looking the keys up (it does, with statistics, from some 5,000 to 20,000 jobs, for a
--- claim of 100). Run ids are taken in the update's order, not in claim order.
 -- {{limit}} is the batch size, written in by the backend at each call: one prepared
 -- statement per batch size (psycopg keeps prepared_max of them per connection). With a
 -- parameter, the plan cache's generic plan would expect a tenth of the queue under the
 -- LIMIT, so once the table has statistics the statement would be planned again at every
 -- call (0.3 to 0.5 ms of server time each).
+--
+-- Not idempotent: run again after a lost reply, it would take more jobs and leave the
+-- first ones active under a worker that never heard of them. A connection lost while it
+-- ran is followed by claim_again, which finds them by the call's claim_id.
 WITH picked AS (
-    SELECT j.key FROM {{schema}}.jobs j
+    {{fragment_claimable}}
+    ORDER BY j.priority, j.due, j.seq
+    LIMIT {{limit}}
+    FOR UPDATE SKIP LOCKED
+),
+{{fragment_claim_picked}}
+SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms, touched_ms,
+    worker_id, run_id, token
+FROM claimed
+ORDER BY priority, due, seq;
+
+-- name: claim_again
+-- The claim after a connection lost while a claim ran (it may have committed): the jobs
+-- that claim took, found by its claim_id, if it took any; else a claim as claim makes it.
+-- Running it again is harmless: it finds what the previous run took.
+WITH earlier AS (
+    SELECT key, payload::text AS payload, payload_raw, payload_bytes, status, attempts,
+        started_ms, touched_ms, worker_id, run_id, token, priority, due, seq
+    FROM {{schema}}.jobs
+    WHERE queue = %(queue)s AND status IN ('active', 'aborting')
+      AND claim_id = %(claim_id)s AND worker_id = %(worker_id)s
+),
+picked AS (
+    {{fragment_claimable}}
+      AND NOT EXISTS (SELECT 1 FROM earlier)
+    ORDER BY j.priority, j.due, j.seq
+    LIMIT {{limit}}
+    FOR UPDATE SKIP LOCKED
+),
+{{fragment_claim_picked}}
+SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms, touched_ms,
+    worker_id, run_id, token
+FROM (
+    SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms,
+        touched_ms, worker_id, run_id, token, priority, due, seq
+    FROM claimed
+    UNION ALL
+    SELECT * FROM earlier
+) AS taken
+ORDER BY priority, due, seq;
+
+-- name: fragment_claimable
+-- The claimable jobs (claim's and claim_again's picked), before their order and limit.
+SELECT j.key FROM {{schema}}.jobs j
     WHERE j.queue = %(queue)s AND j.status = 'queued' AND j.due <= %(now)s
       AND (j.group_key IS NULL OR (
           NOT EXISTS (
@@ -170,18 +213,24 @@ WITH picked AS (
                 AND (h.priority, h.due, h.seq) < (j.priority, j.due, j.seq)
           )
       ))
-    ORDER BY j.priority, j.due, j.seq
-    LIMIT {{limit}}
-    FOR UPDATE SKIP LOCKED
-),
+
+-- name: fragment_claim_picked
+-- Make the picked jobs active, each under a new fencing token and the call's claim_id, and
+-- create their runs. The picked rows are updated through the primary key (key = ANY of
+-- their keys), not joined to jobs: with a join, the planner may read the whole queue and
+-- hash it instead of looking the keys up (it does, with statistics, from some 5,000 to
+-- 20,000 jobs, for a claim of 100). Run ids and tokens are taken in the update's order,
+-- not in claim order.
 claimed AS (
     UPDATE {{schema}}.jobs j SET
         status = 'active', attempts = j.attempts + 1, started_ms = %(now_ms)s,
         touched_ms = %(now_ms)s, worker_id = %(worker_id)s,
-        run_id = nextval('{{schema}}.runs_id_seq'), lease_until = %(lease_until)s
+        run_id = nextval('{{schema}}.runs_id_seq'),
+        token = nextval('{{schema}}.jobs_token_seq'), claim_id = %(claim_id)s,
+        lease_until = %(lease_until)s
     WHERE j.queue = %(queue)s AND j.key = ANY(ARRAY(SELECT key FROM picked))
     RETURNING j.key, j.payload::text AS payload, j.payload_raw, j.payload_bytes, j.status,
-        j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.function,
+        j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.token, j.function,
         j.priority, j.due, j.seq
 ),
 runs AS (
@@ -190,10 +239,6 @@ runs AS (
     SELECT run_id, %(queue)s, key, function, attempts, %(worker_id)s, 'running', %(now_ms)s
     FROM claimed
 )
-SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms, touched_ms,
-    worker_id, run_id
-FROM claimed
-ORDER BY priority, due, seq;
 
 -- name: next_due
 -- The earliest due time of a scheduled job, for wait_for_work (uses jobs_due_idx).
@@ -201,15 +246,15 @@ SELECT min(due) FROM {{schema}}.jobs
 WHERE queue = %(queue)s AND status = 'queued' AND due > 0 AND due > %(now)s;
 
 -- name: renew
--- Extend the leases held by the worker; return the keys it must cancel (aborting or gone).
-WITH renewed AS (
-    UPDATE {{schema}}.jobs SET lease_until = %(lease_until)s, touched_ms = %(now_ms)s
-    WHERE queue = %(queue)s AND key = ANY(%(keys)b::text[])
-      AND worker_id = %(worker_id)s AND status IN ('active', 'aborting')
-)
-SELECT k.key FROM unnest(%(keys)b::text[]) AS k(key)
-LEFT JOIN {{schema}}.jobs j ON j.queue = %(queue)s AND j.key = k.key
-WHERE j.key IS NULL OR j.status = 'aborting';
+-- Extend the leases that are still held (the job active or aborting under the lease's
+-- token, checked again on the row's latest version when another statement changed it
+-- meanwhile); returns each renewed job's key and whether it is aborting. A lease not
+-- returned is lost, and nothing of it was changed.
+UPDATE {{schema}}.jobs j SET lease_until = %(lease_until)s, touched_ms = %(now_ms)s
+FROM unnest(%(keys)b::text[], %(tokens)b::bigint[]) AS l(key, token)
+WHERE j.queue = %(queue)s AND j.key = l.key AND j.token = l.token
+  AND j.status IN ('active', 'aborting')
+RETURNING j.key, j.status = 'aborting';
 
 -- name: finish
 -- Apply transitions and end their runs (see fragment_apply_transitions).
@@ -227,17 +272,46 @@ WITH logged AS (
 
 -- name: fragment_apply_transitions
 -- The statement of finish after its WITH: apply transitions and end their runs, one array
--- element each. Notifies once: "f" for finish waiters, plus "w" for workers when a job was
--- re-queued or a group was freed.
+-- element each, numbered n from 1. A transition with a token is applied only while its job
+-- is active or aborting under that token: the condition is part of the job's UPDATE or
+-- DELETE, so it is checked on the row that is written (again on its latest version if
+-- another statement changed it meanwhile), and its run is ended only when the job's row
+-- was. Applying a transition clears the job's token. A queued job (a retry or a re-queue)
+-- is due at %(now)s at the earliest, so it sorts by the time it was re-queued. Returns the
+-- numbers of the transitions applied, and notifies once: "f" for finish waiters, plus "w"
+-- for workers when a job was re-queued or a group was freed.
 input AS (
     SELECT * FROM unnest(
         %(keys)b::text[], %(payloads)b::text[], %(raws)b::bytea[], %(is_bytes)b::boolean[],
         %(statuses)b::text[], %(dues)b::float8[], %(expire_ats)b::float8[],
         %(removes)b::boolean[], %(run_ids)b::bigint[], %(run_statuses)b::text[],
         %(finished_ms)b::bigint[], %(details)b::bytea[], %(details_text)b::boolean[],
-        %(errors)b::text[]
-    ) AS t(key, payload, raw, is_bytes, status, due, expire_at, remove, run_id, run_status,
-        finished_ms, detail, detail_text, error)
+        %(errors)b::text[], %(tokens)b::bigint[]
+    ) WITH ORDINALITY AS t(key, payload, raw, is_bytes, status, due, expire_at, remove,
+        run_id, run_status, finished_ms, detail, detail_text, error, token, n)
+),
+deleted AS (
+    DELETE FROM {{schema}}.jobs j USING input i
+    WHERE i.remove AND j.queue = %(queue)s AND j.key = i.key
+      AND (i.token IS NULL OR (j.token = i.token AND j.status IN ('active', 'aborting')))
+    RETURNING j.group_key, i.status, i.n
+),
+updated AS (
+    UPDATE {{schema}}.jobs j SET
+        payload = i.payload::jsonb, payload_raw = i.raw, payload_bytes = i.is_bytes,
+        status = i.status, lease_until = 0, token = NULL,
+        due = CASE WHEN i.status = 'queued' THEN greatest(i.due, %(now)s) ELSE j.due END,
+        seq = CASE WHEN i.status = 'queued'
+            THEN nextval('{{schema}}.jobs_seq_seq') ELSE j.seq END,
+        worker_id = CASE WHEN i.status = 'queued' THEN NULL ELSE j.worker_id END,
+        expire_at = CASE WHEN i.status = 'queued' THEN j.expire_at ELSE i.expire_at END
+    FROM input i
+    WHERE NOT i.remove AND j.queue = %(queue)s AND j.key = i.key
+      AND (i.token IS NULL OR (j.token = i.token AND j.status IN ('active', 'aborting')))
+    RETURNING j.group_key, i.status, i.n
+),
+changed AS (
+    SELECT * FROM deleted UNION ALL SELECT * FROM updated
 ),
 ended AS (
     UPDATE {{schema}}.runs r SET
@@ -245,39 +319,24 @@ ended AS (
         detail = i.detail, detail_text = i.detail_text
     FROM input i
     WHERE i.run_id IS NOT NULL AND r.id = i.run_id AND r.queue = %(queue)s
-),
-deleted AS (
-    DELETE FROM {{schema}}.jobs j USING input i
-    WHERE i.remove AND j.queue = %(queue)s AND j.key = i.key
-    RETURNING j.group_key, i.status
-),
-updated AS (
-    UPDATE {{schema}}.jobs j SET
-        payload = i.payload::jsonb, payload_raw = i.raw, payload_bytes = i.is_bytes,
-        status = i.status, lease_until = 0,
-        due = CASE WHEN i.status = 'queued' THEN i.due ELSE j.due END,
-        seq = CASE WHEN i.status = 'queued'
-            THEN nextval('{{schema}}.jobs_seq_seq') ELSE j.seq END,
-        worker_id = CASE WHEN i.status = 'queued' THEN NULL ELSE j.worker_id END,
-        expire_at = CASE WHEN i.status = 'queued' THEN j.expire_at ELSE i.expire_at END
-    FROM input i
-    WHERE NOT i.remove AND j.queue = %(queue)s AND j.key = i.key
-    RETURNING j.group_key, i.status
+      AND (i.token IS NULL OR i.n IN (SELECT n FROM changed))
 )
 SELECT pg_notify(
     %(channel)s,
     CASE WHEN bool_or(c.status = 'queued' OR c.group_key IS NOT NULL) THEN 'fw:' ELSE 'f:' END
         || %(queue)s
-)
-FROM (SELECT * FROM deleted UNION ALL SELECT * FROM updated) c;
+), array_agg(c.n)
+FROM changed c;
 
 -- name: update
--- Store a new payload; notifies finish waiters. Returns a row when the job exists.
+-- Store a new payload; notifies finish waiters. Returns a row when it was stored: when the
+-- job exists and, with a token (fenced), is active or aborting under that token.
 WITH updated AS (
     UPDATE {{schema}}.jobs SET
         payload = %(payload)s::jsonb, payload_raw = %(raw)s, payload_bytes = %(is_bytes)s,
         touched_ms = %(now_ms)s
     WHERE queue = %(queue)s AND key = %(key)s
+      AND (NOT %(fenced)s OR (token = %(token)s AND status IN ('active', 'aborting')))
     RETURNING 1
 )
 SELECT pg_notify(%(channel)s, 'f:' || %(queue)s) FROM updated;
@@ -300,19 +359,53 @@ changed AS (
 SELECT status FROM before;
 
 -- name: recover
--- Take over jobs whose lease expired: status, attempts and run are kept.
+-- Take over jobs whose lease expired: status, attempts and run are kept; each gets a new
+-- fencing token (the dead owner's stops working in the same step) and the call's claim_id.
+-- Not idempotent, like claim: a connection lost while it ran is followed by recover_again.
 WITH picked AS (
-    SELECT key FROM {{schema}}.jobs
-    WHERE queue = %(queue)s AND status IN ('active', 'aborting') AND lease_until < %(now)s
+    {{fragment_expired}}
     ORDER BY lease_until
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+{{fragment_take_over}}
+SELECT * FROM recovered;
+
+-- name: recover_again
+-- The recover after a connection lost while a recover ran: the jobs it took, found by its
+-- claim_id, if it took any; else a recover as recover makes it.
+WITH earlier AS (
+    SELECT key, payload::text AS payload, payload_raw, payload_bytes, status, attempts,
+        started_ms, touched_ms, worker_id, run_id, token
+    FROM {{schema}}.jobs
+    WHERE queue = %(queue)s AND status IN ('active', 'aborting')
+      AND claim_id = %(claim_id)s AND worker_id = %(worker_id)s
+),
+picked AS (
+    {{fragment_expired}}
+      AND NOT EXISTS (SELECT 1 FROM earlier)
+    ORDER BY lease_until
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+{{fragment_take_over}}
+SELECT * FROM recovered UNION ALL SELECT * FROM earlier;
+
+-- name: fragment_expired
+-- The jobs whose lease expired (recover's and recover_again's picked), before their order.
+SELECT key FROM {{schema}}.jobs
+    WHERE queue = %(queue)s AND status IN ('active', 'aborting') AND lease_until < %(now)s
+
+-- name: fragment_take_over
+recovered AS (
+    UPDATE {{schema}}.jobs j SET
+        lease_until = %(lease_until)s, worker_id = %(worker_id)s,
+        token = nextval('{{schema}}.jobs_token_seq'), claim_id = %(claim_id)s
+    FROM picked p
+    WHERE j.queue = %(queue)s AND j.key = p.key
+    RETURNING j.key, j.payload::text AS payload, j.payload_raw, j.payload_bytes, j.status,
+        j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.token
 )
-UPDATE {{schema}}.jobs j SET lease_until = %(lease_until)s, worker_id = %(worker_id)s
-FROM picked p
-WHERE j.queue = %(queue)s AND j.key = p.key
-RETURNING j.key, j.payload::text, j.payload_raw, j.payload_bytes, j.status, j.attempts,
-    j.started_ms, j.touched_ms, j.worker_id, j.run_id;
 
 -- name: get
 SELECT key, payload::text, payload_raw, payload_bytes, status, attempts, started_ms,

@@ -6,7 +6,12 @@
 
 -- Jobs: one row per (queue, key). The payload is JSONB when the serializer wrote JSON
 -- text (so operators can query it), else raw bytes in payload_raw; payload_bytes
--- remembers whether the caller gave bytes, so that the same type comes back.
+-- remembers whether the caller gave bytes, so that the same type comes back. due is when
+-- a queued job becomes claimable, and its place in the claim order: a job enqueued or
+-- re-queued to run at once has due = that moment (not 0), so that it sorts after a retry or
+-- a scheduled job that became due before it. token is the fencing token of the current
+-- lease (see jobs_token_seq); claim_id, the number of the claim or recover call that took
+-- the job last (see the claim_again query).
 CREATE TABLE {{schema}}.jobs (
     queue text NOT NULL,
     key text NOT NULL,
@@ -26,12 +31,18 @@ CREATE TABLE {{schema}}.jobs (
     lease_until double precision NOT NULL DEFAULT 0,
     expire_at double precision,
     seq bigserial NOT NULL,
+    token bigint,
+    claim_id bigint,
     PRIMARY KEY (queue, key),
     CONSTRAINT jobs_one_payload CHECK ((payload IS NULL) <> (payload_raw IS NULL)),
     CONSTRAINT jobs_status CHECK (
         status IN ('queued', 'active', 'aborting', 'complete', 'failed', 'aborted')
     )
 );
+
+-- Fencing tokens: every claim and recovery takes the next one for the lease it gives, so a
+-- token is never reused (jobs.token holds the current lease's; NULL while nobody holds it).
+CREATE SEQUENCE {{schema}}.jobs_token_seq;
 
 -- Claiming: the next queued jobs in (priority, due, insertion) order. Partial, so a
 -- million finished rows cost nothing here.
