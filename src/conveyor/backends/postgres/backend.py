@@ -364,15 +364,17 @@ class PostgresBackend:
         renewal = Renewal()
         if not leases:
             return renewal
+        tokens = [token_number(lease.token) for lease in leases]
         params = self._params(
             keys=[lease.key for lease in leases],
-            tokens=[token_number(lease.token) for lease in leases],
+            tokens=tokens,
             lease_until=float(now + lease_s),
             now_ms=int(now * 1000),
         )
-        held: dict[str, bool] = dict(await self._fetch("renew", params))
-        for lease in leases:
-            aborting = held.get(lease.key)
+        rows = await self._fetch("renew", params)
+        held: dict[tuple[str, int], bool] = {(key, token): flag for key, token, flag in rows}
+        for lease, token in zip(leases, tokens, strict=True):
+            aborting = held.get((lease.key, token))
             if aborting is None:
                 renewal.lost.append(lease.key)
             elif aborting:

@@ -248,13 +248,13 @@ WHERE queue = %(queue)s AND status = 'queued' AND due > 0 AND due > %(now)s;
 -- name: renew
 -- Extend the leases that are still held (the job active or aborting under the lease's
 -- token, checked again on the row's latest version when another statement changed it
--- meanwhile); returns each renewed job's key and whether it is aborting. A lease not
--- returned is lost, and nothing of it was changed.
+-- meanwhile); returns each renewed lease's key and token, and whether its job is aborting.
+-- A lease not returned is lost, and nothing of it was changed.
 UPDATE {{schema}}.jobs j SET lease_until = %(lease_until)s, touched_ms = %(now_ms)s
 FROM unnest(%(keys)b::text[], %(tokens)b::bigint[]) AS l(key, token)
 WHERE j.queue = %(queue)s AND j.key = l.key AND j.token = l.token
   AND j.status IN ('active', 'aborting')
-RETURNING j.key, j.status = 'aborting';
+RETURNING j.key, j.token, j.status = 'aborting';
 
 -- name: finish
 -- Apply transitions and end their runs (see fragment_apply_transitions).
