@@ -335,3 +335,19 @@ async def test_jobs_stored_before_the_token_migration_keep_working(
         assert await cur.fetchone() == (files.latest_version,)
     finally:
         await backend.disconnect()
+
+
+async def test_a_job_finished_by_an_older_process_is_held_by_nobody(
+    make: Factory, admin: Any, schema: str
+) -> None:
+    # During a rolling upgrade, a process of the previous version finishes jobs without
+    # clearing their token: the status alone then says that nobody holds them.
+    backend = await make()
+    await backend.enqueue([_job("job")])
+    row = await _claim_one(backend)
+    await admin.execute(f"""UPDATE "{schema}".jobs SET status = 'complete' WHERE key = 'job'""")
+    lease = Lease("job", row.token or "")
+    assert await backend.renew("w", [lease], 30, time.time()) == Renewal(lost=["job"])
+    assert await backend.update("job", '{"late":1}', row.token) is False
+    assert await backend.finish([_end("job", row.run_id, row.token, "failed")]) == [False]
+    assert await backend.recover("w2", 10, 30, time.time() + 60) == []
