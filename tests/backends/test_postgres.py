@@ -266,6 +266,9 @@ async def test_enqueue_batch_dedups_keys_and_once_marks(make: Factory) -> None:
     )
     assert result == [True, False, True, False]
     assert await backend.enqueue([_job("cron-3", once="slot-1", once_ttl=60)]) == [False]
+    due = time.time() + 3600
+    assert await backend.enqueue([_job("cron-4", once="slot-4", once_ttl=60, due=due)]) == [True]
+    assert await backend._next_due() == due  # a scheduled job, wherever it came from
     [row] = await backend.claim("w", 1, 30, time.time())
     await backend.finish([_done(row.key, row.run_id)])
     assert await backend.enqueue([_job(row.key, '{"again":1}')]) == [True]  # finished: replaced
@@ -411,7 +414,9 @@ async def test_expire_deletes_in_bounded_batches(make: Factory) -> None:
 
 async def test_wait_for_work_returns_by_the_earliest_due_time(make: Factory) -> None:
     backend = await make()
-    await backend.enqueue([_job("soon", due=time.time() + 0.3)])
+    due = time.time() + 0.3
+    await backend.enqueue([_job("soon", due=due)])
+    assert await backend._next_due() == due
     assert await backend.claim("w", 1, 30, time.time()) == []
     await asyncio.wait_for(backend.wait_for_work(LONG_WAIT), WOKEN_WITHIN)
     await wait_until(lambda: backend.claim("w", 1, 30, time.time()), message="due job claimed")

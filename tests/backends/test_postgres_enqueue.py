@@ -110,6 +110,7 @@ async def test_large_batch_dedups_keeps_columns_and_replaces_finished_jobs(
     for key, priority, group_key in (("j3", 0, "g3"), ("j4", 1, None)):
         assert (stored[key][0], stored[key][2]) == (priority, group_key)
         assert now <= stored[key][1] <= after  # due at once: due at the time of the call
+    assert await backend._next_due() == jobs[5].due  # the idle wait finds the scheduled job
     # Priority 0 first, then insertion order; the scheduled job is not due yet.
     assert [row.key for row in await backend.claim("w", 3, 30, after)] == ["j0", "j3", "j6"]
     [first] = await backend.claim("w", 1, 30, now + 7200)

@@ -279,10 +279,27 @@ async def test_a_scheduled_job_that_became_due_comes_before_later_immediate_jobs
     due = time.time() + 0.05
     await backend.enqueue([_job("scheduled", due=due)])
     await wait_until(lambda: time.time() > due, message="the scheduled job is due")
+    # After it, by each way of enqueueing: a batch, one job, and arrays (once-marks, bytes).
     await backend.enqueue([_job(f"now-{i}") for i in range(50)])
     await backend.enqueue([_job("now-one")])
-    rows = await backend.claim("w", 3, 30, time.time())
-    assert [row.key for row in rows] == ["scheduled", "now-0", "now-1"]
+    await backend.enqueue([_job("now-pickled", b"\x80\x04."), _job("now-once", once="o")])
+    rows = await backend.claim("w", 100, 30, time.time())
+    now_keys = [f"now-{i}" for i in range(50)] + ["now-one", "now-pickled", "now-once"]
+    assert [row.key for row in rows] == ["scheduled", *now_keys]
+
+
+async def test_an_idle_wait_looks_for_a_delayed_retry(make: Factory) -> None:
+    backend = await make()
+    await backend.enqueue([_job("delayed"), _job("at-once")])
+    rows = await backend.claim("w", 2, 30, time.time())
+    due = time.time() + 3600
+    retries = [
+        Transition(r.key, "{}", "queued", due=due if r.key == "delayed" else 0.0, token=r.token)
+        for r in rows
+    ]
+    assert await backend.finish(retries) == [True, True]
+    # wait_for_work sleeps until the earliest due time of the jobs not due yet.
+    assert await backend._next_due() == due
 
 
 # Data stored before the upgrade
@@ -308,8 +325,9 @@ async def test_jobs_stored_before_the_token_migration_keep_working(
             attempts, started_ms, worker_id, run_id, lease_until)
         VALUES ('main', 'running', 't', '{{}}', 'active', 0, 1, %s, 'old', 1, %s),
                ('main', 'queued-1', 't', '{{}}', 'queued', 0, 0, 0, NULL, NULL, 0),
-               ('main', 'queued-2', 't', '{{}}', 'queued', 0, 0, 0, NULL, NULL, 0)""",
-        (int(now * 1000), now + 0.01),
+               ('main', 'queued-2', 't', '{{}}', 'queued', 0, 0, 0, NULL, NULL, 0),
+               ('main', 'tomorrow', 't', '{{}}', 'queued', %s, 0, 0, NULL, NULL, 0)""",
+        (int(now * 1000), now + 0.01, now + 86400),
     )
     await admin.execute(
         f"""INSERT INTO "{schema}".runs (id, queue, key, function, attempt, worker_id, status,
@@ -333,6 +351,8 @@ async def test_jobs_stored_before_the_token_migration_keep_working(
         assert (await _run(backend, "1"))[0] == "complete"
         cur = await admin.execute(f'SELECT max(version) FROM "{schema}".schema_version')
         assert await cur.fetchone() == (files.latest_version,)
+        next_due = await backend._fetch("next_due", {"queue": "main", "now": time.time()})
+        assert next_due == [(now + 86400,)]  # the scheduled job is found as before
     finally:
         await backend.disconnect()
 

@@ -16,6 +16,7 @@ wins, a finished one is replaced):
 A job due at once (``due`` 0 or past) is stored due at the time of the call, on the client's
 clock (the clock of the ``now`` that claims compare ``due`` with): claims take jobs by
 priority, then due time, so it sorts after a retry or a scheduled job that was due before.
+Only a job given a due time still to come is marked ``scheduled`` (the ``enqueue`` query).
 
 A payload that looks like JSON (text starting with ``{``) is sent as JSON unchecked: the
 server's ``jsonb`` input check is the check. When the server refuses one (a data error
@@ -125,10 +126,10 @@ def job_params(job: NewJob, queue: str, channel: str, check: bool) -> tuple[Any,
     """Parameters of ``enqueue_job``; ``check`` checks the payload on the client."""
     stored = None if check else _as_json(job.payload)
     text, raw, is_bytes = stored or split_payload(job.payload)
-    due = max(float(job.due or 0.0), time.time())
+    due, now = float(job.due or 0.0), time.time()
     notice = "w:" + queue
-    return (queue, job.key, job.function, text, raw, is_bytes, int(job.priority), due,
-            job.group_key, channel, notice)  # fmt: skip
+    return (queue, job.key, job.function, text, raw, is_bytes, int(job.priority), max(due, now),
+            due > now, job.group_key, channel, notice)  # fmt: skip
 
 
 def _joined(values: list[str], count: int) -> str | None:
@@ -163,8 +164,9 @@ def joined_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any] | None:
         "payloads": payloads[0],
         "is_bytes": payloads[1],
         "priorities": ",".join([str(int(job.priority)) for job in jobs]),
-        "dues": ",".join([repr(max(float(job.due or 0.0), now)) for job in jobs]),
+        "dues": ",".join([repr(float(job.due or 0.0)) for job in jobs]),
         "groups": group_text,
+        "now": now,
     }
 
 
@@ -207,7 +209,7 @@ def array_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
         "raws": raws,
         "is_bytes": is_bytes,
         "priorities": [int(job.priority) for job in jobs],
-        "dues": [max(float(job.due or 0.0), now) for job in jobs],
+        "dues": [float(job.due or 0.0) for job in jobs],
         "groups": [job.group_key for job in jobs],
         "onces": [job.once for job in jobs],
         "once_ttls": [float(job.once_ttl) for job in jobs],

@@ -44,6 +44,7 @@ ON CONFLICT (queue, key) DO UPDATE SET
     function = excluded.function, payload = excluded.payload,
     payload_raw = excluded.payload_raw, payload_bytes = excluded.payload_bytes,
     status = 'queued', priority = excluded.priority, due = excluded.due,
+    scheduled = excluded.scheduled,
     group_key = excluded.group_key, attempts = 0, started_ms = 0, touched_ms = 0,
     worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL, token = NULL,
     seq = excluded.seq
@@ -61,15 +62,16 @@ SELECT inserted.key FROM inserted, notified
 -- name: enqueue_job
 -- One job without a once-mark (queue.enqueue): one upsert, and the wake-up in the same
 -- statement. Positional parameters, in order: queue, key, function, payload (JSON text or
--- NULL), payload_raw, payload_bytes, priority, due, group_key, channel, notification; a
--- dict of eleven named ones costs more client time than the rest of the call.
+-- NULL), payload_raw, payload_bytes, priority, due, scheduled, group_key, channel,
+-- notification (due and scheduled as the client computed them: see the enqueue query); a
+-- dict of twelve named ones costs more client time than the rest of the call.
 WITH inserted AS (
     INSERT INTO {{schema}}.jobs AS j (
         queue, key, function, payload, payload_raw, payload_bytes, status, priority, due,
-        group_key
+        scheduled, group_key
     )
     VALUES (%s, %s, %s, %s::jsonb, %s::bytea, %s::boolean, 'queued', %s::integer, %s::float8,
-        %s::text)
+        %s::boolean, %s::text)
     {{fragment_replace_finished}}
     RETURNING j.key
 )
@@ -83,10 +85,11 @@ SELECT key, pg_notify(%s, %s) FROM inserted;
 -- get one notification.
 WITH inserted AS (
     INSERT INTO {{schema}}.jobs AS j (
-        queue, key, function, payload, payload_bytes, status, priority, due, group_key
+        queue, key, function, payload, payload_bytes, status, priority, due, scheduled,
+        group_key
     )
     SELECT %(queue)s, i.key, i.function, i.payload::jsonb, %(is_bytes)s, 'queued', i.priority,
-        i.due, i.group_key
+        greatest(i.due, %(now)s), i.due > %(now)s, i.group_key
     FROM unnest(
         string_to_array(%(keys)s, E'\x1f'), string_to_array(%(functions)s, E'\x1f'),
         string_to_array(%(payloads)s, E'\x1f'), string_to_array(%(priorities)s, ',')::integer[],
@@ -103,6 +106,11 @@ WITH inserted AS (
 -- incomplete job holds its key and its once-mark is free or expired (the mark is taken in
 -- the same statement); a finished job with the same key is replaced. Returns the inserted
 -- keys; waiting workers get one notification for the batch.
+--
+-- A job due at once (due 0 or past) is stored due at %(now)s, the time of the call on the
+-- client's clock (the clock of the now that claims compare due with), so that it sorts
+-- after a retry or a scheduled job that was due before; scheduled says that it was given
+-- a due time still to come, which keeps the others out of jobs_due_idx.
 WITH input AS (
     SELECT * FROM unnest(
         %(keys)b::text[], %(functions)b::text[], %(payloads)b::text[], %(raws)b::bytea[],
@@ -126,10 +134,10 @@ marked AS (
 inserted AS (
     INSERT INTO {{schema}}.jobs AS j (
         queue, key, function, payload, payload_raw, payload_bytes, status, priority, due,
-        group_key
+        scheduled, group_key
     )
     SELECT %(queue)s, i.key, i.function, i.payload::jsonb, i.raw, i.is_bytes, 'queued',
-        i.priority, i.due, i.group_key
+        i.priority, greatest(i.due, %(now)s), i.due > %(now)s, i.group_key
     FROM input i
     WHERE i.once IS NULL OR i.once IN (SELECT token FROM marked)
     {{fragment_replace_finished}}
@@ -243,7 +251,7 @@ runs AS (
 -- name: next_due
 -- The earliest due time of a scheduled job, for wait_for_work (uses jobs_due_idx).
 SELECT min(due) FROM {{schema}}.jobs
-WHERE queue = %(queue)s AND status = 'queued' AND due > 0 AND due > %(now)s;
+WHERE queue = %(queue)s AND status = 'queued' AND scheduled AND due > %(now)s;
 
 -- name: renew
 -- Extend the leases that are still held (the job active or aborting under the lease's
@@ -277,7 +285,8 @@ WITH logged AS (
 -- DELETE, so it is checked on the row that is written (again on its latest version if
 -- another statement changed it meanwhile), and its run is ended only when the job's row
 -- was. Applying a transition clears the job's token. A queued job (a retry or a re-queue)
--- is due at %(now)s at the earliest, so it sorts by the time it was re-queued. Returns the
+-- is due at %(now)s at the earliest, so it sorts by the time it was re-queued (see the
+-- enqueue query). Returns the
 -- numbers of the transitions applied, and notifies once: "f" for finish waiters, plus "w"
 -- for workers when a job was re-queued or a group was freed.
 input AS (
@@ -301,6 +310,7 @@ updated AS (
         payload = i.payload::jsonb, payload_raw = i.raw, payload_bytes = i.is_bytes,
         status = i.status, lease_until = 0, token = NULL,
         due = CASE WHEN i.status = 'queued' THEN greatest(i.due, %(now)s) ELSE j.due END,
+        scheduled = i.status = 'queued' AND i.due > %(now)s,
         seq = CASE WHEN i.status = 'queued'
             THEN nextval('{{schema}}.jobs_seq_seq') ELSE j.seq END,
         worker_id = CASE WHEN i.status = 'queued' THEN NULL ELSE j.worker_id END,

@@ -9,7 +9,8 @@
 -- remembers whether the caller gave bytes, so that the same type comes back. due is when
 -- a queued job becomes claimable, and its place in the claim order: a job enqueued or
 -- re-queued to run at once has due = that moment (not 0), so that it sorts after a retry or
--- a scheduled job that became due before it. token is the fencing token of the current
+-- a scheduled job that became due before it; scheduled says that it was given a due time
+-- still to come when it was (re-)queued. token is the fencing token of the current
 -- lease (see jobs_token_seq); claim_id, the number of the claim or recover call that took
 -- the job last (see the claim_again query).
 CREATE TABLE {{schema}}.jobs (
@@ -33,6 +34,7 @@ CREATE TABLE {{schema}}.jobs (
     seq bigserial NOT NULL,
     token bigint,
     claim_id bigint,
+    scheduled boolean NOT NULL DEFAULT false,
     PRIMARY KEY (queue, key),
     CONSTRAINT jobs_one_payload CHECK ((payload IS NULL) <> (payload_raw IS NULL)),
     CONSTRAINT jobs_status CHECK (
@@ -48,9 +50,9 @@ CREATE SEQUENCE {{schema}}.jobs_token_seq;
 -- million finished rows cost nothing here.
 CREATE INDEX jobs_claim_idx ON {{schema}}.jobs (queue, priority, due, seq)
     WHERE status = 'queued';
--- The earliest future due time (wait_for_work); jobs due at once (due = 0) stay out.
+-- The earliest future due time (wait_for_work); jobs (re-)queued to run at once stay out.
 CREATE INDEX jobs_due_idx ON {{schema}}.jobs (queue, due)
-    WHERE status = 'queued' AND due > 0;
+    WHERE status = 'queued' AND scheduled;
 -- The head of each group: only a group's first claimable job may be claimed.
 CREATE INDEX jobs_group_head_idx ON {{schema}}.jobs (queue, group_key, priority, due, seq)
     WHERE status = 'queued' AND group_key IS NOT NULL;
