@@ -102,6 +102,7 @@ async def test_after_the_sweep_claim_and_finish_read_their_jobs_not_the_queue(
         "now_ms": int(now * 1000),
         "lease_until": now + 60,
         "claim_id": 1,
+        "present": False,
     }
     claim_100 = backend.sql.queries["claim"].replace("{{limit}}", "100")
     # The 100 jobs picked, then the 100 updated: not the 10,000 of the queue.
@@ -113,6 +114,7 @@ async def test_after_the_sweep_claim_and_finish_read_their_jobs_not_the_queue(
         "tokens": [int(row.token or 0) for row in rows],
         "lease_until": now + 60,
         "now_ms": int(now * 1000),
+        "present": False,
     }
     assert await _job_rows_read(admin, backend.sql.queries["renew"], renew) <= 200
     transitions = [

@@ -10,6 +10,10 @@ finish and update with a token check it in the same statement that writes (see t
 queries). Claim and recover also store a random number of the call (``claim_id``) on the
 rows they take: after a connection lost while one ran, the retry finds those rows instead
 of taking more (``claim_again``, ``recover_again``).
+
+Presence: a worker's leases are also vouched for by a lock its session holds (see
+:mod:`~conveyor.backends.postgres.presence`), so that :meth:`PostgresBackend.expire_dead_leases`
+ends the leases of a worker whose session is gone without waiting for them to expire.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from conveyor.backends.postgres.database import Database, Params, Row, first
 from conveyor.backends.postgres.enqueue import Enqueuer
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
+from conveyor.backends.postgres.presence import Presence
 from conveyor.backends.postgres.statistics import Statistics
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -122,6 +127,7 @@ class PostgresBackend:
         self._user_pool = pool
         self._db: Database | None = None
         self._listener: Listener | None = None
+        self._presence: Presence | None = None
         self._seen_generation = 0
         self._reads: set[asyncio.Future[list[Row]]] = set()
 
@@ -183,17 +189,16 @@ class PostgresBackend:
                 raise BackendError("postgres", f"cannot prepare the schema: {exc}", exc) from exc
             raise
         if self.settings.poll_interval is None:
-            self._listener = await self._make_listener(db)
+            # Connections of their own, not pooled: LISTEN and session locks stay on them.
+            conninfo, kwargs = await db.conninfo()
+            kwargs["autocommit"] = True
+
+            async def own_connection() -> psycopg.AsyncConnection[Any]:
+                return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
+
+            self._listener = Listener(own_connection, self.channel, self.queue_name)
+            self._presence = Presence(own_connection, self.settings.schema)
         self._db = db
-
-    async def _make_listener(self, db: Database) -> Listener:
-        conninfo, kwargs = await db.conninfo()
-        kwargs["autocommit"] = True
-
-        async def listen_connection() -> psycopg.AsyncConnection[Any]:
-            return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
-
-        return Listener(listen_connection, self.channel, self.queue_name)
 
     async def _listening(self, timeout: float) -> tuple[Listener | None, bool]:
         # LISTEN starts with the first wait: a process that only enqueues never opens the
@@ -210,8 +215,11 @@ class PostgresBackend:
         """Stop listening and close the backend's own pool. Idempotent."""
         db, self._db = self._db, None
         listener, self._listener = self._listener, None
+        presence, self._presence = self._presence, None
         if listener is not None:
             await listener.stop()
+        if presence is not None:
+            await presence.stop()
         if db is not None:
             await db.close()
 
@@ -288,6 +296,7 @@ class PostgresBackend:
             now_ms=int(now * 1000),
             lease_until=float(now + lease_s),
             claim_id=_claim_id(),
+            present=await self._present(worker_id),
         )
         # The batch size is a literal of the statement: see the claim query.
         size = str(int(limit))
@@ -301,6 +310,13 @@ class PostgresBackend:
             conflict_retries=_GROUP_CONFLICT_RETRIES,
         )
         return [job_row(row) for row in rows]
+
+    async def _present(self, worker_id: str) -> bool:
+        """Whether the presence lock of ``worker_id`` is held (taken at its first call)."""
+        presence = self._presence
+        if presence is None:
+            return False
+        return presence.held(worker_id) or await presence.hold(worker_id)
 
     async def _next_due(self) -> float | None:
         # Workers cancel their wait as soon as they have something to do; cancelling a
@@ -370,6 +386,7 @@ class PostgresBackend:
             tokens=tokens,
             lease_until=float(now + lease_s),
             now_ms=int(now * 1000),
+            present=self._presence is not None and self._presence.held(worker_id),
         )
         rows = await self._fetch("renew", params)
         held: dict[tuple[str, int], bool] = {(key, token): flag for key, token, flag in rows}
@@ -450,11 +467,38 @@ class PostgresBackend:
             now=float(now),
             lease_until=float(now + lease_s),
             claim_id=_claim_id(),
+            present=await self._present(worker_id),
         )
         rows = await self._fetch(
             "recover", params, idempotent=False, again=self.sql.queries["recover_again"]
         )
         return [job_row(row) for row in rows]
+
+    async def expire_dead_leases(self, now: float) -> int:
+        """End at once the leases of workers whose database session is gone.
+
+        A lease ends (its ``lease_until`` becomes 0, so that the next :meth:`recover` takes
+        the job over) when its owner held its presence lock when it last claimed, recovered
+        or renewed it, nobody holds that lock now, the owner has not renewed it for a third
+        of the lease, and this backend's own presence session has lived that long (see the
+        ``expire_dead_leases`` query for why). Never a lease whose owner still holds its
+        lock or still renews it. Without a presence session of its own (``poll_interval``
+        mode, or while it connects) it ends nothing.
+
+        Args:
+            now: The current time (epoch seconds).
+
+        Returns:
+            How many leases it ended.
+        """
+        presence = self._presence
+        if presence is None:
+            return 0
+        presence.start()
+        if presence.pid is None:
+            return 0
+        params = self._params(namespace=presence.namespace, pid=presence.pid, now=float(now))
+        return int(first(await self._fetch("expire_dead_leases", params), 0))
 
     async def get(self, keys: Sequence[str]) -> list[JobRow | None]:
         """Load jobs by key, in order."""

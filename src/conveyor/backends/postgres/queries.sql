@@ -235,7 +235,7 @@ claimed AS (
         touched_ms = %(now_ms)s, worker_id = %(worker_id)s,
         run_id = nextval('{{schema}}.runs_id_seq'),
         token = nextval('{{schema}}.jobs_token_seq'), claim_id = %(claim_id)s,
-        lease_until = %(lease_until)s
+        lease_until = %(lease_until)s, owner_present = %(present)s
     WHERE j.queue = %(queue)s AND j.key = ANY(ARRAY(SELECT key FROM picked))
     RETURNING j.key, j.payload::text AS payload, j.payload_raw, j.payload_bytes, j.status,
         j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.token, j.function,
@@ -257,8 +257,10 @@ WHERE queue = %(queue)s AND status = 'queued' AND scheduled AND due > %(now)s;
 -- Extend the leases that are still held (the job active or aborting under the lease's
 -- token, checked again on the row's latest version when another statement changed it
 -- meanwhile); returns each renewed lease's key and token, and whether its job is aborting.
--- A lease not returned is lost, and nothing of it was changed.
-UPDATE {{schema}}.jobs j SET lease_until = %(lease_until)s, touched_ms = %(now_ms)s
+-- A lease not returned is lost, and nothing of it was changed. owner_present: whether the
+-- worker holds its presence lock now (see expire_dead_leases).
+UPDATE {{schema}}.jobs j SET
+    lease_until = %(lease_until)s, touched_ms = %(now_ms)s, owner_present = %(present)s
 FROM unnest(%(keys)b::text[], %(tokens)b::bigint[]) AS l(key, token)
 WHERE j.queue = %(queue)s AND j.key = l.key AND j.token = l.token
   AND j.status IN ('active', 'aborting')
@@ -410,12 +412,46 @@ SELECT key FROM {{schema}}.jobs
 recovered AS (
     UPDATE {{schema}}.jobs j SET
         lease_until = %(lease_until)s, worker_id = %(worker_id)s,
-        token = nextval('{{schema}}.jobs_token_seq'), claim_id = %(claim_id)s
+        token = nextval('{{schema}}.jobs_token_seq'), claim_id = %(claim_id)s,
+        owner_present = %(present)s
     FROM picked p
     WHERE j.queue = %(queue)s AND j.key = p.key
     RETURNING j.key, j.payload::text AS payload, j.payload_raw, j.payload_bytes, j.status,
         j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.token
 )
+
+-- name: expire_dead_leases
+-- End the leases whose owner is gone: set lease_until to 0, so that the next recover takes
+-- them over (a renewal or a finish of the owner's still works until then). Gone means all
+-- of: the lease is marked owner_present (the owner held its presence lock when it claimed,
+-- recovered or renewed it last: see presence.py); nobody holds that lock now; the owner has
+-- not renewed for a third of its lease (a live worker renews several times per lease, also
+-- while its presence connection is being replaced); and the caller's own presence session
+-- (%(pid)s) has lived as long, so that after a restart of the server, which ends every
+-- session at once, live workers have connected and renewed again first. Returns how many
+-- leases it ended. pg_locks is read once: hashtext's int4 keys appear there as oids.
+WITH locks AS MATERIALIZED (
+    SELECT l.objid FROM pg_catalog.pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                        WHERE datname = current_database())
+      AND l.classid = hashtext(%(namespace)s)::oid
+),
+caller AS MATERIALIZED (
+    SELECT extract(epoch FROM statement_timestamp() - backend_start) AS age
+    FROM pg_catalog.pg_stat_activity
+    WHERE pid = %(pid)s
+),
+ended AS (
+    UPDATE {{schema}}.jobs j SET lease_until = 0
+    WHERE j.queue = %(queue)s AND j.status IN ('active', 'aborting') AND j.owner_present
+      AND j.lease_until >= %(now)s
+      AND j.touched_ms / 1000.0 < %(now)s - (j.lease_until - j.touched_ms / 1000.0) / 3
+      AND (SELECT age FROM caller) > (j.lease_until - j.touched_ms / 1000.0) / 3
+      AND hashtext(j.worker_id)::oid NOT IN (SELECT objid FROM locks)
+    RETURNING 1
+)
+SELECT count(*) FROM ended;
 
 -- name: get
 SELECT key, payload::text, payload_raw, payload_bytes, status, attempts, started_ms,

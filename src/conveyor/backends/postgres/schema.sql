@@ -12,7 +12,8 @@
 -- a scheduled job that became due before it; scheduled says that it was given a due time
 -- still to come when it was (re-)queued. token is the fencing token of the current
 -- lease (see jobs_token_seq); claim_id, the number of the claim or recover call that took
--- the job last (see the claim_again query).
+-- the job last (see the claim_again query); owner_present, whether its owner held its
+-- presence lock when it took or renewed the lease (see the expire_dead_leases query).
 CREATE TABLE {{schema}}.jobs (
     queue text NOT NULL,
     key text NOT NULL,
@@ -35,6 +36,7 @@ CREATE TABLE {{schema}}.jobs (
     token bigint,
     claim_id bigint,
     scheduled boolean NOT NULL DEFAULT false,
+    owner_present boolean NOT NULL DEFAULT false,
     PRIMARY KEY (queue, key),
     CONSTRAINT jobs_one_payload CHECK ((payload IS NULL) <> (payload_raw IS NULL)),
     CONSTRAINT jobs_status CHECK (

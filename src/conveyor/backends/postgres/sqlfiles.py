@@ -39,6 +39,7 @@ QUERY_NAMES = frozenset(
         "enqueue_job",
         "enqueue_jobs",
         "expire",
+        "expire_dead_leases",
         "finish",
         "finish_with_logs",
         "get",
