@@ -290,7 +290,10 @@ WITH logged AS (
 -- is due at %(now)s at the earliest, so it sorts by the time it was re-queued (see the
 -- enqueue query). Returns the
 -- numbers of the transitions applied, and notifies once: "f" for finish waiters, plus "w"
--- for workers when a job was re-queued or a group was freed.
+-- for workers when a job was re-queued or a group was freed. A run is found by its id
+-- (unique in the schema) and checked against its job's key, without a condition on the
+-- queue: with one, a plan made while runs had no statistics read every run of the queue
+-- (on a new queue, a finish of 10 took 9 ms once it had 3,000 runs).
 input AS (
     SELECT * FROM unnest(
         %(keys)b::text[], %(payloads)b::text[], %(raws)b::bytea[], %(is_bytes)b::boolean[],
@@ -330,7 +333,7 @@ ended AS (
         status = i.run_status, finished_ms = i.finished_ms, error = i.error,
         detail = i.detail, detail_text = i.detail_text
     FROM input i
-    WHERE i.run_id IS NOT NULL AND r.id = i.run_id AND r.queue = %(queue)s
+    WHERE i.run_id IS NOT NULL AND r.id = i.run_id AND r.key = i.key
       AND (i.token IS NULL OR i.n IN (SELECT n FROM changed))
 )
 SELECT pg_notify(
