@@ -18,12 +18,13 @@ Expressions have 5 fields, or 6 where the 6th is SECONDS (SAQ's syntax: ``* * * 
 fires every 5 seconds), or are one of the aliases in :data:`ALIASES`.
 
 A :class:`CronJob` is SAQ's cron job definition: a function, an expression and the job
-options of each run.
+options of each run. :meth:`CronJob.identity` tells cron jobs of one function apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -433,6 +434,31 @@ def function_name(function: Any) -> str:
     return qualname
 
 
+def _zone_name(tz: tzinfo) -> str:
+    key = getattr(tz, "key", None)
+    return key if isinstance(key, str) else str(tz)
+
+
+def _stable(value: Any) -> Any:
+    """A JSON stand-in for a value json cannot write, the same in every process.
+
+    Tagged with the value's type, so a datetime and its ISO string stay apart. Sets are
+    sorted (their iteration order follows ``hash()``, which is salted per process).
+
+    Raises:
+        TypeError: When the value's repr names a memory address, which changes between
+            processes.
+    """
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, set | frozenset):
+        items = sorted(json.dumps(item, sort_keys=True, default=_stable) for item in value)
+        return {f"<{kind}>": items}
+    text = repr(value)
+    if " at 0x" in text:
+        raise TypeError(f"{text} has no text that is the same in every process")
+    return {f"<{kind}>": text}
+
+
 #: Job fields a cron job may set on the jobs it creates.
 _JOB_OPTION_FIELDS = JOB_OPTION_FIELDS
 
@@ -480,6 +506,40 @@ class CronJob:
     def name(self) -> str:
         """The registered name of the function (a task handle's ``name``)."""
         return function_name(self.function)
+
+    def identity(self, default_tz: str | tzinfo | None = None) -> str:
+        """What tells this cron job apart from other cron jobs of its function, as canonical
+        text that is the same in every process and after restarts (never ``hash()``).
+
+        It holds the function's name, the expression (an alias expanded), the zone it is
+        read in and the kwargs. Job options are left out: two cron jobs that differ only
+        in ``timeout`` would run the same function with the same arguments at the same
+        times. Values json cannot write are written as their type and repr (sets sorted).
+
+        Args:
+            default_tz: The worker's ``cron_tz``, for a cron job without a ``tz``.
+
+        Returns:
+            Compact JSON with sorted keys.
+
+        Raises:
+            ConfigurationError: When a kwargs value has no stable text (its repr names a
+                memory address) or its keys cannot be sorted.
+        """
+        schedule = self.schedule(default_tz)
+        fields = {
+            "function": self.name,
+            "cron": " ".join(schedule.fields),
+            "tz": _zone_name(schedule.tz),
+            "kwargs": self.kwargs or {},
+        }
+        try:
+            return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=_stable)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"the kwargs of a cron job of {self.name!r} cannot identify it: {exc}; "
+                "use values with a stable repr (numbers, strings, lists, dicts with str keys)"
+            ) from exc
 
     def schedule(self, default_tz: str | tzinfo | None = None) -> CronSchedule:
         """The schedule, in the job's own ``tz`` or else ``default_tz`` (else UTC).
