@@ -18,7 +18,8 @@ Expressions have 5 fields, or 6 where the 6th is SECONDS (SAQ's syntax: ``* * * 
 fires every 5 seconds), or are one of the aliases in :data:`ALIASES`.
 
 A :class:`CronJob` is SAQ's cron job definition: a function, an expression and the job
-options of each run. :meth:`CronJob.identity` tells cron jobs of one function apart.
+options of each run. A function may have several; :meth:`CronJob.identity` tells them
+apart.
 """
 
 from __future__ import annotations
@@ -467,10 +468,16 @@ _JOB_OPTION_FIELDS = JOB_OPTION_FIELDS
 class CronJob:
     """A function enqueued on a cron schedule by the worker (SAQ's ``CronJob``).
 
+    A function may have several cron jobs that differ in expression, zone or kwargs: each
+    has its own slots, job key and slot marks (see :func:`conveyor.worker.scheduler.cron_ids`).
+    A worker given two that do not differ raises :class:`~conveyor.errors.ConfigurationError`.
+
     Args:
         function: The task: a callable ``fn(ctx, **kwargs)`` or a task handle.
         cron: The expression (see :class:`CronSchedule`); checked here.
-        unique: While one run is queued or active, the next slot is not enqueued.
+        unique: While a run of this cron job is queued or active, its other slots are
+            not enqueued: a slot is tried until it is due, then skipped. Other cron jobs
+            of the same function are not held back.
         timeout: The job's timeout in seconds.
         heartbeat: The job's heartbeat in seconds.
         retries: The job's maximum attempts.

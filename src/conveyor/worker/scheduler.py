@@ -14,8 +14,7 @@ last minute's 60 slots and the look-ahead, not 3,600.
 
 Marks. Each job carries a ``once`` mark naming its cron job and slot: the backend inserts
 the job and the mark in one atomic step, so of several workers that try one slot at most
-one inserts it. The mark outlives its slot by at least max(1 h, 10 ticks), longer than any
-catch-up.
+one inserts it.
 
 Keys. A cron job's id is its function's name when it is the function's only cron job,
 else ``name#digest`` (see :func:`cron_ids`). With ``unique=False`` a run's key is
@@ -184,6 +183,8 @@ class CronScheduler:
             "cron": cron.cron,
             "scheduled_for": slot,
             "once": f"cron:{cron_id}:{slot_ms}",
+            # The mark outlives its slot by far more than CATCH_UP_S, so a late tick of
+            # another worker cannot find it expired and enqueue the slot again.
             "once_ttl": max(MARK_TTL_S, self.tick_s * 10) + max(0.0, slot - now),
         }
         return Job(

@@ -100,7 +100,10 @@ async def test_cron_jobs_of_one_function_each_run_once_per_slot(make_queue: Any)
         ("eu", "0 12 * * *", NOON),
         ("us", "0 * * * *", NOON),
     ]
-    assert len({job.key for job in enqueued}) == 3
+    keys = {job.meta["cron"] + str((job.kwargs or {})["region"]): job.key for job in enqueued}
+    assert len(set(keys.values())) == 3
+    assert all(key.startswith("cron:report#") for key in keys.values())
+    assert keys["0 12 * * *eu"].endswith(f":{int(NOON * 1000)}")  # unique=False: per slot
     assert await other.tick(now=NOON - 0.4) == []  # both workers agree on each slot's mark
     assert await first.count("incomplete") == 3
 
