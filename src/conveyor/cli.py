@@ -201,7 +201,8 @@ async def run_worker(
     """Run a worker until SIGTERM or SIGINT, then stop it gracefully.
 
     Running jobs get the worker's ``shutdown_grace_period_s`` to finish; the rest are
-    re-queued. A second SIGTERM or SIGINT makes the stop fast (:meth:`Worker.hurry`). Under a supervisor, the worker also stops when the supervisor goes away.
+    re-queued. A second SIGTERM or SIGINT makes the stop fast (:meth:`Worker.hurry`). Under
+    a supervisor, the worker also stops when the supervisor goes away.
 
     Args:
         settings: The worker's settings.
