@@ -157,6 +157,7 @@ class FaultProxy:
             if not thread.is_alive():
                 loop.close()
             self._loop, self._thread, self._server = None, None, None
+            self.port = 0
 
     def __enter__(self) -> Self:
         return self.start()
