@@ -30,6 +30,8 @@ from conveyor.testing.fixtures import backend_url_for, require_backend
 #: The client timeout of a request that must hang; also the longest wait on a condition
 #: that must stay false.
 HANG_S = 0.3
+#: Seconds until a job becomes due, in a test that stalls a worker meanwhile.
+DUE_IN_S = 0.4
 #: The asyncio clock may fire a timer this much early.
 CLOCK_SLACK_S = 0.005
 
@@ -81,7 +83,7 @@ async def test_redis_commands_hang_while_paused_and_complete_after_resume(
         assert await impatient.ping()
         redis_proxy.pause()
         # A new connection made while paused: accepted, its handshake held back.
-        held = asyncio.create_task(patient.set(key, "after resume"))
+        held = asyncio.ensure_future(patient.set(key, "after resume"))
         with pytest.raises(redis.TimeoutError):
             await impatient.get(key)
         assert not held.done()
@@ -277,13 +279,18 @@ async def test_worker_process_runs_stalls_resumes_and_dies(tmp_path: Path) -> No
         await first.refresh(until_complete=20)
         assert (first.status, first.result) == (Status.COMPLETE, "one")
 
+        # The job becomes due while the worker is stalled. It is stored before the stall:
+        # a worker stalled inside one of its SQLite write transactions would keep the
+        # database locked, and an enqueue then would fail after the busy timeout.
+        second = await queue.enqueue(
+            "echo", value="two", key="second", scheduled=time.time() + DUE_IN_S
+        )
+        assert second is not None
         worker.stall()
         assert worker.alive
-        second = await queue.enqueue("echo", value="two", key="second")
-        assert second is not None
         # A bounded wait on a condition that must stay false.
         with pytest.raises(TimeoutError):
-            await wait_until(lambda: picked_up(queue, "second"), timeout=HANG_S)
+            await wait_until(lambda: picked_up(queue, "second"), timeout=DUE_IN_S + HANG_S)
         worker.resume()
         await second.refresh(until_complete=20)
         assert (second.status, second.result) == (Status.COMPLETE, "two")

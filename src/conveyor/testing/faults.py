@@ -89,9 +89,8 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
-        # Only the proxy's thread touches these.
+        # Only the proxy's thread touches these; start() resets them.
         self._flowing = asyncio.Event()
-        self._flowing.set()
         self._refusing = False
         self._delay_s = 0.0
         self._drop_filter: bytes | None = None
@@ -130,6 +129,9 @@ class FaultProxy:
         """
         if self._loop is not None:
             raise RuntimeError(f"{self!r} is already started")
+        self._flowing = asyncio.Event()  # an Event belongs to the loop that first waits
+        self._flowing.set()
+        self._refusing, self._delay_s, self._drop_filter = False, 0.0, None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=repr(self), daemon=True)
         self._thread.start()
@@ -273,6 +275,7 @@ class FaultProxy:
     async def _serve(
         self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
     ) -> None:
+        """Serve one client connection (asyncio's stream server runs it in a task)."""
         if self._refusing:
             client.transport.abort()
             return
@@ -282,17 +285,18 @@ class FaultProxy:
             server_reader, link.server = await asyncio.open_connection(
                 self.target_host, self.target_port
             )
-        except OSError:
+            if link not in self._links:  # cut while connecting
+                link.abort()
+                return
+            link.pumps = [
+                asyncio.create_task(self._pump(link, client_reader, link.server, reply=False)),
+                asyncio.create_task(self._pump(link, server_reader, client, reply=True)),
+            ]
+            await asyncio.gather(*link.pumps, return_exceptions=True)
+        except (OSError, asyncio.CancelledError):
+            # Cancelled only by close(); a handler that ends cancelled makes asyncio's
+            # stream server (Python 3.11) log an error.
             self._close(link, abort=True)
-            return
-        if link not in self._links:  # cut while connecting
-            link.abort()
-            return
-        link.pumps = [
-            asyncio.create_task(self._pump(link, client_reader, link.server, reply=False)),
-            asyncio.create_task(self._pump(link, server_reader, client, reply=True)),
-        ]
-        await asyncio.gather(*link.pumps, return_exceptions=True)
 
     async def _pump(
         self,
@@ -516,7 +520,10 @@ class WorkerProcess:
     def stall(self) -> None:
         """Freeze the process with SIGSTOP, as a blocked event loop or a paused VM would.
 
-        It holds its connections and leases but runs nothing until :meth:`resume`.
+        It holds its connections and leases but runs nothing until :meth:`resume`. On
+        SQLite, a process stalled inside a write transaction (the worker writes several
+        times a second) keeps the database locked: other writers wait for the busy timeout,
+        then fail.
         """
         self._started().send_signal(signal.SIGSTOP)
         self._wait_for_state(stopped=True)
