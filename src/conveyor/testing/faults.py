@@ -10,7 +10,7 @@ Two tools, each a context manager that cleans up after itself:
 * :class:`WorkerProcess` is a worker subprocess running :mod:`conveyor.testing.tasks`, which
   the test kills (SIGKILL), stalls (SIGSTOP, a frozen event loop or VM), resumes or stops.
 
-A lease test, for example::
+A lease test, for example:
 
     with FaultProxy.for_url(redis_url) as proxy:
         async with WorkerProcess(proxy.url(queue_url), "default") as worker:
@@ -71,7 +71,7 @@ class FaultProxy:
         host: The server's host.
         port: The server's port.
 
-    Example::
+    Example:
 
         with FaultProxy("127.0.0.1", 6379) as proxy:
             client = redis.asyncio.Redis.from_url(proxy.url("redis://127.0.0.1:6379/0"))
@@ -409,7 +409,7 @@ class WorkerProcess:
         concurrency: How many jobs it runs at once.
         start_timeout_s: Seconds :meth:`start` waits for the worker to be ready.
 
-    Example::
+    Example:
 
         async with WorkerProcess(url, "default", lease_s=1.0) as worker:
             worker.stall()
