@@ -324,3 +324,17 @@ async def test_worker_process_that_cannot_start_shows_its_output(tmp_path: Path)
         await worker.start()
     assert "UnsupportedURLError" in str(caught.value)
     assert not worker.alive
+
+
+async def test_worker_process_shows_its_output_when_the_test_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = backend_url_for("sqlite", tmp_path)
+    worker = WorkerProcess(url, "faults")
+    with pytest.raises(LookupError):
+        async with worker:
+            raise LookupError("the test failed")
+    assert not worker.alive
+    printed = capsys.readouterr().err
+    assert f"output of {worker!r}" in printed
+    assert "ready" in printed.splitlines()
