@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
+import time
 from typing import Any
 
 logger = logging.getLogger("conveyor.testing.tasks")
@@ -94,6 +97,32 @@ async def unstorable(ctx: dict[str, Any], *, where: str) -> Any:
     raise OSError(f"cannot open {name}")
 
 
+async def record(ctx: dict[str, Any], *, path: str, seconds: float) -> str:
+    """Run for ``seconds`` and append one line to ``path`` saying when this attempt ran
+    (key, attempt, pid, start, end, and whether it reached its end): the chaos benchmark
+    reads it to find jobs that ran twice at once."""
+    job = ctx["job"]
+    start = time.time()
+    finished = False
+    try:
+        await asyncio.sleep(seconds)
+        finished = True
+        return str(job.key)
+    finally:
+        line = json.dumps(
+            {
+                "key": job.key,
+                "attempt": job.attempts,
+                "pid": os.getpid(),
+                "start": start,
+                "end": time.time(),
+                "finished": finished,
+            }
+        )
+        with open(path, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - one small line
+            out.write(line + "\n")
+
+
 TEST_FUNCTIONS = [
     echo,
     add,
@@ -104,4 +133,5 @@ TEST_FUNCTIONS = [
     log_lines,
     sync_echo,
     unstorable,
+    record,
 ]
