@@ -23,7 +23,7 @@ from backends import test_postgres
 from backends.test_postgres import Factory, _job
 from conveyor.backends.base import Lease, Renewal
 from conveyor.backends.postgres import PostgresBackend
-from conveyor.backends.postgres.presence import Presence
+from conveyor.backends.postgres.presence import SETTLED_S, SILENT_S, Presence
 from conveyor.testing import wait_until
 
 url = test_postgres.url
@@ -81,8 +81,8 @@ async def _leases(admin: Any, schema: str) -> dict[str, float]:
 async def test_a_killed_workers_leases_end_long_before_they_expire(
     url: str, admin: Any, schema: str, make: Factory
 ) -> None:
-    lease_s = 6.0  # ended after a third of it: 2 s of silence
-    sweeper = await _sweeper(make, admin, older_than=lease_s / 3)
+    lease_s = 8.0
+    sweeper = await _sweeper(make, admin, older_than=SETTLED_S)
     await sweeper.enqueue([_job(f"j{i}") for i in range(3)])
     env = {**os.environ, "PYTHONPATH": str(Path(conveyor.__file__).parents[1])}
     child = await asyncio.create_subprocess_exec(
@@ -112,30 +112,31 @@ async def test_a_killed_workers_leases_end_long_before_they_expire(
 
 
 async def test_a_live_workers_leases_never_end(admin: Any, schema: str, make: Factory) -> None:
-    sweeper = await _sweeper(make, admin, older_than=0.2)
+    sweeper = await _sweeper(make, admin, older_than=SETTLED_S)
     worker = await make()
     await worker.enqueue([_job("a"), _job("b")])
     t0 = time.time()
-    rows = await worker.claim("alive", 2, 0.3, t0)
-    silent = t0 + 0.25  # past a third of the lease, before its end
+    rows = await worker.claim("alive", 2, 30, t0)
+    silent = t0 + SILENT_S + 0.5  # silent long enough, long before the lease's end
     # Its presence lock is held: however long it was silent, its leases stay.
     assert await sweeper.expire_dead_leases(silent) == 0
     # Its presence connection is killed and replaced; meanwhile it renews: they stay.
     old_pid = _presence(worker).pid
     await admin.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
     leases = [Lease(row.key, row.token or "") for row in rows]
-    assert await worker.renew("alive", leases, 0.3, silent) == Renewal()
-    assert await sweeper.expire_dead_leases(silent + 0.05) == 0
+    assert await worker.renew("alive", leases, 30, silent) == Renewal()
+    assert await sweeper.expire_dead_leases(silent + 0.5) == 0
     await wait_until(
         lambda: _presence(worker).pid not in (None, old_pid) and _presence(worker).held("alive"),
         message="the presence lock taken again",
     )
-    assert await sweeper.expire_dead_leases(silent + 0.25) == 0  # silent again, lock held
+    later = silent + SILENT_S + 0.5
+    assert await sweeper.expire_dead_leases(later) == 0  # silent again, but its lock is held
     # Its session gone for good and silent for a third of its lease: it is dead.
     await _presence(worker).stop()
 
     async def ended() -> bool:
-        return await sweeper.expire_dead_leases(silent + 0.2) == 2
+        return await sweeper.expire_dead_leases(later) == 2
 
     await wait_until(ended, message="the leases ended once the session is gone")
     assert set(await _leases(admin, schema)) == {"a", "b"}
@@ -147,13 +148,14 @@ async def test_a_live_workers_leases_never_end(admin: Any, schema: str, make: Fa
 async def test_a_worker_without_presence_waits_for_its_leases_to_expire(
     url: str, admin: Any, make: Factory
 ) -> None:
-    sweeper = await _sweeper(make, admin, older_than=0.2)
+    sweeper = await _sweeper(make, admin, older_than=SETTLED_S)
     polling = await make(poll_interval=0.5)  # no presence lock in poll mode
     await polling.enqueue([_job("a")])
     t0 = time.time()
-    await polling.claim("polling", 1, 0.3, t0)
-    assert await sweeper.expire_dead_leases(t0 + 0.25) == 0
-    assert await polling.expire_dead_leases(t0 + 0.25) == 0
+    await polling.claim("polling", 1, 30, t0)
+    silent = t0 + SILENT_S + 0.5
+    assert await sweeper.expire_dead_leases(silent) == 0
+    assert await polling.expire_dead_leases(silent) == 0
 
 
 async def test_a_young_sweeper_ends_nothing(admin: Any, make: Factory) -> None:
@@ -162,14 +164,15 @@ async def test_a_young_sweeper_ends_nothing(admin: Any, make: Factory) -> None:
     worker = await make()
     await worker.enqueue([_job("a")])
     t0 = time.time()
-    await worker.claim("gone", 1, 3.0, t0)
+    await worker.claim("gone", 1, 30, t0)
     await _presence(worker).stop()
+    silent = t0 + SILENT_S + 0.5
     sweeper = await make()
-    assert await sweeper.expire_dead_leases(t0 + 2) == 0
+    assert await sweeper.expire_dead_leases(silent) == 0
     await wait_until(lambda: _presence(sweeper).pid is not None, message="presence session")
-    assert await sweeper.expire_dead_leases(t0 + 2) == 0  # its session is under 1 s old
+    assert await sweeper.expire_dead_leases(silent) == 0  # its session is too young
 
     async def ended() -> bool:
-        return await sweeper.expire_dead_leases(t0 + 2) == 1
+        return await sweeper.expire_dead_leases(silent) == 1
 
-    await wait_until(ended, message="ended once the sweeper's session is 1 s old")
+    await wait_until(ended, message=f"ended once the sweeper's session is {SETTLED_S} s old")

@@ -59,7 +59,7 @@ from conveyor.backends.postgres.database import Database, Params, Row, first
 from conveyor.backends.postgres.enqueue import Enqueuer
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
-from conveyor.backends.postgres.presence import Presence
+from conveyor.backends.postgres.presence import SETTLED_S, SILENT_S, Presence
 from conveyor.backends.postgres.statistics import Statistics
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -479,11 +479,11 @@ class PostgresBackend:
 
         A lease ends (its ``lease_until`` becomes 0, so that the next :meth:`recover` takes
         the job over) when its owner held its presence lock when it last claimed, recovered
-        or renewed it, nobody holds that lock now, the owner has not renewed it for a third
-        of the lease, and this backend's own presence session has lived that long (see the
-        ``expire_dead_leases`` query for why). Never a lease whose owner still holds its
-        lock or still renews it. Without a presence session of its own (``poll_interval``
-        mode, or while it connects) it ends nothing.
+        or renewed it, nobody holds that lock now, the owner has not renewed it for 2 s,
+        and this backend's own presence session has lived 2 s (see
+        :mod:`~conveyor.backends.postgres.presence` for why). Never a lease whose owner
+        still holds its lock or still renews it. Without a presence session of its own
+        (``poll_interval`` mode, or while it connects) it ends nothing.
 
         Args:
             now: The current time (epoch seconds).
@@ -497,7 +497,13 @@ class PostgresBackend:
         presence.start()
         if presence.pid is None:
             return 0
-        params = self._params(namespace=presence.namespace, pid=presence.pid, now=float(now))
+        params = self._params(
+            namespace=presence.namespace,
+            pid=presence.pid,
+            now=float(now),
+            silent_s=SILENT_S,
+            settled_s=SETTLED_S,
+        )
         return int(first(await self._fetch("expire_dead_leases", params), 0))
 
     async def get(self, keys: Sequence[str]) -> list[JobRow | None]:

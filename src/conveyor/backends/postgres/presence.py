@@ -6,10 +6,14 @@ lost, opened again with its locks taken again. Claims, recoveries and renewals m
 the lock is held mark their rows ``owner_present``; ``expire_dead_leases`` (see the query)
 ends the leases of marked rows whose owner's lock nobody holds any more.
 
-A session that ended does not prove that its worker died (a restart of the server ends every
-session, a network fault may end one), so the query also asks that the owner has not
-renewed for a third of its lease, and that the caller's own presence session has lived that
-long: after a restart, every live worker has time to connect and renew again.
+A session that ended does not prove that its worker died: a restart of the server ends
+every session at once, and a connection may be killed alone (by an administrator, a
+network device). So the query also asks that the owner has not renewed for
+:data:`SILENT_S` (a live worker renews every second with the default timers, and takes its
+lock again within a moment: the connection is watched, not polled), and that the caller's
+own presence session has lived :data:`SETTLED_S` (after a restart, live workers reconnect
+within the 1 s backoff cap and renew before a new sweeper may end anything; a worker that
+saw the outage does not sweep for a lease anyway).
 
 A pooled connection cannot hold the lock (the pool would hand it to someone else), nor can
 PgBouncer in transaction mode: with ``poll_interval`` there is no presence, rows are never
@@ -26,12 +30,20 @@ from typing import Any
 
 import psycopg
 
+from conveyor.backends.postgres.database import alive
+
 logger = logging.getLogger("conveyor.backends.postgres")
 
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
-#: Seconds between health probes of the connection (a dead one is replaced).
-PROBE_INTERVAL = 2.0
+#: Seconds the owner of a lease must have been silent (no renewal) for
+#: ``expire_dead_leases`` to end it once its lock is gone.
+SILENT_S = 2.0
+#: Seconds the caller's own presence session must have lived for ``expire_dead_leases`` to
+#: end anything.
+SETTLED_S = 2.0
+#: Seconds between health probes of a connection that stays silent.
+PROBE_INTERVAL = 5.0
 #: Seconds a connection attempt or a statement may take before the connection is dropped.
 IO_TIMEOUT = 10.0
 #: Seconds the first claim for a worker id waits for its lock (then it claims unmarked).
@@ -116,6 +128,25 @@ class Presence:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    async def _idle(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Wait for a new worker id to lock (True), for the server to send something on the
+        idle connection (its FATAL or its end, most likely), or for the probe interval."""
+        readable = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        fd = conn.pgconn.socket
+        loop.add_reader(fd, readable.set)
+        waits = {
+            asyncio.ensure_future(self._changed.wait()),
+            asyncio.ensure_future(readable.wait()),
+        }
+        try:
+            await asyncio.wait(waits, timeout=PROBE_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            for wait in waits:
+                wait.cancel()
+        return self._changed.is_set() and not readable.is_set()
+
     async def _session(self) -> None:
         conn = await asyncio.wait_for(self._connect(), IO_TIMEOUT)
         try:
@@ -128,10 +159,11 @@ class Presence:
                     self._held.add(worker_id)
                 async with self._locked:
                     self._locked.notify_all()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), PROBE_INTERVAL)
-                if not self._changed.is_set():
-                    await asyncio.wait_for(conn.execute("SELECT 1"), IO_TIMEOUT)
+                if await self._idle(conn):
+                    continue  # a worker id to lock
+                if not alive(conn):
+                    raise psycopg.OperationalError("the presence connection was closed")
+                await asyncio.wait_for(conn.execute("SELECT 1"), IO_TIMEOUT)
         finally:
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -107,7 +107,7 @@ WITH inserted AS (
 -- the same statement); a finished job with the same key is replaced. Returns the inserted
 -- keys; waiting workers get one notification for the batch.
 --
--- A job due at once (due 0 or past) is stored due at %(now)s, the time of the call on the
+-- A job due at once (due 0 or past) is stored due at now, the time of the call on the
 -- client's clock (the clock of the now that claims compare due with), so that it sorts
 -- after a retry or a scheduled job that was due before; scheduled says that it was given
 -- a due time still to come, which keeps the others out of jobs_due_idx.
@@ -287,10 +287,10 @@ WITH logged AS (
 -- DELETE, so it is checked on the row that is written (again on its latest version if
 -- another statement changed it meanwhile), and its run is ended only when the job's row
 -- was. Applying a transition clears the job's token. A queued job (a retry or a re-queue)
--- is due at %(now)s at the earliest, so it sorts by the time it was re-queued (see the
--- enqueue query). Returns the
--- numbers of the transitions applied, and notifies once: "f" for finish waiters, plus "w"
--- for workers when a job was re-queued or a group was freed. A run is found by its id
+-- is due at the call's time (now) at the earliest, so it sorts by the time it was
+-- re-queued (see the enqueue query). Returns the numbers of the transitions applied, and
+-- notifies once: "f" for finish waiters, plus "w" for workers when a job was re-queued or
+-- a group was freed. A run is found by its id
 -- (unique in the schema) and checked against its job's key, without a condition on the
 -- queue: with one, a plan made while runs had no statistics read every run of the queue
 -- (on a new queue, a finish of 10 took 9 ms once it had 3,000 runs).
@@ -428,11 +428,11 @@ recovered AS (
 -- them over (a renewal or a finish of the owner's still works until then). Gone means all
 -- of: the lease is marked owner_present (the owner held its presence lock when it claimed,
 -- recovered or renewed it last: see presence.py); nobody holds that lock now; the owner has
--- not renewed for a third of its lease (a live worker renews several times per lease, also
--- while its presence connection is being replaced); and the caller's own presence session
--- (%(pid)s) has lived as long, so that after a restart of the server, which ends every
--- session at once, live workers have connected and renewed again first. Returns how many
--- leases it ended. pg_locks is read once: hashtext's int4 keys appear there as oids.
+-- not renewed for silent_s seconds; and the caller's own presence session (pid) has lived
+-- settled_s seconds, so that after a restart of the server, which ends every session at
+-- once, live workers have connected and renewed again first. Returns how many leases it
+-- ended.
+-- pg_locks is read once: hashtext's int4 keys appear there as oids.
 WITH locks AS MATERIALIZED (
     SELECT l.objid FROM pg_catalog.pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
@@ -440,18 +440,16 @@ WITH locks AS MATERIALIZED (
                         WHERE datname = current_database())
       AND l.classid = hashtext(%(namespace)s)::oid
 ),
-caller AS MATERIALIZED (
-    SELECT extract(epoch FROM statement_timestamp() - backend_start) AS age
-    FROM pg_catalog.pg_stat_activity
-    WHERE pid = %(pid)s
-),
 ended AS (
     UPDATE {{schema}}.jobs j SET lease_until = 0
     WHERE j.queue = %(queue)s AND j.status IN ('active', 'aborting') AND j.owner_present
-      AND j.lease_until >= %(now)s
-      AND j.touched_ms / 1000.0 < %(now)s - (j.lease_until - j.touched_ms / 1000.0) / 3
-      AND (SELECT age FROM caller) > (j.lease_until - j.touched_ms / 1000.0) / 3
+      AND j.lease_until >= %(now)s AND j.touched_ms < (%(now)s - %(silent_s)s) * 1000
       AND hashtext(j.worker_id)::oid NOT IN (SELECT objid FROM locks)
+      AND EXISTS (
+          SELECT 1 FROM pg_catalog.pg_stat_activity
+          WHERE pid = %(pid)s
+            AND backend_start < statement_timestamp() - make_interval(secs => %(settled_s)s)
+      )
     RETURNING 1
 )
 SELECT count(*) FROM ended;
