@@ -101,15 +101,15 @@ async def test_large_batch_dedups_keeps_columns_and_replaces_finished_jobs(
     assert again is not None and again.status == "queued"
     assert json.loads(again.payload) == {"again": 1}
     cur = await admin.execute(
-        f"""SELECT key, priority, due, group_key FROM "{schema}".jobs
+        f"""SELECT key, priority, due, group_key, ready_at FROM "{schema}".jobs
         WHERE key = ANY(%s) ORDER BY key""",
         (["j3", "j4", "later"],),
     )
     stored = {row[0]: row[1:] for row in await cur.fetchall()}
-    assert stored["later"] == (-1, jobs[5].due, None)
+    assert stored["later"] == (-1, jobs[5].due, None, jobs[5].due)
     for key, priority, group_key in (("j3", 0, "g3"), ("j4", 1, None)):
-        assert (stored[key][0], stored[key][2]) == (priority, group_key)
-        assert now <= stored[key][1] <= after  # due at once: due at the time of the call
+        assert stored[key][:3] == (priority, 0.0, group_key)
+        assert now <= stored[key][3] <= after  # due at once: in order from the time of the call
     assert await backend._next_due() == jobs[5].due  # the idle wait finds the scheduled job
     # Priority 0 first, then insertion order; the scheduled job is not due yet.
     assert [row.key for row in await backend.claim("w", 3, 30, after)] == ["j0", "j3", "j6"]

@@ -288,6 +288,20 @@ async def test_a_scheduled_job_that_became_due_comes_before_later_immediate_jobs
     assert [row.key for row in rows] == ["scheduled", *now_keys]
 
 
+async def test_a_job_due_at_once_is_claimable_at_any_time(make: Factory) -> None:
+    # A claimer whose clock is behind the producer's still takes it (only the order uses
+    # the time it was enqueued).
+    backend = await make()
+    await backend.enqueue([_job("a"), _job("b")])
+    await backend.enqueue([_job("c")])
+    rows = await backend.claim("w", 3, 30, time.time() - 3600)
+    assert [row.key for row in rows] == ["a", "b", "c"]
+    # So is a job re-queued at once.
+    requeue = Transition("b", "{}", "queued", due=0.0, token=rows[1].token)
+    assert await backend.finish([requeue]) == [True]
+    assert [row.key for row in await backend.claim("w", 3, 30, time.time() - 3600)] == ["b"]
+
+
 async def test_an_idle_wait_looks_for_a_delayed_retry(make: Factory) -> None:
     backend = await make()
     await backend.enqueue([_job("delayed"), _job("at-once")])
@@ -319,15 +333,17 @@ async def test_jobs_stored_before_the_token_migration_keep_working(
             (migration.version, migration.name),
         )
     now = time.time()
-    # As the code before the upgrade stored them: a claimed job, and two queued at once.
+    # As the code before the upgrade stored them: a claimed job, a scheduled job that is
+    # due, two jobs queued at once after it, and a job scheduled for tomorrow.
     await admin.execute(
         f"""INSERT INTO "{schema}".jobs (queue, key, function, payload, status, due,
             attempts, started_ms, worker_id, run_id, lease_until)
         VALUES ('main', 'running', 't', '{{}}', 'active', 0, 1, %s, 'old', 1, %s),
+               ('main', 'was-due', 't', '{{}}', 'queued', %s, 0, 0, NULL, NULL, 0),
                ('main', 'queued-1', 't', '{{}}', 'queued', 0, 0, 0, NULL, NULL, 0),
                ('main', 'queued-2', 't', '{{}}', 'queued', 0, 0, 0, NULL, NULL, 0),
                ('main', 'tomorrow', 't', '{{}}', 'queued', %s, 0, 0, NULL, NULL, 0)""",
-        (int(now * 1000), now + 0.01, now + 86400),
+        (int(now * 1000), now + 0.01, now - 10, now + 86400),
     )
     await admin.execute(
         f"""INSERT INTO "{schema}".runs (id, queue, key, function, attempt, worker_id, status,
@@ -338,9 +354,10 @@ async def test_jobs_stored_before_the_token_migration_keep_working(
     await backend.connect()  # migrates to the latest version
     try:
         await backend.enqueue([_job("new")])
-        # The old queued jobs come first (they were enqueued before), in insertion order.
-        rows = await backend.claim("w", 3, 30, time.time())
-        assert [row.key for row in rows] == ["queued-1", "queued-2", "new"]
+        # The old jobs queued at once come first (their enqueue time is not known, and was
+        # before), then the old scheduled job by its due time, then the new one.
+        rows = await backend.claim("w", 10, 30, time.time())
+        assert [row.key for row in rows] == ["queued-1", "queued-2", "was-due", "new"]
         # The old active job has no token: no token renews or finishes it ...
         assert (await backend.renew("w", [Lease("running", "1")], 30, now)).lost == ["running"]
         assert await backend.finish([_end("running", "1", "1")]) == [False]

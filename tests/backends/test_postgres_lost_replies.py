@@ -1,7 +1,8 @@
 """Statements whose connection is lost on the way: a claim or a recovery is never run twice.
 
 The connection is lost by a small proxy between the backend and the server
-(:class:`LosingProxy`), on the one statement that carries a marker (a worker id), either
+(:class:`LosingProxy`), on the one statement that carries a marker (a worker id, once the
+backend holds that worker's presence lock, whose statement carries it too), either
 after the server answered it (it committed; the reply is dropped) or before the server got
 it (it never ran). A stand-in for the lead's ``conveyor.testing.faults.FaultProxy`` and its
 ``drop_replies_once()``, which had not landed when these tests were written.
@@ -181,6 +182,7 @@ async def test_a_claim_whose_reply_was_lost_returns_the_jobs_it_took(
     url: str, admin: Any, schema: str, proxy: LosingProxy
 ) -> None:
     async with through(proxy, url) as backend:
+        assert await backend.claim("claimer-1", 2, 30, time.time()) == []  # its presence lock
         await backend.enqueue([_job(f"j{i}") for i in range(6)])
         proxy.lose_reply(b"claimer-1")
         rows = await backend.claim("claimer-1", 2, 30, time.time())
@@ -210,6 +212,7 @@ async def test_a_claim_lost_on_its_way_claims_on_the_retry(
     url: str, admin: Any, schema: str, proxy: LosingProxy
 ) -> None:
     async with through(proxy, url) as backend:
+        assert await backend.claim("claimer-2", 2, 30, time.time()) == []  # its presence lock
         await backend.enqueue([_job(f"j{i}") for i in range(4)])
         proxy.lose_request(b"claimer-2")
         rows = await backend.claim("claimer-2", 2, 30, time.time())
@@ -225,6 +228,7 @@ async def test_a_recovery_whose_reply_was_lost_returns_the_jobs_it_took(
     async with through(proxy, url) as backend:
         await backend.enqueue([_job(f"j{i}") for i in range(5)])
         now = time.time()
+        assert await backend.recover("sweeper-1", 2, 30, now) == []  # its presence lock
         await backend.claim("dead", 5, 0.01, now)
         proxy.lose_reply(b"sweeper-1")
         rows = await backend.recover("sweeper-1", 2, 30, now + 1)
@@ -245,6 +249,7 @@ async def test_a_recovery_lost_on_its_way_recovers_on_the_retry(
     async with through(proxy, url) as backend:
         await backend.enqueue([_job(f"j{i}") for i in range(3)])
         now = time.time()
+        assert await backend.recover("sweeper-2", 2, 30, now) == []  # its presence lock
         await backend.claim("dead", 3, 0.01, now)
         proxy.lose_request(b"sweeper-2")
         rows = await backend.recover("sweeper-2", 2, 30, now + 1)

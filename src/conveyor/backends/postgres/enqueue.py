@@ -13,10 +13,9 @@ wins, a finished one is replaced):
 - ``enqueue``: everything else (once-marks, payloads that are not JSON, values holding a
   separator), as arrays, with the marks taken in the same statement.
 
-A job due at once (``due`` 0 or past) is stored due at the time of the call, on the client's
-clock (the clock of the ``now`` that claims compare ``due`` with): claims take jobs by
-priority, then due time, so it sorts after a retry or a scheduled job that was due before.
-Only a job given a due time still to come is marked ``scheduled`` (the ``enqueue`` query).
+Claims take jobs by priority, then ``ready_at``: a job's due time or, for a job due at once
+(``due`` 0 or past), the time of the call on the client's clock, so that it sorts after a
+retry or a scheduled job that was due before (the ``enqueue`` query).
 
 A payload that looks like JSON (text starting with ``{``) is sent as JSON unchecked: the
 server's ``jsonb`` input check is the check. When the server refuses one (a data error
@@ -128,8 +127,8 @@ def job_params(job: NewJob, queue: str, channel: str, check: bool) -> tuple[Any,
     text, raw, is_bytes = stored or split_payload(job.payload)
     due, now = float(job.due or 0.0), time.time()
     notice = "w:" + queue
-    return (queue, job.key, job.function, text, raw, is_bytes, int(job.priority), max(due, now),
-            due > now, job.group_key, channel, notice)  # fmt: skip
+    return (queue, job.key, job.function, text, raw, is_bytes, int(job.priority), due,
+            max(due, now), job.group_key, channel, notice)  # fmt: skip
 
 
 def _joined(values: list[str], count: int) -> str | None:

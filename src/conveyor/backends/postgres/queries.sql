@@ -44,7 +44,7 @@ ON CONFLICT (queue, key) DO UPDATE SET
     function = excluded.function, payload = excluded.payload,
     payload_raw = excluded.payload_raw, payload_bytes = excluded.payload_bytes,
     status = 'queued', priority = excluded.priority, due = excluded.due,
-    scheduled = excluded.scheduled,
+    ready_at = excluded.ready_at,
     group_key = excluded.group_key, attempts = 0, started_ms = 0, touched_ms = 0,
     worker_id = NULL, run_id = NULL, lease_until = 0, expire_at = NULL, token = NULL,
     seq = excluded.seq
@@ -62,16 +62,16 @@ SELECT inserted.key FROM inserted, notified
 -- name: enqueue_job
 -- One job without a once-mark (queue.enqueue): one upsert, and the wake-up in the same
 -- statement. Positional parameters, in order: queue, key, function, payload (JSON text or
--- NULL), payload_raw, payload_bytes, priority, due, scheduled, group_key, channel,
--- notification (due and scheduled as the client computed them: see the enqueue query); a
--- dict of twelve named ones costs more client time than the rest of the call.
+-- NULL), payload_raw, payload_bytes, priority, due, ready_at, group_key, channel,
+-- notification (ready_at as the client computed it: see the enqueue query); a dict of
+-- twelve named ones costs more client time than the rest of the call.
 WITH inserted AS (
     INSERT INTO {{schema}}.jobs AS j (
         queue, key, function, payload, payload_raw, payload_bytes, status, priority, due,
-        scheduled, group_key
+        ready_at, group_key
     )
     VALUES (%s, %s, %s, %s::jsonb, %s::bytea, %s::boolean, 'queued', %s::integer, %s::float8,
-        %s::boolean, %s::text)
+        %s::float8, %s::text)
     {{fragment_replace_finished}}
     RETURNING j.key
 )
@@ -85,11 +85,11 @@ SELECT key, pg_notify(%s, %s) FROM inserted;
 -- get one notification.
 WITH inserted AS (
     INSERT INTO {{schema}}.jobs AS j (
-        queue, key, function, payload, payload_bytes, status, priority, due, scheduled,
+        queue, key, function, payload, payload_bytes, status, priority, due, ready_at,
         group_key
     )
     SELECT %(queue)s, i.key, i.function, i.payload::jsonb, %(is_bytes)s, 'queued', i.priority,
-        greatest(i.due, %(now)s), i.due > %(now)s, i.group_key
+        i.due, greatest(i.due, %(now)s), i.group_key
     FROM unnest(
         string_to_array(%(keys)s, E'\x1f'), string_to_array(%(functions)s, E'\x1f'),
         string_to_array(%(payloads)s, E'\x1f'), string_to_array(%(priorities)s, ',')::integer[],
@@ -107,10 +107,10 @@ WITH inserted AS (
 -- the same statement); a finished job with the same key is replaced. Returns the inserted
 -- keys; waiting workers get one notification for the batch.
 --
--- A job due at once (due 0 or past) is stored due at now, the time of the call on the
--- client's clock (the clock of the now that claims compare due with), so that it sorts
--- after a retry or a scheduled job that was due before; scheduled says that it was given
--- a due time still to come, which keeps the others out of jobs_due_idx.
+-- A job's place in the claim order, ready_at, is its due time, or for a job due at once
+-- (due 0 or past) the time of the call (now, on the client's clock): so it sorts after a
+-- retry or a scheduled job that was due before it. Its due stays as given: it is claimable
+-- at any time from then on.
 WITH input AS (
     SELECT * FROM unnest(
         %(keys)b::text[], %(functions)b::text[], %(payloads)b::text[], %(raws)b::bytea[],
@@ -134,10 +134,10 @@ marked AS (
 inserted AS (
     INSERT INTO {{schema}}.jobs AS j (
         queue, key, function, payload, payload_raw, payload_bytes, status, priority, due,
-        scheduled, group_key
+        ready_at, group_key
     )
     SELECT %(queue)s, i.key, i.function, i.payload::jsonb, i.raw, i.is_bytes, 'queued',
-        i.priority, greatest(i.due, %(now)s), i.due > %(now)s, i.group_key
+        i.priority, i.due, greatest(i.due, %(now)s), i.group_key
     FROM input i
     WHERE i.once IS NULL OR i.once IN (SELECT token FROM marked)
     {{fragment_replace_finished}}
@@ -147,7 +147,9 @@ inserted AS (
 
 -- name: claim
 -- Take the next claimable jobs: queued, due, and either without a group, or the head of
--- a group (its first due job in claim order) that has no running job. Only a head may be
+-- a group (its first due job in claim order) that has no running job. Claim order:
+-- priority, ready_at (the due time, or the time it was queued for a job due at once: see
+-- the enqueue query), insertion. Only a head may be
 -- taken, so one statement takes at most one job per group; the unique index
 -- jobs_group_running_idx settles the rare race between two statements (the loser fails
 -- with a unique violation and the caller retries). The run rows are created in the same
@@ -164,7 +166,7 @@ inserted AS (
 -- ran is followed by claim_again, which finds them by the call's claim_id.
 WITH picked AS (
     {{fragment_claimable}}
-    ORDER BY j.priority, j.due, j.seq
+    ORDER BY j.priority, j.ready_at, j.seq
     LIMIT {{limit}}
     FOR UPDATE SKIP LOCKED
 ),
@@ -172,7 +174,7 @@ WITH picked AS (
 SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms, touched_ms,
     worker_id, run_id, token
 FROM claimed
-ORDER BY priority, due, seq;
+ORDER BY priority, ready_at, seq;
 
 -- name: claim_again
 -- The claim after a connection lost while a claim ran (it may have committed): the jobs
@@ -180,7 +182,7 @@ ORDER BY priority, due, seq;
 -- Running it again is harmless: it finds what the previous run took.
 WITH earlier AS (
     SELECT key, payload::text AS payload, payload_raw, payload_bytes, status, attempts,
-        started_ms, touched_ms, worker_id, run_id, token, priority, due, seq
+        started_ms, touched_ms, worker_id, run_id, token, priority, ready_at, seq
     FROM {{schema}}.jobs
     WHERE queue = %(queue)s AND status IN ('active', 'aborting')
       AND claim_id = %(claim_id)s AND worker_id = %(worker_id)s
@@ -188,7 +190,7 @@ WITH earlier AS (
 picked AS (
     {{fragment_claimable}}
       AND NOT EXISTS (SELECT 1 FROM earlier)
-    ORDER BY j.priority, j.due, j.seq
+    ORDER BY j.priority, j.ready_at, j.seq
     LIMIT {{limit}}
     FOR UPDATE SKIP LOCKED
 ),
@@ -197,12 +199,12 @@ SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms, t
     worker_id, run_id, token
 FROM (
     SELECT key, payload, payload_raw, payload_bytes, status, attempts, started_ms,
-        touched_ms, worker_id, run_id, token, priority, due, seq
+        touched_ms, worker_id, run_id, token, priority, ready_at, seq
     FROM claimed
     UNION ALL
     SELECT * FROM earlier
 ) AS taken
-ORDER BY priority, due, seq;
+ORDER BY priority, ready_at, seq;
 
 -- name: fragment_claimable
 -- The claimable jobs (claim's and claim_again's picked), before their order and limit.
@@ -218,7 +220,7 @@ SELECT j.key FROM {{schema}}.jobs j
               SELECT 1 FROM {{schema}}.jobs h
               WHERE h.queue = j.queue AND h.group_key = j.group_key
                 AND h.status = 'queued' AND h.due <= %(now)s
-                AND (h.priority, h.due, h.seq) < (j.priority, j.due, j.seq)
+                AND (h.priority, h.ready_at, h.seq) < (j.priority, j.ready_at, j.seq)
           )
       ))
 
@@ -239,7 +241,7 @@ claimed AS (
     WHERE j.queue = %(queue)s AND j.key = ANY(ARRAY(SELECT key FROM picked))
     RETURNING j.key, j.payload::text AS payload, j.payload_raw, j.payload_bytes, j.status,
         j.attempts, j.started_ms, j.touched_ms, j.worker_id, j.run_id, j.token, j.function,
-        j.priority, j.due, j.seq
+        j.priority, j.ready_at, j.seq
 ),
 runs AS (
     INSERT INTO {{schema}}.runs (id, queue, key, function, attempt, worker_id, status,
@@ -251,7 +253,7 @@ runs AS (
 -- name: next_due
 -- The earliest due time of a scheduled job, for wait_for_work (uses jobs_due_idx).
 SELECT min(due) FROM {{schema}}.jobs
-WHERE queue = %(queue)s AND status = 'queued' AND scheduled AND due > %(now)s;
+WHERE queue = %(queue)s AND status = 'queued' AND due > 0 AND due > %(now)s;
 
 -- name: renew
 -- Extend the leases that are still held (the job active or aborting under the lease's
@@ -287,7 +289,7 @@ WITH logged AS (
 -- DELETE, so it is checked on the row that is written (again on its latest version if
 -- another statement changed it meanwhile), and its run is ended only when the job's row
 -- was. Applying a transition clears the job's token. A queued job (a retry or a re-queue)
--- is due at the call's time (now) at the earliest, so it sorts by the time it was
+-- is ready at the call's time (now) at the earliest, so it sorts by the time it was
 -- re-queued (see the enqueue query). Returns the numbers of the transitions applied, and
 -- notifies once: "f" for finish waiters, plus "w" for workers when a job was re-queued or
 -- a group was freed. A run is found by its id
@@ -314,8 +316,9 @@ updated AS (
     UPDATE {{schema}}.jobs j SET
         payload = i.payload::jsonb, payload_raw = i.raw, payload_bytes = i.is_bytes,
         status = i.status, lease_until = 0, token = NULL,
-        due = CASE WHEN i.status = 'queued' THEN greatest(i.due, %(now)s) ELSE j.due END,
-        scheduled = i.status = 'queued' AND i.due > %(now)s,
+        due = CASE WHEN i.status = 'queued' THEN i.due ELSE j.due END,
+        ready_at = CASE WHEN i.status = 'queued'
+            THEN greatest(i.due, %(now)s) ELSE j.ready_at END,
         seq = CASE WHEN i.status = 'queued'
             THEN nextval('{{schema}}.jobs_seq_seq') ELSE j.seq END,
         worker_id = CASE WHEN i.status = 'queued' THEN NULL ELSE j.worker_id END,

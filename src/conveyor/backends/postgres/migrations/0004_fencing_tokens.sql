@@ -1,4 +1,4 @@
--- 0004: fencing tokens, claim ids, presence marks, and due times for jobs due at once.
+-- 0004: fencing tokens, claim ids, presence marks, and the claim order by due time.
 --
 -- token: the fencing token of the job's current lease, drawn from jobs_token_seq by every
 -- claim and every recovery (never reused); NULL while nobody holds the job. A write about
@@ -8,22 +8,25 @@
 -- owner_present: the lease's owner held its presence lock (see presence.py) when it took or
 -- last renewed the lease, so that expire_dead_leases may end the lease once that lock is
 -- gone (rows of before the migration are not marked: their leases end when they expire).
--- scheduled: the job was (re-)queued with a due time still to come. A job due at once is now
--- stored due at the time it was queued (it was 0), for the claim order; jobs_due_idx keeps
--- holding the scheduled jobs only.
+-- ready_at: the job's place in the claim order (its due time, or the time it was queued
+-- when due at once); the claim indexes order by it instead of due.
 --
 -- Rows of before this migration keep working: a job claimed before the upgrade has no token,
 -- so its lease can be neither renewed nor finished under a token; the lease expires and
 -- recover gives the job a token (the job is recovered as a dead worker's would be). A queued
--- job stored before the upgrade may keep due = 0 ("at once", as enqueue stored it then): it
--- sorts before every job enqueued since, which were all enqueued later.
+-- job due at once keeps ready_at = 0 (its enqueue time is not known): it sorts before every
+-- job enqueued since, which were all enqueued later.
 ALTER TABLE {{schema}}.jobs
     ADD COLUMN token bigint,
     ADD COLUMN claim_id bigint,
-    ADD COLUMN scheduled boolean NOT NULL DEFAULT false,
-    ADD COLUMN owner_present boolean NOT NULL DEFAULT false;
+    ADD COLUMN owner_present boolean NOT NULL DEFAULT false,
+    ADD COLUMN ready_at double precision NOT NULL DEFAULT 0;
 CREATE SEQUENCE {{schema}}.jobs_token_seq;
-UPDATE {{schema}}.jobs SET scheduled = true WHERE status = 'queued' AND due > 0;
-DROP INDEX {{schema}}.jobs_due_idx;
-CREATE INDEX jobs_due_idx ON {{schema}}.jobs (queue, due)
-    WHERE status = 'queued' AND scheduled;
+UPDATE {{schema}}.jobs SET ready_at = due WHERE status = 'queued' AND due > 0;
+DROP INDEX {{schema}}.jobs_claim_idx;
+CREATE INDEX jobs_claim_idx ON {{schema}}.jobs (queue, priority, ready_at, seq, due)
+    WHERE status = 'queued';
+DROP INDEX {{schema}}.jobs_group_head_idx;
+CREATE INDEX jobs_group_head_idx
+    ON {{schema}}.jobs (queue, group_key, priority, ready_at, seq, due)
+    WHERE status = 'queued' AND group_key IS NOT NULL;
