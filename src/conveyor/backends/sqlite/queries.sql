@@ -62,42 +62,67 @@ INSERT INTO runs (queue, key, function, attempt, worker_id, status, started_ms)
 VALUES (:queue, :key, :function, :attempt, :worker_id, 'running', :now_ms);
 
 -- name: activate_job
+-- The new run's id is the lease's fencing token as well.
 UPDATE jobs
 SET status = 'active', attempts = :attempt, started_ms = :now_ms, touched_ms = :now_ms,
-    worker_id = :worker_id, run_id = :run_id, lease_until = :lease_until
+    worker_id = :worker_id, run_id = :run_id, lease_until = :lease_until, token = :run_id
 WHERE queue = :queue AND key = :key;
 
 -- name: next_due
 SELECT min(due) FROM jobs WHERE queue = :queue AND status = 'queued' AND due > :after;
 
 -- name: renew_leases
+-- Extends the leases of :leases (a JSON object {key: token}) that are held: the job is
+-- active or aborting under that very token, whatever worker_id it carries. The + keeps the
+-- planner off jobs_status (every running job of the queue): each lease is one primary key
+-- lookup.
 UPDATE jobs SET lease_until = :lease_until, touched_ms = :now_ms
-WHERE queue = :queue AND worker_id = :worker_id AND status IN ('active', 'aborting')
-    AND key IN (SELECT value FROM json_each(:keys));
+WHERE queue = :queue AND +status IN ('active', 'aborting')
+    AND (key, token) IN (SELECT key, value FROM json_each(:leases));
 
--- name: job_statuses
-SELECT key, status FROM jobs
-WHERE queue = :queue AND key IN (SELECT value FROM json_each(:keys));
+-- name: held_leases
+-- Which leases of :leases are held, and their status (after renew_leases, when it did not
+-- find them all).
+SELECT key, token, status FROM jobs
+WHERE queue = :queue AND +status IN ('active', 'aborting')
+    AND (key, token) IN (SELECT key, value FROM json_each(:leases));
+
+-- name: aborting_leases
+-- The same for aborting jobs only, from jobs_status: when renew_leases found every lease,
+-- these are all it still needs to know, and there are few.
+SELECT key, token, status FROM jobs INDEXED BY jobs_status
+WHERE queue = :queue AND status = 'aborting'
+    AND (key, token) IN (SELECT key, value FROM json_each(:leases));
 
 -- name: end_run
 UPDATE runs SET status = :status, finished_ms = :finished_ms, error = :error, detail = :detail
 WHERE queue = :queue AND run_id = :run_id;
 
 -- name: requeue_job
+-- A :token given: applied only while the lease under it is held (see renew_leases); the
+-- same condition in end_job, delete_job and update_payload. A job no lease holds has no
+-- token.
 UPDATE jobs
 SET payload = :payload, status = 'queued', due = :due, seq = :seq, worker_id = NULL,
-    lease_until = 0
-WHERE queue = :queue AND key = :key;
+    lease_until = 0, token = NULL
+WHERE queue = :queue AND key = :key
+    AND (:token IS NULL OR (token = :token AND status IN ('active', 'aborting')));
 
 -- name: end_job
-UPDATE jobs SET payload = :payload, status = :status, lease_until = 0, expire_at = :expire_at
-WHERE queue = :queue AND key = :key;
+UPDATE jobs
+SET payload = :payload, status = :status, lease_until = 0, expire_at = :expire_at, token = NULL
+WHERE queue = :queue AND key = :key
+    AND (:token IS NULL OR (token = :token AND status IN ('active', 'aborting')));
 
 -- name: delete_job
-DELETE FROM jobs WHERE queue = :queue AND key = :key;
+DELETE FROM jobs
+WHERE queue = :queue AND key = :key
+    AND (:token IS NULL OR (token = :token AND status IN ('active', 'aborting')));
 
 -- name: update_payload
-UPDATE jobs SET payload = :payload, touched_ms = :now_ms WHERE queue = :queue AND key = :key;
+UPDATE jobs SET payload = :payload, touched_ms = :now_ms
+WHERE queue = :queue AND key = :key
+    AND (:token IS NULL OR (token = :token AND status IN ('active', 'aborting')));
 
 -- name: set_status_payload
 UPDATE jobs SET status = :status, payload = :payload WHERE queue = :queue AND key = :key;
@@ -110,8 +135,22 @@ ORDER BY lease_until
 LIMIT :limit;
 
 -- name: take_lease
-UPDATE jobs SET lease_until = :lease_until, worker_id = :worker_id
+-- A new token: the dead owner's stops working in this very statement.
+UPDATE jobs SET lease_until = :lease_until, worker_id = :worker_id, token = :token
 WHERE queue = :queue AND key = :key;
+
+-- name: reserve_ids
+-- Takes :count ids from the runs' AUTOINCREMENT sequence without creating runs, for
+-- recover's new tokens: SQLite numbers a new run above the sequence, so no run id or token
+-- ever gets them again. No row changes when no run was ever stored (see first_ids).
+UPDATE sqlite_sequence SET seq = seq + :count WHERE name = 'runs';
+
+-- name: first_ids
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'runs', coalesce(max(run_id), 0) + :count FROM runs;
+
+-- name: last_reserved_id
+SELECT seq FROM sqlite_sequence WHERE name = 'runs';
 
 -- name: get_jobs
 SELECT key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id

@@ -10,6 +10,9 @@
 -- Comments stay outside the statements: sqlite_master keeps statement text verbatim.
 
 -- One row per job. seq orders insertion within a queue (a re-queued job gets a new one).
+-- due is when the job becomes claimable: its enqueue (or re-queue) time when due now.
+-- token is the fencing token of the lease (active or aborting), NULL otherwise; it comes
+-- from the runs' id sequence, so that no two leases ever share one (migration 3).
 CREATE TABLE jobs (
     queue TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -27,6 +30,7 @@ CREATE TABLE jobs (
     lease_until REAL NOT NULL DEFAULT 0,
     expire_at REAL,
     seq INTEGER NOT NULL,
+    token INTEGER,
     PRIMARY KEY (queue, key)
 );
 

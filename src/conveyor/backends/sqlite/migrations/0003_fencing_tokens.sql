@@ -1,0 +1,13 @@
+-- Migration 3: fencing tokens. A claimed or recovered job holds the token of its lease;
+-- every write about the attempt carries it and is refused unless it still matches.
+--
+-- Existing rows keep working: a job that was active before the upgrade has no token (NULL),
+-- so no token a worker presents matches it. Its worker can neither renew nor finish it under
+-- a token; its lease expires and recover gives it a token. That costs the job one more
+-- attempt at most, never a lost job or a write by two owners.
+--
+-- Claim order becomes (priority, due, seq) with a job due now stored at its enqueue time
+-- (and a re-queue due now at the re-queue time). Queued rows written before this migration
+-- keep due = 0 for "now": they sort first within their priority, which is where their age
+-- puts them anyway (they were all enqueued before any row written after the upgrade).
+ALTER TABLE jobs ADD COLUMN token INTEGER;
