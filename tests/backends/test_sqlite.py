@@ -116,7 +116,7 @@ async def test_claim_walks_the_claim_index(backend: SQLiteBackend) -> None:
     # A plan regression would make every claim sort the whole backlog.
     sql = load_queries()["claim_candidates"]
     with sqlite3.connect(backend.settings.path) as conn:
-        params = {"queue": "q", "priority": 0, "now": 0.0}
+        params = {"queue": "q", "priority": 0, "now": 0.0, "horizon": 0.0}
         plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
     conn.close()
     assert "jobs_claim" in plan and "TEMP B-TREE" not in plan

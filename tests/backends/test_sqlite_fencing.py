@@ -334,6 +334,20 @@ async def test_a_requeue_due_now_sorts_by_its_requeue_time(backend: SQLiteBacken
     assert [r.key for r in claimed] == ["scheduled", "requeued", "later"]
 
 
+async def test_a_claim_whose_clock_lags_takes_jobs_due_by_its_clock(
+    backend: SQLiteBackend,
+) -> None:
+    # Due is when a job becomes claimable; the enqueue time only orders. A caller whose
+    # `now` is behind the enqueue still gets a job due at once, but not one due later.
+    lagging = time.time() - 100
+    await backend.enqueue(
+        [NewJob("due-later", "f", "p", due=lagging + 50), NewJob("at-once", "f", "p")]
+    )
+    assert [r.key for r in await backend.claim("w1", 10, 30, lagging)] == ["at-once"]
+    assert await backend.count(["scheduled"]) == {"scheduled": 0}
+    assert [r.key for r in await backend.claim("w1", 10, 30, time.time())] == ["due-later"]
+
+
 # Upgrading a file of migration 2
 
 

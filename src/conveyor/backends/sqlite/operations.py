@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -129,7 +130,8 @@ class JobOperations:
                         "function": new.function,
                         "payload": new.payload,
                         "priority": new.priority,
-                        "due": max(new.due, now),  # due now: sorts by its enqueue time
+                        "due": new.due,
+                        "order_due": max(new.due, now),  # due now: by its enqueue time
                         "group_key": new.group_key,
                         "seq": seq,
                     },
@@ -170,8 +172,13 @@ class JobOperations:
         self, conn: sqlite3.Connection, limit: int, now: float
     ) -> list[tuple[str, str, int, Any]]:
         # Walk the claim index one priority at a time (a manual skip-scan): within a
-        # priority, due jobs come first in (due, seq) order and the scan stops at the first
-        # job not yet due, so scheduled jobs never cost a claim anything.
+        # priority, jobs come in (order_due, seq) order, where order_due is the later of due
+        # and the time the job was enqueued or re-queued. A scheduled job is claimable from
+        # order_due on; any other job at once (due <= now), but its order_due, a time of
+        # writing, is not after this host's clock. So the scan stops at the later of now
+        # and the clock, and scheduled jobs further on never cost a claim anything. (The
+        # clock counts for a caller whose `now` lags behind the enqueue.)
+        horizon = max(now, time.time())
         picked: list[tuple[str, str, int, Any]] = []
         groups: set[str] = set()
         priority: float | int = float("-inf")
@@ -180,7 +187,7 @@ class JobOperations:
             (priority,) = conn.execute(self.q["next_priority"], params).fetchone()
             if priority is None:
                 break
-            params = {"queue": self.queue, "priority": priority, "now": now}
+            params = {"queue": self.queue, "priority": priority, "now": now, "horizon": horizon}
             cursor = conn.execute(self.q["claim_candidates"], params)
             try:
                 for key, function, attempts, group_key, payload in cursor:
@@ -262,8 +269,9 @@ class JobOperations:
             job = {"queue": queue, "key": t.key, "token": token}
             if t.status == "queued":
                 seq = self._next_seq(conn) if seq is None else seq + 1
+                params = {**job, "payload": t.payload, "due": t.due, "seq": seq}
                 # due now (0 or past): sorts by the re-queue time, behind jobs already due
-                params = {**job, "payload": t.payload, "due": max(t.due, now), "seq": seq}
+                params["order_due"] = max(t.due, now)
                 changed = conn.execute(q["requeue_job"], params).rowcount
             elif t.delete:
                 changed = conn.execute(q["delete_job"], job).rowcount

@@ -36,8 +36,10 @@ SELECT coalesce(max(seq), 0) FROM jobs WHERE queue = :queue;
 
 -- name: insert_job
 -- OR REPLACE: a finished job with the same key makes way for the new one.
-INSERT OR REPLACE INTO jobs (queue, key, function, payload, status, priority, due, group_key, seq)
-VALUES (:queue, :key, :function, :payload, 'queued', :priority, :due, :group_key, :seq);
+INSERT OR REPLACE INTO jobs
+    (queue, key, function, payload, status, priority, due, order_due, group_key, seq)
+VALUES
+    (:queue, :key, :function, :payload, 'queued', :priority, :due, :order_due, :group_key, :seq);
 
 -- name: next_priority
 -- The lowest priority above :after among queued jobs: claim's manual skip-scan, so that
@@ -47,15 +49,19 @@ WHERE queue = :queue AND status = 'queued' AND priority > :after;
 
 -- name: claim_candidates
 -- Due jobs of one priority in claim order, leaving out groups that have a job running.
+-- order_due is the later of due and the time the job was written, so every job with
+-- order_due <= :horizon is due but for a scheduled one, and no job beyond it is (see
+-- JobOperations._claimable): the scan stops there, before the scheduled backlog.
 SELECT j.key, j.function, j.attempts, j.group_key, j.payload
 FROM jobs AS j INDEXED BY jobs_claim
-WHERE j.queue = :queue AND j.status = 'queued' AND j.priority = :priority AND j.due <= :now
+WHERE j.queue = :queue AND j.status = 'queued' AND j.priority = :priority
+    AND j.order_due <= :horizon AND j.due <= :now
     AND (j.group_key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs AS a
         WHERE a.queue = j.queue AND a.group_key = j.group_key
             AND a.group_key IS NOT NULL AND a.status IN ('active', 'aborting')
     ))
-ORDER BY j.due, j.seq;
+ORDER BY j.order_due, j.seq;
 
 -- name: insert_run
 INSERT INTO runs (queue, key, function, attempt, worker_id, status, started_ms)
@@ -103,8 +109,8 @@ WHERE queue = :queue AND run_id = :run_id;
 -- same condition in end_job, delete_job and update_payload. A job no lease holds has no
 -- token.
 UPDATE jobs
-SET payload = :payload, status = 'queued', due = :due, seq = :seq, worker_id = NULL,
-    lease_until = 0, token = NULL
+SET payload = :payload, status = 'queued', due = :due, order_due = :order_due, seq = :seq,
+    worker_id = NULL, lease_until = 0, token = NULL
 WHERE queue = :queue AND key = :key
     AND (:token IS NULL OR (token = :token AND status IN ('active', 'aborting')));
 

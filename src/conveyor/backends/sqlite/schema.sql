@@ -10,9 +10,10 @@
 -- Comments stay outside the statements: sqlite_master keeps statement text verbatim.
 
 -- One row per job. seq orders insertion within a queue (a re-queued job gets a new one).
--- due is when the job becomes claimable: its enqueue (or re-queue) time when due now.
--- token is the fencing token of the lease (active or aborting), NULL otherwise; it comes
--- from the runs' id sequence, so that no two leases ever share one (migration 3).
+-- due is when the job becomes claimable (0: at once); order_due, what claims order by, is
+-- the later of due and the time the job was enqueued or re-queued. token is the fencing
+-- token of the lease (active or aborting), NULL otherwise; it comes from the runs' id
+-- sequence, so that no two leases ever share one. Both come from migration 3.
 CREATE TABLE jobs (
     queue TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -31,11 +32,12 @@ CREATE TABLE jobs (
     expire_at REAL,
     seq INTEGER NOT NULL,
     token INTEGER,
+    order_due REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (queue, key)
 );
 
--- Claiming walks this index priority by priority, taking due jobs in (due, seq) order.
-CREATE INDEX jobs_claim ON jobs (queue, priority, due, seq) WHERE status = 'queued';
+-- Claiming walks this index priority by priority, taking due jobs in (order_due, seq) order.
+CREATE INDEX jobs_claim ON jobs (queue, priority, order_due, seq) WHERE status = 'queued';
 
 -- The next due time (wait_for_work) and the count of scheduled jobs.
 CREATE INDEX jobs_due ON jobs (queue, due) WHERE status = 'queued';

@@ -6,8 +6,18 @@
 -- a token; its lease expires and recover gives it a token. That costs the job one more
 -- attempt at most, never a lost job or a write by two owners.
 --
--- Claim order becomes (priority, due, seq) with a job due now stored at its enqueue time
--- (and a re-queue due now at the re-queue time). Queued rows written before this migration
--- keep due = 0 for "now": they sort first within their priority, which is where their age
--- puts them anyway (they were all enqueued before any row written after the upgrade).
+-- Claim order becomes (priority, order_due, seq): order_due is the later of due and the
+-- time the job was enqueued or re-queued, so that a retry or a scheduled job that became
+-- due is not overtaken by jobs enqueued after that. Queued rows written before this
+-- migration get order_due = due, which is 0 for a job due at once: they sort first within
+-- their priority, which is where their age puts them anyway (they were all enqueued before
+-- any row written after the upgrade).
 ALTER TABLE jobs ADD COLUMN token INTEGER;
+
+ALTER TABLE jobs ADD COLUMN order_due REAL NOT NULL DEFAULT 0;
+
+UPDATE jobs SET order_due = due WHERE status = 'queued';
+
+DROP INDEX jobs_claim;
+
+CREATE INDEX jobs_claim ON jobs (queue, priority, order_due, seq) WHERE status = 'queued';
