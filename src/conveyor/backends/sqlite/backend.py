@@ -11,6 +11,10 @@ Fencing: a claim's run id is its lease's token (``jobs.token``); recover takes n
 from the same AUTOINCREMENT sequence, so no two leases ever share one. Every write that
 carries a token checks it in the WHERE clause of the very statement that writes, inside the
 ``BEGIN IMMEDIATE`` transaction: check and write are one step.
+
+A job's lease also names the process holding it (:mod:`.owners`), so that
+:meth:`SQLiteBackend.expire_dead_leases` can end the leases of a process of this host that
+is gone (killed, say) at the next sweep instead of when they run out.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class SQLiteBackend:
             self._thread = None
             await thread.stop()
             raise
+        self._jobs.owners.forget()  # rows remembered before may have been dropped since
         # A backend dropped without disconnect() must not leave its thread and file behind.
         self._finalizer = weakref.finalize(self, thread.stop_soon)
         self._watch_conn = watch_conn
@@ -253,6 +258,20 @@ class SQLiteBackend:
                 self._jobs.recover, worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
             )
         )
+
+    async def expire_dead_leases(self, now: float) -> int:
+        """End at once the leases of jobs whose owner process is known to be gone.
+
+        Same host only (host name, boot and PID namespace, see :mod:`.owners`): the pid no
+        longer exists, is a zombie, or belongs to a process started at another time. A
+        lease whose owner may be alive (another host, or the process exists) is never
+        touched, nor one that already ran out. The next :meth:`recover` takes the ended
+        ones (see :class:`conveyor.backends.base.DetectsDeadOwners`).
+
+        Returns:
+            How many leases it ended.
+        """
+        return await self._run(functools.partial(self._jobs.expire_dead_leases, now=now))
 
     async def expire(self, now: float, limit: int) -> int:
         """Delete expired finished jobs and marks; see the protocol."""

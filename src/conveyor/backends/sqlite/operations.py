@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from conveyor.backends.base import JobRow, Lease, NewJob, Renewal, Transition
+from conveyor.backends.sqlite.owners import OwnerRecords, is_gone
 
 _INCOMPLETE = frozenset({"queued", "active", "aborting"})
 
@@ -99,6 +100,7 @@ class JobOperations:
     def __init__(self, queue: str, queries: dict[str, str]) -> None:
         self.queue = queue
         self.q = queries
+        self.owners = OwnerRecords(queue, queries)
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         (seq,) = conn.execute(self.q["max_seq"], {"queue": self.queue}).fetchone()
@@ -148,8 +150,13 @@ class JobOperations:
             return []
         now_ms = int(now * 1000)
         taken: list[JobRow] = []
+        owner = self.owners.recorded(worker_id)
+        inserted = None
         with immediate(conn):
-            for key, function, attempts, payload in self._claimable(conn, limit, now):
+            picked = self._claimable(conn, limit, now)
+            if picked and owner is None:
+                owner = inserted = self.owners.insert(conn, worker_id)
+            for key, function, attempts, payload in picked:
                 params = {
                     "queue": self.queue,
                     "key": key,
@@ -160,12 +167,14 @@ class JobOperations:
                 }
                 run_id = conn.execute(self.q["insert_run"], params).lastrowid
                 del params["function"]
-                params.update(run_id=run_id, lease_until=now + lease_s)
+                params.update(run_id=run_id, lease_until=now + lease_s, owner=owner)
                 conn.execute(self.q["activate_job"], params)
                 token = str(run_id)  # activate_job makes the run id the fencing token
                 row = JobRow(key, payload, "active", attempts + 1, now_ms, now_ms, worker_id)
                 row.run_id = row.token = token
                 taken.append(row)
+        if inserted is not None:
+            self.owners.remember(worker_id, inserted)  # committed
         return taken
 
     def _claimable(
@@ -334,23 +343,54 @@ class JobOperations:
         if limit <= 0:
             return []
         taken: list[JobRow] = []
+        owner = self.owners.recorded(worker_id)
+        inserted = None
         with immediate(conn):
             params = {"queue": self.queue, "now": now, "limit": limit}
             rows = conn.execute(self.q["expired_leases"], params).fetchall()
             if not rows:
                 return taken
+            if owner is None:
+                owner = inserted = self.owners.insert(conn, worker_id)
             token = self._reserve_ids(conn, len(rows))
             for key, payload, status, attempts, started_ms, touched_ms, run_id in rows:
                 lease = {"queue": self.queue, "key": key, "lease_until": now + lease_s}
-                conn.execute(
-                    self.q["take_lease"], {**lease, "worker_id": worker_id, "token": token}
-                )
+                lease.update(worker_id=worker_id, token=token, owner=owner)
+                conn.execute(self.q["take_lease"], lease)
                 row = (key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id)
                 job = job_row(row)
                 job.token = str(token)
                 taken.append(job)
                 token += 1
+        if inserted is not None:
+            self.owners.remember(worker_id, inserted)  # committed
         return taken
+
+    def expire_dead_leases(self, conn: sqlite3.Connection, now: float) -> int:
+        """End the leases whose owner on this host is gone; see :mod:`.owners`.
+
+        The owners are judged outside any transaction: a gone process stays gone and an
+        owner id is never given again, while a job taken over meanwhile points at its new
+        owner. Only when one is gone does a write transaction end its jobs' leases and
+        delete the gone owners that no running job points at any more.
+
+        Returns:
+            How many leases were ended.
+        """
+        me = self.owners.me()
+        params: dict[str, Any] = {"queue": self.queue, "host": me.host}
+        gone = [
+            owner
+            for owner, pid, started in conn.execute(self.q["owners_on_host"], params).fetchall()
+            if (pid, started) != (me.pid, me.started) and is_gone(pid, started)
+        ]
+        if not gone:
+            return 0
+        params = {"queue": self.queue, "owners": json.dumps(gone)}
+        with immediate(conn):
+            ended = conn.execute(self.q["end_dead_leases"], {**params, "now": now}).rowcount
+            conn.execute(self.q["forget_gone_owners"], params)
+        return max(ended, 0)
 
     def _reserve_ids(self, conn: sqlite3.Connection, count: int) -> int:
         """Take ``count`` ids that no run and no token will ever get; returns the first."""

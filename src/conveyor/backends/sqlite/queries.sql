@@ -71,7 +71,8 @@ VALUES (:queue, :key, :function, :attempt, :worker_id, 'running', :now_ms);
 -- The new run's id is the lease's fencing token as well.
 UPDATE jobs
 SET status = 'active', attempts = :attempt, started_ms = :now_ms, touched_ms = :now_ms,
-    worker_id = :worker_id, run_id = :run_id, lease_until = :lease_until, token = :run_id
+    worker_id = :worker_id, run_id = :run_id, lease_until = :lease_until, token = :run_id,
+    owner = :owner
 WHERE queue = :queue AND key = :key;
 
 -- name: next_due
@@ -142,7 +143,8 @@ LIMIT :limit;
 
 -- name: take_lease
 -- A new token: the dead owner's stops working in this very statement.
-UPDATE jobs SET lease_until = :lease_until, worker_id = :worker_id, token = :token
+UPDATE jobs
+SET lease_until = :lease_until, worker_id = :worker_id, token = :token, owner = :owner
 WHERE queue = :queue AND key = :key;
 
 -- name: reserve_ids
@@ -157,6 +159,32 @@ SELECT 'runs', coalesce(max(run_id), 0) + :count FROM runs;
 
 -- name: last_reserved_id
 SELECT seq FROM sqlite_sequence WHERE name = 'runs';
+
+-- name: insert_owner
+INSERT INTO owners (queue, worker_id, host, pid, started)
+VALUES (:queue, :worker_id, :host, :pid, :started);
+
+-- name: owners_on_host
+SELECT owner_id, pid, started FROM owners WHERE queue = :queue AND host = :host;
+
+-- name: end_dead_leases
+-- :owners is a JSON array of owner ids whose process is gone. Only a lease that has not
+-- run out yet is ended (and counted), and only while the job still carries the worker id
+-- that owner recorded: a job claimed since by code that does not set owner keeps its lease.
+UPDATE jobs SET lease_until = 0
+WHERE queue = :queue AND status IN ('active', 'aborting') AND lease_until >= :now
+    AND owner IN (SELECT value FROM json_each(:owners))
+    AND worker_id = (SELECT o.worker_id FROM owners AS o WHERE o.owner_id = jobs.owner);
+
+-- name: forget_gone_owners
+-- The gone owners of :owners that no running job points at any more.
+DELETE FROM owners
+WHERE owner_id IN (SELECT value FROM json_each(:owners))
+    AND NOT EXISTS (
+        SELECT 1 FROM jobs AS j
+        WHERE j.queue = owners.queue AND j.owner = owners.owner_id
+            AND j.status IN ('active', 'aborting')
+    );
 
 -- name: get_jobs
 SELECT key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id
@@ -289,3 +317,4 @@ DELETE FROM marks WHERE queue = :queue;
 DELETE FROM runs WHERE queue = :queue;
 DELETE FROM logs WHERE queue = :queue;
 DELETE FROM workers WHERE queue = :queue;
+DELETE FROM owners WHERE queue = :queue;

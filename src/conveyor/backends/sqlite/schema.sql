@@ -13,7 +13,8 @@
 -- due is when the job becomes claimable (0: at once); order_due, what claims order by, is
 -- the later of due and the time the job was enqueued or re-queued. token is the fencing
 -- token of the lease (active or aborting), NULL otherwise; it comes from the runs' id
--- sequence, so that no two leases ever share one. Both come from migration 3.
+-- sequence, so that no two leases ever share one. Both come from migration 3. owner is the
+-- owners row of the process holding the lease (migration 4).
 CREATE TABLE jobs (
     queue TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -33,6 +34,7 @@ CREATE TABLE jobs (
     seq INTEGER NOT NULL,
     token INTEGER,
     order_due REAL NOT NULL DEFAULT 0,
+    owner INTEGER,
     PRIMARY KEY (queue, key)
 );
 
@@ -111,3 +113,17 @@ CREATE TABLE workers (
     expire_at REAL NOT NULL,
     PRIMARY KEY (queue, worker_id)
 ) WITHOUT ROWID;
+
+-- The processes holding leases, one row per worker id and backend that claimed or recovered
+-- a job: host (host name, boot id, PID namespace), pid, start time (NULL where unknown).
+-- expire_dead_leases ends the leases of a process of this host that is gone (owners.py).
+CREATE TABLE owners (
+    owner_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started INTEGER
+);
+
+CREATE INDEX owners_host ON owners (queue, host);
