@@ -24,10 +24,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from conveyor.backends.base import (
     Capabilities,
     JobRow,
+    Lease,
     LogLine,
     LogRow,
     NewJob,
     Payload,
+    Renewal,
     RunEnd,
     RunFilter,
     RunRecord,
@@ -242,7 +244,8 @@ class RedisBackend:
         if len(jobs) == 1:  # queue.enqueue(...): _run without its extra await
             scripts = self._scripts
             try:
-                [flag] = await scripts.call_one("enqueue", _pack_job(jobs[0], scripts), 8)
+                body = _now_argument() + _pack_job(jobs[0], scripts)
+                [flag] = await scripts.call_one("enqueue", body, 9)
             except (RedisError, OSError) as exc:
                 raise await self._failure("enqueue", exc) from exc
             return [bool(flag)]
@@ -255,10 +258,15 @@ class RedisBackend:
         scripts = self._scripts
         for i in range(0, len(jobs), ENQUEUE_CHUNK):
             part = jobs[i : i + ENQUEUE_CHUNK]
-            yield b"".join([_pack_job(job, scripts) for job in part]), 8 * len(part)
+            packed = [_now_argument()]
+            packed += [_pack_job(job, scripts) for job in part]
+            yield b"".join(packed), 1 + 8 * len(part)
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
-        """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
+        """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`.
+
+        The run id serves as the fencing token (see ``claim.lua``).
+        """
         if limit <= 0:
             return []
         now_ms = int(now * 1000)
@@ -266,19 +274,23 @@ class RedisBackend:
             "claim", [worker_id, limit, repr(now + lease_s), repr(now), now_ms, MOVE_BOUND]
         )
         text = codec.text
-        return [
-            JobRow(
-                key=text(reply[i]),
-                payload=reply[i + 1],
-                status="active",
-                attempts=int(reply[i + 2]),
-                started_ms=now_ms,
-                touched_ms=now_ms,
-                worker_id=worker_id,
-                run_id=text(reply[i + 3]),
+        rows = []
+        for i in range(0, len(reply), 4):
+            run_id = text(reply[i + 3])
+            rows.append(
+                JobRow(
+                    key=text(reply[i]),
+                    payload=reply[i + 1],
+                    status="active",
+                    attempts=int(reply[i + 2]),
+                    started_ms=now_ms,
+                    touched_ms=now_ms,
+                    worker_id=worker_id,
+                    run_id=run_id,
+                    token=run_id,
+                )
             )
-            for i in range(0, len(reply), 4)
-        ]
+        return rows
 
     async def wait_for_work(self, timeout: float) -> None:
         """Block on the wake-up list until an enqueue, the next due time or ``timeout``.
@@ -325,31 +337,44 @@ class RedisBackend:
         return reply is not None
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
-        """Renew leases; see the protocol."""
-        if not keys:
-            return []
-        reply = await self._run("renew", [worker_id, repr(now + lease_s), int(now * 1000), *keys])
-        return [codec.text(key) for key in reply]
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
+        """Renew the leases still held under their tokens, in one script call; see the
+        protocol."""
+        if not leases:
+            return Renewal()
+        args: list[Any] = [repr(now + lease_s), int(now * 1000)]
+        for lease in leases:
+            args += (lease.key, lease.token)
+        aborting, lost = await self._run("renew", args)
+        text = codec.text
+        return Renewal(aborting=[text(key) for key in aborting], lost=[text(key) for key in lost])
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
-        """Apply transitions in one script call; see the protocol."""
-        if transitions:
-            await self._run("finish", [0, *_finish_args(transitions)])
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        """Apply transitions in one script call, each checked against its fencing token;
+        see the protocol."""
+        if not transitions:
+            return []
+        reply = await self._run("finish", [repr(time.time()), 0, *_finish_args(transitions)])
+        return [bool(flag) for flag in reply]
 
     async def finish_with_logs(
         self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
+    ) -> list[bool]:
         """Store log lines and apply transitions in one script call (atomic); see
-        :class:`~conveyor.backends.base.FinishesWithLogs`."""
+        :class:`~conveyor.backends.base.FinishesWithLogs`. The lines are stored whether or
+        not the transitions are applied."""
         argument = codec.log_argument
         logs = [argument(*row) for row in rows]
-        await self._run("finish", [len(logs), *logs, *_finish_args(transitions)])
+        reply = await self._run(
+            "finish", [repr(time.time()), len(logs), *logs, *_finish_args(transitions)]
+        )
+        return [bool(flag) for flag in reply]
 
-    async def update(self, key: str, payload: Payload) -> bool:
-        """Store a payload and announce the change; see the protocol."""
-        reply = await self._run("update", [key, payload, int(time.time() * 1000)])
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
+        """Store a payload (with ``token``: only while held under it) and announce the
+        change; see the protocol."""
+        reply = await self._run("update", [key, payload, int(time.time() * 1000), token or ""])
         return bool(reply)
 
     async def abort(self, key: str, payload: Payload, now: float) -> str | None:
@@ -487,7 +512,7 @@ class RedisBackend:
 
 
 def _finish_args(transitions: Sequence[Transition]) -> list[Any]:
-    """The 11 script arguments of each transition (see ``finish.lua``)."""
+    """The 12 script arguments of each transition (see ``finish.lua``)."""
     args: list[Any] = []
     for t in transitions:
         run = t.run
@@ -503,8 +528,16 @@ def _finish_args(transitions: Sequence[Transition]) -> list[Any]:
             run.finished_ms if run else 0,
             run.detail if run else b"",
             (run.error or "") if run else "",
+            t.token or "",
         )
     return args
+
+
+def _now_argument() -> bytes:
+    """The time now (epoch s) as a packed script argument: ``enqueue.lua`` sorts jobs due
+    now by it."""
+    now = repr(time.time()).encode()
+    return b"$%d\r\n%b\r\n" % (len(now), now)
 
 
 #: One job's 8 script arguments as RESP bulk strings, to be formatted in one step.
