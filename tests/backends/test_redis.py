@@ -453,6 +453,10 @@ def test_url_schemes_and_options_reach_the_client() -> None:
     kwargs = unix._redis.connection_pool.connection_kwargs
     assert (kwargs["path"], kwargs["db"], unix.keys.prefix) == ("/tmp/conveyor-test.sock", 2, "app")
     assert unix.describe()["address"] == "/tmp/conveyor-test.sock"
+    # The address is passed on as written (redis-py 8 refuses unix:/path), with or
+    # without options left for redis-py.
+    bare = RedisBackend.from_url("unix:///tmp/conveyor-test.sock?prefix=app", "jobs")
+    assert bare._redis.connection_pool.connection_kwargs["path"] == "/tmp/conveyor-test.sock"
     tls = RedisBackend.from_url("rediss://:secret@example.invalid:6380/1", "jobs")
     assert tls._redis.connection_pool.connection_class.__name__ == "SSLConnection"
     assert tls.keys.prefix == "conveyor" and "secret" not in repr(tls.describe())

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.exceptions import BusyLoadingError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conveyor.backends.base import (
@@ -60,6 +61,16 @@ RUN_SCAN_WINDOW = 10_000
 MOVE_BOUND = 1000
 #: ``enqueue`` inserts at most this many jobs per script call.
 ENQUEUE_CHUNK = 500
+#: The connections of the pool that :meth:`RedisBackend.from_url` builds, unless the URL's
+#: ``max_connections`` says otherwise (redis-py 8's default pool has 100 too).
+MAX_CONNECTIONS = 100
+#: Seconds a call waits for a free connection of the pool (``pool_timeout``).
+POOL_TIMEOUT = 20.0
+#: Seconds ``connect`` waits for a server loading its dataset (``loading_timeout``).
+LOADING_TIMEOUT = 60.0
+#: The URL query options that configure the backend, not redis-py.
+_OPTIONS = ("prefix", "pool_timeout", "loading_timeout")
+_DEFAULTS = {"pool_timeout": POOL_TIMEOUT, "loading_timeout": LOADING_TIMEOUT}
 
 
 class RedisBackend:
@@ -70,6 +81,12 @@ class RedisBackend:
         queue_name: The queue's name.
         prefix: The namespace of every key (``prefix:{queue}:...``).
         owns_client: Close ``redis`` on :meth:`disconnect` (set by :meth:`from_url`).
+        pool_timeout: Seconds a call waits for a connection when every connection of the
+            client's pool is in use (``max_connections``), before it fails with an error
+            that says so. A ``BlockingConnectionPool`` (what :meth:`from_url` builds) waits
+            by its own ``timeout``, which :meth:`from_url` sets to this.
+        loading_timeout: Seconds :meth:`connect` waits for a server that is loading its
+            dataset (after a restart) before it fails with an error that says so.
 
     Raises:
         ConfigurationError: When the client decodes responses, or a name is unusable.
@@ -81,7 +98,14 @@ class RedisBackend:
     capabilities = Capabilities(cross_process=True, durable=True, run_store=False)
 
     def __init__(
-        self, redis: Any, queue_name: str, prefix: str = "conveyor", *, owns_client: bool = False
+        self,
+        redis: Any,
+        queue_name: str,
+        prefix: str = "conveyor",
+        *,
+        owns_client: bool = False,
+        pool_timeout: float = POOL_TIMEOUT,
+        loading_timeout: float = LOADING_TIMEOUT,
     ) -> None:
         kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
         if kwargs.get("decode_responses"):
@@ -92,7 +116,10 @@ class RedisBackend:
         self.keys = KeyScheme(prefix, queue_name)
         self._redis = redis
         self._owns_client = owns_client
-        self._scripts = Scripts(redis, self.keys.fixed_keys, self.keys.prefixes)
+        self._scripts = Scripts(
+            redis, self.keys.fixed_keys, self.keys.prefixes, pool_timeout=pool_timeout
+        )
+        self._loading_timeout = loading_timeout
         self._blocking: Any = None
         self._listener = FinishListener(redis, self.keys.channel)
         self._wait_backoff = Backoff()
@@ -104,25 +131,40 @@ class RedisBackend:
         """A backend for a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
         Args:
-            url: The server URL; the query option ``prefix`` (default ``conveyor``) is
-                taken out, the rest goes to ``redis.asyncio.Redis.from_url``.
+            url: The server URL. The query options ``prefix`` (default ``conveyor``),
+                ``pool_timeout`` and ``loading_timeout`` (seconds; see the class) are taken
+                out; the rest goes to redis-py (``max_connections``, ``socket_timeout``,
+                ``db`` ...).
             queue_name: The queue's name.
-            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``;
-                anything else goes to ``Redis.from_url``.
+            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``,
+                ``pool_timeout``, ``loading_timeout``; anything else goes to redis-py's
+                ``BlockingConnectionPool.from_url``: the client built here waits up to
+                ``pool_timeout`` for a connection when all ``max_connections`` (default
+                :data:`MAX_CONNECTIONS`) are in use, where redis-py's default pool fails.
+
+        Raises:
+            ConfigurationError: When a timeout option is not a number of seconds.
         """
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        prefix = kwargs.pop("prefix", None)
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        options = {name: kwargs.pop(name, None) for name in _OPTIONS}
         for name, value in query:
-            if name == "prefix":
-                prefix = value
-        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+            if name in _OPTIONS:
+                options[name] = value
+        timeouts = {name: _seconds(name, options[name]) for name in _OPTIONS if name != "prefix"}
+        rest = urlencode([(k, v) for k, v in query if k not in _OPTIONS])
+        # Everything before the query, kept as written: a rebuilt unix:///path becomes
+        # unix:/path, which redis-py 8 refuses.
+        address = re.split(r"[?#]", url, maxsplit=1)[0]
         client = kwargs.pop("redis", None)
         owns = client is None
         if client is None:
             kwargs.setdefault("decode_responses", False)
-            client = Redis.from_url(urlunsplit(parts._replace(query=rest)), **kwargs)
-        return cls(client, queue_name, prefix or "conveyor", owns_client=owns)
+            kwargs.setdefault("max_connections", MAX_CONNECTIONS)
+            kwargs.setdefault("timeout", timeouts["pool_timeout"])
+            address += f"?{rest}" if rest else ""
+            client = Redis.from_pool(BlockingConnectionPool.from_url(address, **kwargs))
+        prefix = options["prefix"] or "conveyor"
+        return cls(client, queue_name, prefix, owns_client=owns, **timeouts)
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str) -> AsyncIterator[None]:
@@ -144,11 +186,34 @@ class RedisBackend:
     async def connect(self) -> None:
         """Load the scripts (one round trip) and open the blocking pool. Idempotent.
 
+        A server still loading its dataset (``LOADING``, after a restart) is asked again
+        with backoff for up to ``loading_timeout`` seconds.
+
         Raises:
-            BackendError: When the server cannot be reached.
+            BackendError: When the server cannot be reached, or was still loading at the
+                end of ``loading_timeout``.
         """
-        async with self._errors("connect"):
-            await self._scripts.load()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._loading_timeout
+        backoff = Backoff(first=0.05, most=1.0)
+        while True:
+            try:
+                async with self._errors("connect"):
+                    await self._scripts.load()
+                break
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, BusyLoadingError):
+                    raise
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise BackendError(
+                        self.name,
+                        f"connect failed: the Redis server was still loading its dataset "
+                        f"after {self._loading_timeout:g} s (loading_timeout); raise "
+                        "loading_timeout (a URL option) to wait longer",
+                        exc.__cause__,
+                    ) from exc.__cause__
+                await asyncio.sleep(min(backoff.next(), left))
         if self._blocking is None:
             self._blocking = _blocking_client(self._redis)
         self._connected = True
@@ -587,11 +652,24 @@ def _job_args(job: NewJob) -> tuple[Any, ...]:
     )
 
 
+def _seconds(name: str, value: Any) -> float:
+    """A timeout option's value (a URL's text, or a number) in seconds."""
+    if value is None:
+        return _DEFAULTS[name]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not seconds >= 0:
+        raise ConfigurationError(f"Redis option {name}={value!r} must be a number of seconds")
+    return seconds
+
+
 def _blocking_client(client: Any) -> Any:
     """A client on its own pool without a socket timeout, for BLPOP; or ``client`` itself
     when its pool is of a kind that cannot be copied (Sentinel, custom pools)."""
     pool = client.connection_pool
-    if type(pool) is not ConnectionPool:
+    if type(pool) not in (ConnectionPool, BlockingConnectionPool):
         return client
     kwargs = dict(pool.connection_kwargs)
     kwargs["socket_timeout"] = None
