@@ -42,7 +42,8 @@ async def test_a_full_pool_fails_after_pool_timeout_naming_the_settings(tmp_path
     assert isinstance(pool, BlockingConnectionPool)
     assert (pool.max_connections, pool.timeout) == (1, 0.2)
     await b.connect()
-    held = await pool.get_connection()  # the pool's one connection, busy elsewhere
+    # The pool's one connection, busy elsewhere (redis-py 5.2 wants a command name).
+    held = await pool.get_connection(*b._scripts.lines._get_args)
     try:
         # One call takes the backend's own connection, the other waits for the pool's.
         started = time.monotonic()
@@ -76,7 +77,8 @@ async def test_a_users_plain_pool_makes_calls_wait_too(tmp_path: Path) -> None:
         await b.connect()
         flags = await asyncio.gather(*(b.enqueue([job(f"k{i}")]) for i in range(50)))
         assert flags == [[True]] * 50
-        held = [await client.connection_pool.get_connection() for _ in range(3)]
+        args = b._scripts.lines._get_args
+        held = [await client.connection_pool.get_connection(*args) for _ in range(3)]
         try:
             results = await asyncio.gather(
                 b.enqueue([job("x")]), b.enqueue([job("y")]), return_exceptions=True

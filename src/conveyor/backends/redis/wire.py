@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -137,6 +138,9 @@ class Lines:
         self._pool_timeout = pool_timeout
         #: Set (and replaced) whenever a borrowed connection goes back to the pool.
         self._freed = asyncio.Event()
+        # redis-py before 5.3 requires a command name (unused), 8 warns when given one.
+        parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+        self._get_args = ("EVALSHA",) if parameter and parameter.default is parameter.empty else ()
         self._own: Line | None = None
         self._busy = False
         self._timeout: float | None = None
@@ -197,7 +201,7 @@ class Lines:
         while True:
             freed = self._freed
             try:
-                return await pool.get_connection()
+                return await pool.get_connection(*self._get_args)
             except RedisConnectionError as exc:
                 waited = isinstance(exc.__cause__, TimeoutError)  # a blocking pool's wait
                 if not waited and "Too many connections" not in str(exc):
