@@ -71,7 +71,7 @@ async def test_a_users_plain_pool_makes_calls_wait_too(tmp_path: Path) -> None:
     # redis-py's plain pool raises "Too many connections" at once; the backend waits.
     require_redis()
     prefix = isolated_url("redis", tmp_path).rsplit("prefix=", 1)[1]
-    client = Redis(connection_pool=ConnectionPool.from_url(redis_url(), max_connections=3))
+    client = Redis.from_pool(ConnectionPool.from_url(redis_url(), max_connections=3))
     b = RedisBackend(client, "q", prefix, pool_timeout=0.2)
     try:
         await b.connect()

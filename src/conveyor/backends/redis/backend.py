@@ -40,6 +40,7 @@ from conveyor.backends.redis import codec
 from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.backends.redis.notify import Backoff, FinishListener
+from conveyor.backends.redis.presence import Presence
 from conveyor.backends.redis.scripts import Scripts
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -120,6 +121,7 @@ class RedisBackend:
             redis, self.keys.fixed_keys, self.keys.prefixes, pool_timeout=pool_timeout
         )
         self._loading_timeout = loading_timeout
+        self._presence = Presence(redis, self.keys.base, self.keys.key("presence"))
         self._blocking: Any = None
         self._listener = FinishListener(redis, self.keys.channel)
         self._wait_backoff = Backoff()
@@ -222,6 +224,7 @@ class RedisBackend:
         """Stop the listener and close the connections this backend opened. Idempotent."""
         self._connected = False
         await self._listener.close()
+        await self._presence.close()
         pop, self._pop = self._pop, None
         if pop is not None:
             pop.cancel()
@@ -334,6 +337,7 @@ class RedisBackend:
         """
         if limit <= 0:
             return []
+        await self._presence.ensure(worker_id)
         now_ms = int(now * 1000)
         reply = await self._run(
             "claim", [worker_id, limit, repr(now + lease_s), repr(now), now_ms, MOVE_BOUND]
@@ -408,6 +412,7 @@ class RedisBackend:
         protocol."""
         if not leases:
             return Renewal()
+        await self._presence.ensure(worker_id)  # registers again if its connection closed
         args: list[Any] = [repr(now + lease_s), int(now * 1000)]
         for lease in leases:
             args += (lease.key, lease.token)
@@ -445,6 +450,32 @@ class RedisBackend:
     async def abort(self, key: str, payload: Payload, now: float) -> str | None:
         """Abort a job; see the protocol."""
         return codec.optional(await self._run("abort", [key, payload]))
+
+    async def expire_dead_leases(self, now: float) -> int:
+        """End at once the unexpired leases of workers whose process is gone, so that the
+        next :meth:`recover` takes their jobs over without waiting for the leases to run out.
+
+        A worker is gone when the connection that the backend of its process opened for it
+        at its first claim (see :mod:`conveyor.backends.redis.presence`) is no longer
+        connected to the server it registered on. A lease whose owner may be alive (no such
+        record, a record from before a server restart, a server that closes idle
+        connections, ``CLIENT LIST`` refused by an ACL) is never ended. Two round trips; the
+        script reads every unexpired lease of the queue when some worker was found dead.
+
+        Returns:
+            How many leases were ended (0 when nothing could be told).
+
+        Raises:
+            BackendError: When the server fails.
+        """
+        async with self._errors("expire_dead_leases"):
+            dead = await self._presence.dead_workers()
+        if not dead:
+            return 0
+        args: list[Any] = [repr(now)]
+        for worker_id, record in dead:
+            args += (worker_id, record)
+        return int(await self._run("expire_dead", args))
 
     async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Take over expired leases; see the protocol."""
@@ -496,7 +527,8 @@ class RedisBackend:
         await self._run("put_worker", [worker_id, info, now_ms + int(ttl_s * 1000), now_ms])
 
     async def delete_worker(self, worker_id: str) -> None:
-        """Remove a worker record."""
+        """Remove a worker record, and its presence (see :meth:`expire_dead_leases`)."""
+        await self._presence.forget(worker_id)
         async with self._errors("delete_worker"):
             pipe = self._redis.pipeline(transaction=True)
             pipe.hdel(self.keys.key("workers"), worker_id)

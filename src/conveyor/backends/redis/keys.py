@@ -50,6 +50,8 @@ Dynamic keys (prefix + suffix, built by scripts):
   runs like ``runs``, so ``list_runs`` paginates with an exact total for these filters.
 * ``logs:{run_id}`` sorted set; score: seq; member: the packed line (see ``codec``).
 * ``mark:{token}`` string with ``PX`` expiry, set with ``NX``.
+* ``presence`` hash: worker id -> the server's ``run_id`` and the ``CLIENT ID`` of the
+  connection the worker's process keeps open for it (see ``presence.py``).
 
 The pub/sub channel ``{prefix}:{{queue}}:finished`` carries a JSON list of the job keys that
 a ``finish`` or ``update`` changed.

@@ -37,6 +37,7 @@ NAMES = (
     "count",
     "enqueue",
     "expire",
+    "expire_dead",
     "finish",
     "get",
     "list_jobs",
