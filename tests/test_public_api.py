@@ -26,6 +26,7 @@ def test_public_names_are_curated() -> None:
             "Job",
             "JobError",
             "JobNotFoundError",
+            "LeaseLostError",
             "MissingDependencyError",
             "Queue",
             "Registry",

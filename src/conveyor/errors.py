@@ -13,6 +13,7 @@ The tree::
     ├── UnknownFunctionError        a job names a function the worker does not have
     ├── JobError                    ``apply``/``map``: the job did not complete
     ├── JobNotFoundError            no job with that key
+    ├── LeaseLostError              a write about an attempt whose lease another owner took
     ├── BackendError                the storage engine failed or is unreachable
     └── AdminError                  a request the admin service cannot carry out as asked
         ├── RunNotFoundError        no run with that id (never existed, or purged)
@@ -175,6 +176,29 @@ class JobNotFoundError(ConveyorError):
         self.key = key
         self.queue = queue
         super().__init__(f"no job with key {key!r} in queue {queue!r}")
+
+
+class LeaseLostError(ConveyorError):
+    """A write about a job's attempt was refused: its lease is no longer this attempt's.
+
+    The job was recovered by another worker after the lease expired (a stalled event loop, a
+    backend out of reach for longer than the lease), or finished, aborted or replaced
+    meanwhile. Nothing of the refused write was stored.
+
+    Attributes:
+        key: The job's key.
+        queue: The queue name.
+        what: The refused write (``update``, ``finish`` ...).
+    """
+
+    def __init__(self, key: str, queue: str, what: str) -> None:
+        self.key = key
+        self.queue = queue
+        self.what = what
+        super().__init__(
+            f"{what} of job {key!r} in queue {queue!r} refused: this attempt no longer holds "
+            "the job's lease (another worker recovered it, or it was finished or replaced)"
+        )
 
 
 class BackendError(ConveyorError):

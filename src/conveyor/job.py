@@ -138,6 +138,10 @@ class Job:
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
             self.status = Status(self.status)
+        #: The fencing token of the lease this process holds on the job, when it claimed or
+        #: recovered it (None otherwise). Every write about the attempt carries it; it is
+        #: not stored with the job and not a field.
+        self.lease_token: str | None = None
 
     def __repr__(self) -> str:
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.info(full=False).items())
@@ -195,7 +199,11 @@ class Job:
         out: dict[str, Any] = {name: fields[name] for name in _ALWAYS_FIELDS}
         for name, default in _PLAIN_FIELDS:
             value = fields[name]
-            if value != default:
+            # Compared only with values of the default's own plain type: a result's own
+            # ``!=`` (a numpy array's, a DataFrame's) may raise or not return a bool.
+            if value is not default and (
+                value.__class__ is not default.__class__ or value != default
+            ):
                 out[name] = value
         for name in _POLICY_NAMES:
             value = fields[name]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.base import RunEnd, Transition
 from conveyor.errors import SerializationError
 from conveyor.job import TERMINAL_STATUSES, Job, Status, now_ms
+from conveyor.serialization import storable_text
 
 if TYPE_CHECKING:
     from conveyor.queue import Queue
@@ -48,8 +49,14 @@ def transition(
     """
     now = now_ms()
     job.touched = now
-    job.error = error if error is not None else job.error
-    run_id = job.meta.get("run_id") if job.meta else None
+    if error is not None:
+        job.error = storable_text(error)
+    if traceback is not None:
+        traceback = storable_text(traceback)
+    # Only an attempt that is running has a run to end: a job waiting for its retry keeps
+    # its previous attempt's run id in meta, and that run ended already.
+    running = job.lease_token is not None or job.status in (Status.ACTIVE, Status.ABORTING)
+    run_id = job.meta.get("run_id") if job.meta and running else None
     if status == Status.QUEUED:
         wait = job.next_retry_delay() if delay is None else delay
         job.status = Status.QUEUED
@@ -75,11 +82,11 @@ def transition(
         payload = queue.serialize(job)
     except SerializationError as exc:
         job.status, job.result = Status.FAILED, None
-        job.error = str(exc)
+        job.error = storable_text(str(exc))
         if run is not None:
             run.status, run.error = "failed", job.error
             run.detail = run_detail(queue, job, None, traceback)
-        payload = queue.serialize(job)
+        payload = _serialize_salvaged(queue, job)
     ttl = int(job.ttl)
     terminal = job.status in TERMINAL_STATUSES
     return Transition(
@@ -90,7 +97,33 @@ def transition(
         expire_at=(time.time() + ttl) if terminal and ttl > 0 else None,
         delete=terminal and ttl < 0,
         run=run,
+        token=job.lease_token,
     )
+
+
+def _serialize_salvaged(queue: Queue, job: Job) -> bytes | str:
+    """The payload of a job that failed to serialize, its result already dropped.
+
+    A value put in ``meta`` or ``kwargs`` that cannot be serialized is stored as its
+    ``repr`` instead, so that the job's failure is always written.
+    """
+    try:
+        return queue.serialize(job)
+    except SerializationError:
+        pass
+    for name in ("meta", "kwargs"):
+        values = getattr(job, name)
+        if values:
+            setattr(job, name, {k: _storable(queue, v) for k, v in values.items()})
+    return queue.serialize(job)
+
+
+def _storable(queue: Queue, value: Any) -> Any:
+    try:
+        queue.dump(value)
+    except SerializationError:
+        return storable_text(repr(value)[:1000])
+    return value
 
 
 def run_detail(queue: Queue, job: Job, result: Any, traceback: str | None) -> bytes | str:
@@ -107,7 +140,8 @@ def run_detail(queue: Queue, job: Job, result: Any, traceback: str | None) -> by
     try:
         return queue.dump(detail, job.function, "result")
     except SerializationError:
-        detail["result"] = repr(result)[:1000]
+        detail["result"] = _storable(queue, result)
+        detail["kwargs"] = {k: _storable(queue, v) for k, v in (job.kwargs or {}).items()}
         return queue.dump(detail, job.function, "run detail")
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 # The longer method bodies are functions in these modules, taking the queue.
 from conveyor import claims, inspection, lifecycle, results, stores, waiting
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
-from conveyor.errors import ConfigurationError, JobError, JobNotFoundError
+from conveyor.errors import ConfigurationError, JobError, JobNotFoundError, LeaseLostError
 from conveyor.job import (
     POLICY_FIELDS,
     TERMINAL_STATUSES,
@@ -169,6 +169,7 @@ class Queue:
                 job.worker_id = row.worker_id
             if row.run_id is not None:
                 job.meta = {**job.meta, "run_id": row.run_id}
+            job.lease_token = row.token
         return job
 
     def dump(self, value: Any, function: str = "", what: str = "value") -> bytes | str:
@@ -483,12 +484,21 @@ class Queue:
     # Changing jobs
 
     async def update(self, job: Job, **kwargs: Any) -> None:
-        """Set fields on ``job`` and store it (status is not changed here)."""
+        """Set fields on ``job`` and store it (status is not changed here).
+
+        Raises:
+            SerializationError: A field cannot be serialized; nothing is stored.
+            LeaseLostError: ``job`` was claimed here and its lease is gone (another worker
+                recovered it): nothing is stored, and the attempt should stop.
+        """
         await self._ensure_connected()
         for name, value in kwargs.items():
             setattr(job, name, value)
         job.touched = now_ms()
-        await self.backend.update(job.key, self.serialize(job))
+        token = job.lease_token
+        stored = await self.backend.update(job.key, self.serialize(job), token)
+        if not stored and token is not None:
+            raise LeaseLostError(job.key, self.name, "update")
 
     async def abort(self, job: Job | str, error: str = "aborted", ttl: float = 5) -> None:
         """Abort a job: a queued job never starts; a running job is cancelled by its worker.
@@ -517,14 +527,28 @@ class Queue:
     async def finish(
         self, job: Job, status: Status, *, result: Any = None, error: str | None = None
     ) -> None:
-        """Finish ``job`` with ``status`` (complete, failed or aborted) and store it."""
+        """Finish ``job`` with ``status`` (complete, failed or aborted) and store it.
+
+        Raises:
+            LeaseLostError: ``job`` was claimed here and its lease is gone; nothing is stored.
+        """
         await self._ensure_connected()
-        await self.backend.finish([self.transition(job, status, result=result, error=error)])
+        await self._write(job, self.transition(job, status, result=result, error=error))
 
     async def retry(self, job: Job, error: str | None = None) -> None:
-        """Queue ``job`` for another attempt, after its retry delay."""
+        """Queue ``job`` for another attempt, after its retry delay.
+
+        Raises:
+            LeaseLostError: ``job`` was claimed here and its lease is gone; nothing is stored.
+        """
         await self._ensure_connected()
-        await self.backend.finish([self.transition(job, Status.QUEUED, error=error)])
+        await self._write(job, self.transition(job, Status.QUEUED, error=error))
+
+    async def _write(self, job: Job, transition: Transition) -> None:
+        [applied] = await self.backend.finish([transition])
+        job.lease_token = None  # the attempt has ended, whether this write landed or not
+        if not applied and transition.token is not None:
+            raise LeaseLostError(job.key, self.name, "finish")
 
     def transition(
         self,

@@ -66,6 +66,24 @@ def dump_job(dump: Dumper, data: dict[str, Any]) -> bytes | str:
         raise SerializationError(function, None, str(exc)) from exc
 
 
+def storable_text(text: str) -> str:
+    """``text`` as every backend can store it: valid UTF-8 without NUL characters.
+
+    A lone surrogate (a file name that was not UTF-8, decoded with ``surrogateescape``) or a
+    NUL character cannot be stored as text by SQLite, Redis clients or PostgreSQL; each is
+    written as its escape (``\\udcff``, ``\\x00``) instead, so the line is kept readable.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def dump_value(dump: Dumper, function: str, what: str, value: Any) -> bytes | str:
     """Serialize one value (a result, run details), naming ``what`` on failure."""
     try:

@@ -299,6 +299,27 @@ class FinishesWithLogs(Protocol):
 
 
 @runtime_checkable
+class DetectsDeadOwners(Protocol):
+    """A backend that can tell that a lease's owner is gone before its lease expires.
+
+    Optional. Each engine knows it its own way: a PostgreSQL session that ended, a process
+    on this host that no longer exists, a Redis client connection that closed. The worker's
+    sweep calls it before :meth:`Backend.recover`, so that a killed worker's jobs come back
+    within a sweep instead of a lease.
+    """
+
+    async def expire_dead_leases(self, now: float) -> int:
+        """End at once the leases of ``active`` or ``aborting`` jobs whose owner is known to
+        be gone, so that the next :meth:`~Backend.recover` takes them over (with a new
+        fencing token). A lease whose owner may still be alive is never touched.
+
+        Returns:
+            How many leases were ended.
+        """
+        ...
+
+
+@runtime_checkable
 class Backend(Protocol):
     """Atomic storage operations for one queue.
 

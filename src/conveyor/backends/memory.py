@@ -139,16 +139,16 @@ class MemoryBackend:
                     continue
                 store.marks[new.once] = now + new.once_ttl
             seq = next(store.counter)
-            due = max(new.due, now)  # a job due now sorts by its enqueue time
             store.jobs[new.key] = _Job(
                 row=JobRow(key=new.key, payload=new.payload, status="queued"),
                 function=new.function,
                 priority=new.priority,
-                due=due,
+                due=new.due,
                 group_key=new.group_key,
                 seq=seq,
             )
-            heapq.heappush(store.ready, (new.priority, due, seq, new.key))
+            # Ordered by due time, where a job due now counts from its enqueue time.
+            heapq.heappush(store.ready, (new.priority, max(new.due, now), seq, new.key))
             out.append(True)
         if any(out):
             await self._notify(self._work())
@@ -169,11 +169,11 @@ class MemoryBackend:
         busy_groups: set[str] | None = None
         while store.ready and len(taken) < limit:
             entry = heapq.heappop(store.ready)
-            _, due, seq, key = entry
+            key = entry[3]
             job = store.jobs.get(key)
-            if job is None or job.seq != seq or job.row.status != "queued":
+            if job is None or job.seq != entry[2] or job.row.status != "queued":
                 continue  # stale heap entry
-            if due > now:
+            if job.due > now:
                 skipped.append(entry)
                 continue
             if job.group_key is not None:
@@ -211,7 +211,8 @@ class MemoryBackend:
         # Only jobs not yet due: a due job held back by its busy group waits for the finish
         # that frees the group (which notifies), not for a timer.
         now = time.time()
-        due = [d for _, d, _, k in self.store.ready if d > now and k in self.store.jobs]
+        jobs = self.store.jobs
+        due = [jobs[k].due for *_, k in self.store.ready if k in jobs and jobs[k].due > now]
         return min(due) if due else None
 
     async def wait_for_work(self, timeout: float) -> None:
@@ -262,10 +263,11 @@ class MemoryBackend:
             job.lease_until = 0.0
             job.token = None
             if t.status == "queued":
-                job.due = max(t.due, time.time())
+                job.due = t.due
                 job.seq = next(store.counter)
                 job.row.worker_id = None
-                heapq.heappush(store.ready, (job.priority, job.due, job.seq, job.row.key))
+                order = max(t.due, time.time())
+                heapq.heappush(store.ready, (job.priority, order, job.seq, job.row.key))
                 requeued = True
             elif t.delete:
                 del store.jobs[t.key]

@@ -22,9 +22,11 @@ from conveyor.backends.base import (
     Backend,
     Capabilities,
     JobRow,
+    Lease,
     LogLine,
     NewJob,
     Payload,
+    Renewal,
     RunEnd,
     RunFilter,
     RunRecord,
@@ -124,23 +126,31 @@ class SplitBackend:
         await self.jobs.wait_for_work(timeout)
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
         """Renew leases in the job store."""
-        return await self.jobs.renew(worker_id, keys, lease_s, now)
+        return await self.jobs.renew(worker_id, leases, lease_s, now)
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
-        """Apply transitions in the job store and end their runs in both stores."""
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        """Apply transitions in the job store, then end the runs of those it applied in the
+        run store (a refused stale write ends no run)."""
         local = [
             t if t.run is None else dataclasses.replace(t, run=self._local_end(t.run))
             for t in transitions
         ]
-        ends = [t.run for t in transitions if t.run is not None]
-        await asyncio.gather(self.jobs.finish(local), self.runs.record_runs([], ends))
+        applied = await self.jobs.finish(local)
+        ends = [
+            t.run
+            for t, done in zip(transitions, applied, strict=True)
+            if t.run is not None and (done or t.token is None)
+        ]
+        if ends:
+            await self.runs.record_runs([], ends)
+        return applied
 
-    async def update(self, key: str, payload: Payload) -> bool:
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
         """Store a payload in the job store."""
-        return await self.jobs.update(key, payload)
+        return await self.jobs.update(key, payload, token)
 
     async def abort(self, key: str, payload: Payload, now: float) -> str | None:
         """Abort in the job store."""

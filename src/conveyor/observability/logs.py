@@ -28,6 +28,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from conveyor.backends.base import LogRow, Payload
+from conveyor.serialization import storable_text
 
 #: Attributes every LogRecord has; anything else on a record is an ``extra`` field.
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()) | {
@@ -239,7 +240,8 @@ class LogSink(logging.Handler):
             size = len(message)
             if size > _LONG:
                 long_out += size
-            if not message.isascii():
+            if not message.isascii() or "\x00" in message:
+                message = storable_text(message)
                 size = _size(message)
             if source is not None and (run.lines >= max_lines or run.bytes + size > max_bytes):
                 self._count_dropped(run, size)

@@ -66,4 +66,42 @@ def sync_echo(ctx: dict[str, Any], *, value: Any = None) -> dict[str, Any]:
     return {"value": value, "main_thread": threading.current_thread() is threading.main_thread()}
 
 
-TEST_FUNCTIONS = [echo, add, sleep, fail, fail_until, progress, log_lines, sync_echo]
+class Incomparable:
+    """A value whose ``==`` and ``!=`` raise, as a numpy array's or a DataFrame's can, and
+    that no serializer stores."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("the truth value of an Incomparable is ambiguous")
+
+    def __ne__(self, other: object) -> bool:
+        raise ValueError("the truth value of an Incomparable is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+async def unstorable(ctx: dict[str, Any], *, where: str) -> Any:
+    """Leave a value no backend can store: ``where`` is ``result``, ``meta``, ``log`` (a
+    line with a lone surrogate and a NUL, as a non-UTF-8 file name gives) or ``error``."""
+    name = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+    if where == "result":
+        return Incomparable()
+    if where == "meta":
+        ctx["job"].meta["handle"] = Incomparable()
+        return "meta"
+    if where == "log":
+        logger.warning("cannot open %s\x00", name)
+        return "logged"
+    raise OSError(f"cannot open {name}")
+
+
+TEST_FUNCTIONS = [
+    echo,
+    add,
+    sleep,
+    fail,
+    fail_until,
+    progress,
+    log_lines,
+    sync_echo,
+    unstorable,
+]

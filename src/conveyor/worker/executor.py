@@ -32,6 +32,8 @@ class CancelReason(str, enum.Enum):
     ABORT = "abort"
     SHUTDOWN = "shutdown"
     HEARTBEAT = "heartbeat"
+    #: The job's lease was taken over by another worker: nothing more is written about it.
+    LOST = "lost"
 
 
 @dataclasses.dataclass(slots=True)

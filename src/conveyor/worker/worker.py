@@ -4,16 +4,23 @@ Its loops, each one task:
 
 * **claim**: take as many jobs as there are free slots in one ``claim`` call; when there are
   none, wait on the backend's wake-up (a notification, not a poll interval).
-* **leases**: every ``timers["abort"]`` seconds renew the leases of all running jobs in one
-  call; the answer names jobs that were aborted meanwhile, which are cancelled.
+* **leases**: every ``timers["abort"]`` seconds renew, in one call, the leases of the jobs
+  this worker holds: running jobs, and finished jobs whose outcome the writer has not
+  stored yet. The answer names jobs that were aborted meanwhile, which are cancelled and
+  finished as aborted, and leases that are lost (another worker recovered the job after
+  the lease expired: this worker's event loop or its backend stalled for longer than
+  ``lease_s``), whose jobs are cancelled at once and about which nothing more is written.
 * **sweep**: every ``timers["sweep"]`` seconds recover jobs whose worker died (their lease
   expired) and delete expired finished jobs.
 * **stats**: every ``timers["stats"]`` seconds publish this worker's record.
 * **cron**: every ``timers["schedule"]`` seconds enqueue cron jobs that are about to be due.
 
 A job whose worker is killed is recovered within ``lease_s + timers["sweep"]`` seconds (by
-default 15 + 5) by any live worker of the queue; a job whose worker lives is never
-recovered, however long it runs, because its lease keeps being renewed.
+default 15 + 5) by any live worker of the queue, sooner where the backend can tell that the
+worker is gone (:class:`~conveyor.backends.base.DetectsDeadOwners`). A job whose worker
+keeps renewing its lease is not recovered however long it runs. Every write about an
+attempt carries its lease's fencing token: once a job was recovered, its earlier owner's
+writes are refused by the backend.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import tzinfo
 from typing import Any
 
-from conveyor.backends.base import Transition
+from conveyor.backends.base import DetectsDeadOwners, JobRow, Lease, Transition
 from conveyor.errors import ConfigurationError, UnknownFunctionError
 from conveyor.job import Job, Status, apply_defaults, now_ms
 from conveyor.observability.logs import LogSink
@@ -113,13 +120,20 @@ class Worker:
         log_level: int = logging.INFO,
         poll_interval: float | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
         unknown_timers = set(timers or {}) - set(DEFAULT_TIMERS)
         if unknown_timers:
             raise ConfigurationError(
                 f"unknown timers {sorted(unknown_timers)}; use {sorted(DEFAULT_TIMERS)}"
             )
+        _check_settings(
+            concurrency=concurrency,
+            timers={**DEFAULT_TIMERS, **(timers or {})},
+            lease_s=lease_s,
+            dequeue_timeout=dequeue_timeout,
+            shutdown_grace_period_s=shutdown_grace_period_s or 0.0,
+            cancellation_hard_deadline_s=cancellation_hard_deadline_s,
+            max_burst_jobs=max_burst_jobs,
+        )
         self.queue = queue
         self.id = id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.functions, self.cron_jobs = normalize_functions(
@@ -148,8 +162,13 @@ class Worker:
         )
         self.context: dict[str, Any] = {"worker": self, "queue": queue}
         self.scheduler = CronScheduler(queue, self.cron_jobs, cron_tz, self.timers["schedule"])
-        self.stats = {"complete": 0, "failed": 0, "retried": 0, "aborted": 0}
+        self.stats = {"complete": 0, "failed": 0, "retried": 0, "aborted": 0, "lost": 0}
         self._running: dict[str, _Running] = {}
+        self._hurry = asyncio.Event()
+        # Every lease this worker holds: running jobs, and finished ones whose outcome the
+        # writer has not stored yet (they keep their lease until the write lands).
+        self._held: dict[str, Lease] = {}
+        self._renewed_at = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._claim_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -208,32 +227,91 @@ class Worker:
             self._claim_task.cancel()
             await asyncio.gather(self._claim_task, return_exceptions=True)
         await self._drain()
+        if self._writer is not None:
+            # Leases are still renewed while the last outcomes are written. Past lease_s
+            # other workers may recover the jobs anyway, so waiting longer buys nothing.
+            bound = min(self.lease_s, 2.0) if self._hurry.is_set() else self.lease_s
+            unwritten = await self._writer.close(bound)
+            if unwritten:
+                logger.error(
+                    "worker %s: the outcomes of %d jobs could not be stored within %ss; they "
+                    "stay active until their leases expire and another worker recovers them: "
+                    "%s",
+                    self.id,
+                    len(unwritten),
+                    bound,
+                    [t.key for t in unwritten],
+                )
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._writer is not None:
-            await self._writer.close()
         if self.logs is not None:
             self.logs.uninstall()
         with contextlib.suppress(Exception):
-            await self.queue.backend.delete_worker(self.id)
+            await asyncio.wait_for(self.queue.backend.delete_worker(self.id), 2.0)
         try:
             await call_hooks(self.shutdown, self.context)
         finally:
             if self._connected_here:
-                await self.queue.disconnect()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.queue.disconnect(), 5.0)
             logger.info("worker %s stopped", self.id)
             self._stopped.set()
 
+    def hurry(self) -> None:
+        """Make a stop fast (a second SIGTERM): running jobs are cancelled and re-queued at
+        once, without their grace period, and the last writes get at most 2 seconds. Jobs
+        whose re-queue is not stored in time are recovered by other workers later."""
+        self._hurry.set()
+
     async def _drain(self) -> None:
         running = [r.task for r in self._running.values()]
-        if running and self.shutdown_grace_period_s > 0:
-            await asyncio.wait(running, timeout=self.shutdown_grace_period_s)
+        if running and self.shutdown_grace_period_s > 0 and not self._hurry.is_set():
+            hurry = asyncio.ensure_future(self._hurry.wait())
+            finished = asyncio.ensure_future(asyncio.wait(running))
+            try:
+                await asyncio.wait(
+                    [finished, hurry],
+                    timeout=self.shutdown_grace_period_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                hurry.cancel()
+                finished.cancel()  # stops waiting; the jobs themselves go on
         for entry in list(self._running.values()):
             entry.cancel(CancelReason.SHUTDOWN)
         running = [r.task for r in self._running.values()]
         if running:
             await asyncio.wait(running, timeout=self.cancellation_hard_deadline_s)
+        self._release_stuck()
+
+    def _release_stuck(self) -> None:
+        """Re-queue jobs whose attempt did not unwind within the hard deadline.
+
+        Their task may still be running (it ignores cancellation, or its thread is blocked):
+        the re-queue ends this worker's lease, so that anything the attempt writes later is
+        refused, and the job can run again elsewhere once this process has exited.
+        """
+        for key, entry in list(self._running.items()):
+            if entry.task.done() or entry.finishing or key not in self._held:
+                continue
+            entry.finishing = True
+            logger.error(
+                "worker %s: job %r did not stop within cancellation_hard_deadline_s=%ss; "
+                "re-queued without its outcome",
+                self.id,
+                key,
+                self.cancellation_hard_deadline_s,
+            )
+            self.stats["retried"] += 1
+            transition = self.queue.transition(
+                entry.job,
+                Status.QUEUED,
+                error="worker shut down; the attempt did not stop within the hard deadline",
+                delay=0,
+            )
+            assert self._writer is not None
+            self._writer.submit(transition)
 
     async def _every(self, timer: str, action: Callable[[], Any]) -> None:
         interval = self.timers[timer]
@@ -250,7 +328,20 @@ class Worker:
 
     # Claiming
 
-    def _after_write(self, batch: list[Transition]) -> None:
+    def _after_write(self, batch: list[Transition], applied: list[bool]) -> None:
+        for transition, stored in zip(batch, applied, strict=True):
+            lease = self._held.get(transition.key)
+            if lease is not None and lease.token == transition.token:
+                del self._held[transition.key]
+            if not stored and transition.token is not None:
+                self.stats["lost"] += 1
+                logger.warning(
+                    "worker %s: the outcome of job %r (%s) was not stored: its lease had "
+                    "been taken over",
+                    self.id,
+                    transition.key,
+                    transition.status,
+                )
         self._kick.set()
 
     async def _claim_loop(self) -> None:
@@ -268,7 +359,7 @@ class Worker:
                 continue
             self._kick.clear()
             try:
-                rows = await self.queue.backend.claim(self.id, free, self.lease_s, time.time())
+                rows = await self._claim(free)
             except Exception:
                 logger.exception("worker %s: claiming jobs failed; retrying", self.id)
                 await asyncio.sleep(backoff)
@@ -289,6 +380,29 @@ class Worker:
             await asyncio.gather(*(r.task for r in self._running.values()), return_exceptions=True)
             self._stopped.set()
 
+    async def _claim(self, limit: int) -> list[JobRow]:
+        """Claim jobs; a stop arriving meanwhile does not abandon what the backend claimed.
+
+        The claim is shielded from the stop's cancellation: the jobs it took are launched
+        (and then drained like every running job) instead of being left active with no
+        worker to run them.
+        """
+        claim = asyncio.ensure_future(
+            self.queue.backend.claim(self.id, limit, self.lease_s, time.time())
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            try:
+                rows = await asyncio.wait_for(claim, self.lease_s)
+            except Exception:
+                rows = []  # unknown outcome: any job it took is recovered when its lease ends
+            for row in rows:
+                job = self.queue.deserialize(row)
+                if job is not None:
+                    self._launch(job)
+            raise
+
     async def _wait_for_work(self, timeout: float) -> None:
         self.idle = True
         waiter = asyncio.ensure_future(self.queue.backend.wait_for_work(timeout))
@@ -304,6 +418,8 @@ class Worker:
 
     def _launch(self, job: Job) -> None:
         self._processed += 1
+        if job.lease_token is not None:
+            self._held[job.key] = Lease(job.key, job.lease_token)
         task = asyncio.create_task(self._process(job), name=f"conveyor-job-{job.key}")
         self._running[job.key] = _Running(job, task)
 
@@ -339,7 +455,19 @@ class Worker:
         if entry is not None:
             entry.finishing = True  # too late to cancel: the outcome is decided
         try:
-            transition = await self._transition(job, outcome)
+            if outcome.cancelled == CancelReason.LOST:
+                # Another worker owns the job now: this attempt's outcome is not written.
+                logger.warning(
+                    "worker %s: job %r was cancelled: its lease was taken over by another "
+                    "worker (this worker stalled or lost the backend for over %ss)",
+                    self.id,
+                    job.key,
+                    self.lease_s,
+                )
+                self.stats["lost"] += 1
+                self._held.pop(job.key, None)
+                return
+            transition = await self._transition_or_failure(job, outcome)
             run_status = transition.run.status if transition.run else transition.status
             for hook in self.queue.instrumentation:
                 hook.finished(job, run_status)
@@ -349,12 +477,24 @@ class Worker:
                 self.logs.end_run(capture)
                 capture = None
             assert self._writer is not None
-            self._writer.submit(transition)
+            if job.key in self._held:  # not lost while the outcome was being decided
+                self._writer.submit(transition)
         finally:
             if capture is not None and self.logs is not None:
                 self.logs.end_run(capture)
             self._running.pop(job.key, None)
             self._kick.set()
+
+    async def _transition_or_failure(self, job: Job, outcome: Outcome) -> Transition:
+        try:
+            return await self._transition(job, outcome)
+        except Exception as exc:
+            # The policy must always come to an outcome, or the job would wait for its
+            # lease to expire and run again.
+            logger.exception("worker %s: deciding the outcome of job %r failed", self.id, job.key)
+            return self.queue.transition(
+                job, Status.FAILED, error=f"deciding the outcome failed: {exc!r}"
+            )
 
     async def _transition(self, job: Job, outcome: Outcome) -> Transition:
         queue = self.queue
@@ -382,11 +522,27 @@ class Worker:
     # Periodic work
 
     async def _renew_leases(self) -> None:
-        if not self._running:
+        started = time.monotonic()
+        if self._renewed_at and started - self._renewed_at > self.lease_s:
+            logger.warning(
+                "worker %s: no lease renewed for %.1fs, longer than lease_s=%s (a blocked "
+                "event loop or an unreachable backend): other workers may have recovered "
+                "its jobs; the renewal says which",
+                self.id,
+                started - self._renewed_at,
+                self.lease_s,
+            )
+        if not self._held:
+            self._renewed_at = started
             return
         now = time.time()
-        cancel = await self.queue.backend.renew(self.id, list(self._running), self.lease_s, now)
-        for key in cancel:
+        renewal = await self.queue.backend.renew(
+            self.id, list(self._held.values()), self.lease_s, now
+        )
+        self._renewed_at = started
+        if renewal.lost:
+            self._lose(renewal.lost)
+        for key in renewal.aborting:
             entry = self._running.get(key)
             if entry is not None:
                 entry.cancel(CancelReason.ABORT)
@@ -395,11 +551,27 @@ class Worker:
             if job.heartbeat and job.touched and now_ms() - job.touched > job.heartbeat * 1000:
                 entry.cancel(CancelReason.HEARTBEAT)
 
+    def _lose(self, keys: list[str]) -> None:
+        """Let go of leases another worker took over: cancel their jobs, drop their writes."""
+        lost = set(keys)
+        for key in lost:
+            self._held.pop(key, None)
+            entry = self._running.get(key)
+            if entry is not None:
+                entry.cancel(CancelReason.LOST, force=True)
+        if self._writer is not None:
+            self._writer.discard(lost)
+
     async def _flush_logs(self) -> None:
         if self._writer is not None:
             self._writer.kick()
 
     async def _sweep(self) -> None:
+        backend = self.queue.backend
+        if isinstance(backend, DetectsDeadOwners):
+            ended = await backend.expire_dead_leases(time.time())
+            if ended:
+                logger.warning("ended %d leases whose worker is gone", ended)
         recovered = await self.queue.sweep(lock=int(self.lease_s), worker_id=self.id)
         if recovered:
             logger.warning("recovered %d jobs whose worker died: %s", len(recovered), recovered)
@@ -420,6 +592,58 @@ class Worker:
         await self.queue.backend.put_worker(self.id, self.queue.dump(info), ttl)
 
 
+def _check_settings(
+    *,
+    concurrency: int,
+    timers: Mapping[str, Any],
+    lease_s: float,
+    dequeue_timeout: float,
+    shutdown_grace_period_s: float,
+    cancellation_hard_deadline_s: float,
+    max_burst_jobs: int | None,
+) -> None:
+    """Refuse settings that cannot work, naming the setting and the range it takes."""
+
+    def number(name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ConfigurationError(f"{name} must be a number, got {value!r}")
+        return float(value)
+
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(
+            f"concurrency must be an integer of at least 1, got {concurrency!r}"
+        )
+    for name, value in timers.items():
+        if number(f'timers["{name}"]', value) <= 0:
+            raise ConfigurationError(f'timers["{name}"] must be more than 0 seconds, got {value!r}')
+    renew_every = float(timers["abort"])
+    if number("lease_s", lease_s) < 2 * renew_every:
+        raise ConfigurationError(
+            f'lease_s must be at least twice timers["abort"] (leases are renewed every '
+            f"{renew_every:g}s), so that a healthy worker never loses one: got "
+            f"lease_s={lease_s!r}; use lease_s >= {2 * renew_every:g} or renew more often"
+        )
+    for name, value in (
+        ("dequeue_timeout", dequeue_timeout),
+        ("shutdown_grace_period_s", shutdown_grace_period_s),
+    ):
+        if number(name, value) < 0:
+            raise ConfigurationError(f"{name} must be 0 or more seconds, got {value!r}")
+    if number("cancellation_hard_deadline_s", cancellation_hard_deadline_s) <= 0:
+        raise ConfigurationError(
+            f"cancellation_hard_deadline_s must be more than 0 seconds, "
+            f"got {cancellation_hard_deadline_s!r}"
+        )
+    if max_burst_jobs is not None and (
+        isinstance(max_burst_jobs, bool)
+        or not isinstance(max_burst_jobs, int)
+        or max_burst_jobs < 1
+    ):
+        raise ConfigurationError(
+            f"max_burst_jobs must be an integer of at least 1, got {max_burst_jobs!r}"
+        )
+
+
 class _Running:
     """A running job, its task, and why the worker cancelled it (if it did)."""
 
@@ -431,7 +655,13 @@ class _Running:
         self.reason: CancelReason | None = None
         self.finishing = False
 
-    def cancel(self, reason: CancelReason) -> None:
-        if self.reason is None and not self.finishing:
+    def cancel(self, reason: CancelReason, force: bool = False) -> None:
+        """Cancel the job's task, once; ``force`` overrides an earlier reason (a lost lease
+        wins over an abort or a shutdown: nothing may be written for it)."""
+        if force:
+            self.reason = reason
+            if not self.finishing:
+                self.task.cancel()
+        elif self.reason is None and not self.finishing:
             self.reason = reason
             self.task.cancel()

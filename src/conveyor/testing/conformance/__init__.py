@@ -14,6 +14,7 @@ from conveyor.testing.conformance.test_admin import *  # noqa: F403
 from conveyor.testing.conformance.test_crash import *  # noqa: F403
 from conveyor.testing.conformance.test_cron import *  # noqa: F403
 from conveyor.testing.conformance.test_logs import *  # noqa: F403
+from conveyor.testing.conformance.test_ownership import *  # noqa: F403
 from conveyor.testing.conformance.test_queue import *  # noqa: F403
 from conveyor.testing.conformance.test_serialization import *  # noqa: F403
 from conveyor.testing.conformance.test_worker import *  # noqa: F403
