@@ -1,9 +1,12 @@
 """The Redis backend: every batch operation is one Lua script call (one round trip).
 
 The key scheme is in :mod:`conveyor.backends.redis.keys`, the scripts in ``scripts/*.lua``.
-Three kinds of connection are used: the client's pool for operations, a pool without a
-socket timeout for ``BLPOP`` (``wait_for_work``) and one pub/sub connection (the
-``wait_for_finish`` listener). The last two reconnect by themselves with backoff.
+Four kinds of connection are used: the client's pool for operations, a pool without a
+socket timeout for ``BLPOP`` (``wait_for_work``), one pub/sub connection (the
+``wait_for_finish`` listener), and one idle connection per worker id that claims here (its
+presence, see :mod:`conveyor.backends.redis.presence`). The BLPOP and pub/sub connections
+reconnect by themselves with backoff; a presence connection at the worker's next claim or
+lease renewal.
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ class Presence:
             await _close(old)
         kwargs = dict(pool.connection_kwargs)
         kwargs["client_name"] = client_name(self._base, worker_id)  # set at every connect
+        # Registering never waits long for a server that does not answer.
         kwargs["socket_timeout"] = kwargs.get("socket_timeout") or 5.0
+        kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or 5.0
         conn = Redis(
             connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs),
             single_connection_client=True,
