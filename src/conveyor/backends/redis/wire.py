@@ -203,7 +203,8 @@ class Lines:
             try:
                 return await pool.get_connection(*self._get_args)
             except RedisConnectionError as exc:
-                waited = isinstance(exc.__cause__, TimeoutError)  # a blocking pool's wait
+                # A blocking pool's wait ran out (not a connect that failed):
+                waited = isinstance(exc.__cause__, TimeoutError) and "No connection" in str(exc)
                 if not waited and "Too many connections" not in str(exc):
                     raise
                 loop = asyncio.get_running_loop()
