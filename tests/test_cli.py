@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -292,6 +293,31 @@ async def test_worker_runs_jobs_and_stops_gracefully_on_sigterm(
         await job.refresh()
         assert job.status == Status.COMPLETE
         assert job.result == "finished"
+
+
+@needs_sqlite
+async def test_a_second_sigterm_stops_at_once_and_requeues_running_jobs(
+    project: tuple[Path, str, str], spawn: Spawn
+) -> None:
+    cwd, module, url = project
+    worker = await spawn(f"{module}.settings", "-v", cwd=cwd)
+    await read_until(worker, "started on queue")
+    queue = Queue.from_url(url, name="cli")
+    async with queue:
+        job = await queue.enqueue("slow", seconds=60, timeout=120)
+        assert job is not None
+        await wait_until(lambda: _is_active(queue, job.key), 20, 0.02, "the slow job started")
+        worker.send_signal(signal.SIGTERM)
+        await read_until(worker, "stopping gracefully")
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code, output = await finish(worker)
+        # The grace period is 10 s: the second signal cut it short.
+        assert time.monotonic() - started < 8, output
+        assert code == 0, output
+        assert "stopping now" in output
+        await job.refresh()
+        assert job.status == Status.QUEUED and job.error == "worker shut down"
 
 
 async def _is_active(queue: Queue, key: str) -> bool:

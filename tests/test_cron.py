@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,7 +15,10 @@ import pytest
 
 from conveyor.cron import CronJob, CronSchedule
 from conveyor.errors import ConfigurationError, CronExpressionError
+from conveyor.queue import Queue
 from conveyor.tasks import task
+from conveyor.worker import Worker
+from conveyor.worker.scheduler import cron_ids
 
 
 def fires_on_day(schedule: CronSchedule, zone: str, day: tuple[int, int, int]) -> list[str]:
@@ -362,3 +369,80 @@ def test_other_schedules_and_zones_with_dst_use_croniter() -> None:
     assert CronSchedule("*/5 3 * * *")._daily is None
     assert CronSchedule("0 3 * * 1")._daily is None
     assert CronSchedule("0 3 * * * 30")._daily is None
+
+
+# Cron job identity: what tells several cron jobs of one function apart
+
+
+async def report(ctx: dict[str, Any], *, region: str, tags: Any = None) -> None:
+    """A task with several cron jobs."""
+
+
+IDENTITY_PROGRAM = """
+from conveyor.worker.scheduler import cron_ids
+from tests.test_cron import several_report_cron_jobs
+print(" ".join(cron_ids(several_report_cron_jobs(), "Europe/Berlin")))
+"""
+
+
+def several_report_cron_jobs() -> list[CronJob]:
+    return [
+        CronJob(report, cron="0 * * * *", kwargs={"region": "eu", "tags": {"a", "b", "c"}}),
+        CronJob(report, cron="0 * * * *", kwargs={"region": "us", "tags": {"a", "b", "c"}}),
+        CronJob(report, cron="30 * * * *", kwargs={"region": "eu", "tags": {"a", "b", "c"}}),
+        CronJob(report, cron="0 * * * *", kwargs={"region": "eu"}, tz="Asia/Tokyo"),
+    ]
+
+
+def test_cron_ids_tell_cron_jobs_of_one_function_apart() -> None:
+    ids = cron_ids([*several_report_cron_jobs(), CronJob(nightly, cron="@daily")], None)
+    assert len(set(ids)) == 5
+    assert all(cron_id.startswith("report#") for cron_id in ids[:4])
+    assert ids[4] == "nightly"  # a function's only cron job keeps its name as its id
+
+
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_cron_ids_are_the_same_in_every_process(hash_seed: str) -> None:
+    # str hashes (and so set order) are salted per process: ids must not depend on them.
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": f"{root / 'src'}:{root}"}
+    result = subprocess.run(
+        [sys.executable, "-c", IDENTITY_PROGRAM],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == cron_ids(several_report_cron_jobs(), "Europe/Berlin")
+
+
+def test_identity_holds_the_expression_zone_and_kwargs_not_the_options() -> None:
+    hourly = CronJob(report, cron="0 * * * *", kwargs={"region": "eu"})
+    assert hourly.identity() == CronJob(report, cron="@hourly", kwargs={"region": "eu"}).identity()
+    assert hourly.identity() == CronJob(
+        report, cron="0 * * * *", kwargs={"region": "eu"}, timeout=5, unique=False
+    ).identity("UTC")
+    assert hourly.identity() != hourly.identity("Europe/Berlin")
+    at_noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    as_date = CronJob(report, cron="@daily", kwargs={"region": at_noon})
+    as_text = CronJob(report, cron="@daily", kwargs={"region": at_noon.isoformat()})
+    assert as_date.identity() != as_text.identity()
+
+
+def test_kwargs_without_a_stable_text_cannot_identify_a_cron_job() -> None:
+    with pytest.raises(ConfigurationError, match="'report' cannot identify it"):
+        CronJob(report, cron="@daily", kwargs={"region": object()}).identity()
+
+
+def test_identical_cron_jobs_of_one_function_are_refused_when_the_worker_is_built() -> None:
+    queue = Queue.from_url("memory://")
+    twice = [
+        CronJob(report, cron="0 * * * *", kwargs={"region": "eu"}),
+        CronJob(report, cron="@hourly", kwargs={"region": "eu"}, timeout=60),
+    ]
+    with pytest.raises(ConfigurationError, match="'report'") as raised:
+        Worker(queue, [], cron_jobs=twice)
+    assert "identical" in str(raised.value)
+    # The same object given twice is one cron job, not two.
+    Worker(queue, [], cron_jobs=[twice[0], twice[0]])

@@ -201,7 +201,8 @@ async def run_worker(
     """Run a worker until SIGTERM or SIGINT, then stop it gracefully.
 
     Running jobs get the worker's ``shutdown_grace_period_s`` to finish; the rest are
-    re-queued. Under a supervisor, the worker also stops when the supervisor goes away.
+    re-queued. A second SIGTERM or SIGINT makes the stop fast (:meth:`Worker.hurry`). Under
+    a supervisor, the worker also stops when the supervisor goes away.
 
     Args:
         settings: The worker's settings.
@@ -229,7 +230,10 @@ async def run_worker(
 
     def request_stop(reason: str) -> None:
         if stopping:
-            logger.info("%s: already stopping, waiting for running jobs", reason)
+            # A second signal: stop now. Running jobs are re-queued at once; what cannot be
+            # written within 2 s is recovered by other workers when the leases end.
+            logger.warning("%s again: stopping now, running jobs are re-queued", reason)
+            worker.hurry()
             return
         logger.info(
             "%s: stopping gracefully (running jobs get %ss)",

@@ -18,12 +18,14 @@ Expressions have 5 fields, or 6 where the 6th is SECONDS (SAQ's syntax: ``* * * 
 fires every 5 seconds), or are one of the aliases in :data:`ALIASES`.
 
 A :class:`CronJob` is SAQ's cron job definition: a function, an expression and the job
-options of each run.
+options of each run. A function may have several; :meth:`CronJob.identity` tells them
+apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -433,6 +435,31 @@ def function_name(function: Any) -> str:
     return qualname
 
 
+def _zone_name(tz: tzinfo) -> str:
+    key = getattr(tz, "key", None)
+    return key if isinstance(key, str) else str(tz)
+
+
+def _stable(value: Any) -> Any:
+    """A JSON stand-in for a value json cannot write, the same in every process.
+
+    Tagged with the value's type, so a datetime and its ISO string stay apart. Sets are
+    sorted (their iteration order follows ``hash()``, which is salted per process).
+
+    Raises:
+        TypeError: When the value's repr names a memory address, which changes between
+            processes.
+    """
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, set | frozenset):
+        items = sorted(json.dumps(item, sort_keys=True, default=_stable) for item in value)
+        return {f"<{kind}>": items}
+    text = repr(value)
+    if " at 0x" in text:
+        raise TypeError(f"{text} has no text that is the same in every process")
+    return {f"<{kind}>": text}
+
+
 #: Job fields a cron job may set on the jobs it creates.
 _JOB_OPTION_FIELDS = JOB_OPTION_FIELDS
 
@@ -441,10 +468,16 @@ _JOB_OPTION_FIELDS = JOB_OPTION_FIELDS
 class CronJob:
     """A function enqueued on a cron schedule by the worker (SAQ's ``CronJob``).
 
+    A function may have several cron jobs that differ in expression, zone or kwargs: each
+    has its own slots, job key and slot marks (see :func:`conveyor.worker.scheduler.cron_ids`).
+    A worker given two that do not differ raises :class:`~conveyor.errors.ConfigurationError`.
+
     Args:
         function: The task: a callable ``fn(ctx, **kwargs)`` or a task handle.
         cron: The expression (see :class:`CronSchedule`); checked here.
-        unique: While one run is queued or active, the next slot is not enqueued.
+        unique: While a run of this cron job is queued or active, its other slots are
+            not enqueued: a slot is tried until it is due, then skipped. Other cron jobs
+            of the same function are not held back.
         timeout: The job's timeout in seconds.
         heartbeat: The job's heartbeat in seconds.
         retries: The job's maximum attempts.
@@ -480,6 +513,40 @@ class CronJob:
     def name(self) -> str:
         """The registered name of the function (a task handle's ``name``)."""
         return function_name(self.function)
+
+    def identity(self, default_tz: str | tzinfo | None = None) -> str:
+        """What tells this cron job apart from other cron jobs of its function, as canonical
+        text that is the same in every process and after restarts (never ``hash()``).
+
+        It holds the function's name, the expression (an alias expanded), the zone it is
+        read in and the kwargs. Job options are left out: two cron jobs that differ only
+        in ``timeout`` would run the same function with the same arguments at the same
+        times. Values json cannot write are written as their type and repr (sets sorted).
+
+        Args:
+            default_tz: The worker's ``cron_tz``, for a cron job without a ``tz``.
+
+        Returns:
+            Compact JSON with sorted keys.
+
+        Raises:
+            ConfigurationError: When a kwargs value has no stable text (its repr names a
+                memory address) or its keys cannot be sorted.
+        """
+        schedule = self.schedule(default_tz)
+        fields = {
+            "function": self.name,
+            "cron": " ".join(schedule.fields),
+            "tz": _zone_name(schedule.tz),
+            "kwargs": self.kwargs or {},
+        }
+        try:
+            return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=_stable)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"the kwargs of a cron job of {self.name!r} cannot identify it: {exc}; "
+                "use values with a stable repr (numbers, strings, lists, dicts with str keys)"
+            ) from exc
 
     def schedule(self, default_tz: str | tzinfo | None = None) -> CronSchedule:
         """The schedule, in the job's own ``tz`` or else ``default_tz`` (else UTC).

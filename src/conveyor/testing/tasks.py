@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
+import time
 from typing import Any
+
+from conveyor.observability.logs import LogSink
 
 logger = logging.getLogger("conveyor.testing.tasks")
 
@@ -89,9 +94,42 @@ async def unstorable(ctx: dict[str, Any], *, where: str) -> Any:
         ctx["job"].meta["handle"] = Incomparable()
         return "meta"
     if where == "log":
-        logger.warning("cannot open %s\x00", name)
+        # Only to Conveyor's capture: a test runner's own capture may not carry a lone
+        # surrogate between its processes (pytest-xdist cannot).
+        record = logger.makeRecord(
+            logger.name, logging.WARNING, __file__, 0, "cannot open %s\x00", (name,), None
+        )
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, LogSink):
+                handler.handle(record)
         return "logged"
     raise OSError(f"cannot open {name}")
+
+
+async def record(ctx: dict[str, Any], *, path: str, seconds: float) -> str:
+    """Run for ``seconds`` and append one line to ``path`` saying when this attempt ran
+    (key, attempt, pid, start, end, and whether it reached its end): the chaos benchmark
+    reads it to find jobs that ran twice at once."""
+    job = ctx["job"]
+    start = time.time()
+    finished = False
+    try:
+        await asyncio.sleep(seconds)
+        finished = True
+        return str(job.key)
+    finally:
+        line = json.dumps(
+            {
+                "key": job.key,
+                "attempt": job.attempts,
+                "pid": os.getpid(),
+                "start": start,
+                "end": time.time(),
+                "finished": finished,
+            }
+        )
+        with open(path, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - one small line
+            out.write(line + "\n")
 
 
 TEST_FUNCTIONS = [
@@ -104,4 +142,5 @@ TEST_FUNCTIONS = [
     log_lines,
     sync_echo,
     unstorable,
+    record,
 ]

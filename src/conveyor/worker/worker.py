@@ -11,7 +11,10 @@ Its loops, each one task:
   the lease expired: this worker's event loop or its backend stalled for longer than
   ``lease_s``), whose jobs are cancelled at once and about which nothing more is written.
 * **sweep**: every ``timers["sweep"]`` seconds recover jobs whose worker died (their lease
-  expired) and delete expired finished jobs.
+  expired, or the backend knows their worker is gone) and delete expired finished jobs.
+  After a failed call to the backend a worker does not sweep for ``lease_s`` seconds: when a
+  backend comes back from an outage every lease has expired, and the owners, still alive,
+  get that long to renew before anybody takes their jobs.
 * **stats**: every ``timers["stats"]`` seconds publish this worker's record.
 * **cron**: every ``timers["schedule"]`` seconds enqueue cron jobs that are about to be due.
 
@@ -169,6 +172,10 @@ class Worker:
         # writer has not stored yet (they keep their lease until the write lands).
         self._held: dict[str, Lease] = {}
         self._renewed_at = 0.0
+        # When a call to the backend last failed: after an outage every lease has expired,
+        # and a sweep at once would take the jobs of workers that are alive and about to
+        # renew. Sweeps wait until the backend has answered for a whole lease.
+        self._unreachable_at = -float("inf")
         self._tasks: list[asyncio.Task[Any]] = []
         self._claim_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -321,6 +328,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self._unreachable_at = time.monotonic()
                 logger.exception(
                     "worker %s: %s failed; trying again in %ss", self.id, timer, interval
                 )
@@ -361,6 +369,7 @@ class Worker:
             try:
                 rows = await self._claim(free)
             except Exception:
+                self._unreachable_at = time.monotonic()
                 logger.exception("worker %s: claiming jobs failed; retrying", self.id)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -567,6 +576,8 @@ class Worker:
             self._writer.kick()
 
     async def _sweep(self) -> None:
+        if time.monotonic() - self._unreachable_at < self.lease_s:
+            return  # just back from an outage: owners get a lease's time to renew first
         backend = self.queue.backend
         if isinstance(backend, DetectsDeadOwners):
             ended = await backend.expire_dead_leases(time.time())

@@ -30,6 +30,8 @@ from conveyor.observability.logs import LogSink
 
 logger = logging.getLogger("conveyor.worker")
 
+_ALL = 1 << 62
+
 #: Called after each batch that was written, with whether each transition was applied.
 OnWritten = Callable[[list[Transition], list[bool]], None]
 
@@ -60,6 +62,7 @@ class TransitionWriter:
         self._max_batch = max_batch
         self._limit = max_batch  # smaller while isolating a row the backend refuses
         self._lines_apart = False  # lines go in their own writes while isolating
+        self._line_limit = _ALL
         self._pending: list[Transition] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -164,13 +167,18 @@ class TransitionWriter:
 
     async def _write_some(self) -> bool:
         """One write; False when it failed and there is nothing else to try first."""
-        batch = self._pending[: self._limit]
+        pending = self._pending
+        if self._failed_alone:  # transitions refused alone wait behind the others
+            pending = [t for t in pending if id(t) not in self._failed_alone]
+        batch = pending[: self._limit]
         lines: list[LogRow] = []
         if self._logs is not None and (not self._lines_apart or not batch):
             lines = self._logs.take()
-            if self._lines_apart and len(lines) > 1:
-                self._logs.requeue(lines[len(lines) // 2 :])
-                lines = lines[: len(lines) // 2]
+            if self._lines_apart and len(lines) > self._line_limit:
+                self._logs.requeue(lines[self._line_limit :])
+                lines = lines[: self._line_limit]
+        if not batch and not lines:
+            batch = self._pending[:1]  # only refused transitions are left: try one again
         try:
             applied = await self._write(batch, lines)
         except Exception as exc:
@@ -182,6 +190,7 @@ class TransitionWriter:
         if not self._failed_alone:
             self._limit = self._max_batch
         if lines and not batch:
+            self._line_limit = _ALL
             self._lines_apart = bool(self._logs and self._logs.pending)
         if batch and self._on_written is not None:
             self._on_written(batch, applied)
@@ -207,10 +216,11 @@ class TransitionWriter:
                 return True
             self._logs.requeue(lines)
             if not self._lines_apart:
-                # Next: the transitions without the lines, then the lines in halves, to find
-                # the row the backend refuses while the rest is written.
+                # Next: the transitions without the lines, then the lines in ever smaller
+                # writes, to find the row the backend refuses while the rest is written.
                 self._lines_apart, self._succeeded = True, False
                 logger.warning("writing finished jobs and log lines failed: %r", exc)
+            self._line_limit = max(1, len(lines) // 2)
             return bool(batch) or len(lines) > 1
         if len(batch) > 1:
             self._limit = max(1, len(batch) // 2)
@@ -224,9 +234,6 @@ class TransitionWriter:
         [transition] = batch
         logger.error("writing the outcome of job %r failed; retrying: %r", transition.key, exc)
         self._failed_alone.add(id(transition))
-        if any(id(t) not in self._failed_alone for t in self._pending):
-            # Let the others through first: move it behind them.
-            self._pending.remove(transition)
-            self._pending.append(transition)
-            return True
-        return False
+        # Go on at once while other transitions or lines may be written.
+        others = any(id(t) not in self._failed_alone for t in self._pending)
+        return others or bool(self._lines_apart and self._logs and self._logs.pending)
