@@ -157,7 +157,9 @@ async def _report(
         for earlier, later in itertools.pairwise(runs):
             pid = _pid_of(earlier.worker_id)
             if pid in kill_by_pid and earlier.error == queue.swept_error_message:
-                recoveries.append(later.started_ms / 1000 - kill_by_pid[pid])
+                delay = later.started_ms / 1000 - kill_by_pid[pid]
+                if delay >= 0:  # not a job it lost earlier, while it was stalled
+                    recoveries.append(delay)
     return {
         "backend": kind,
         "jobs": len(keys),

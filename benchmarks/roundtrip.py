@@ -134,9 +134,9 @@ async def main(args: argparse.Namespace) -> None:
 
     def conveyor_args(*head: str | bytes) -> Callable[[], Awaitable[Any]]:
         def call() -> Awaitable[Any]:
-            key = uuid.uuid4().hex
+            key, now = uuid.uuid4().hex, repr(time.time())  # now: the script's first argument
             return client.call(
-                frame(*head, 11, *keys, base, key, "noop", '{"k":1}', 0, "0.0", "", "", 0)
+                frame(*head, 11, *keys, base, now, key, "noop", '{"k":1}', 0, "0.0", "", "", 0)
             )
 
         return call

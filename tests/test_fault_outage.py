@@ -51,8 +51,6 @@ async def test_jobs_run_once_across_an_outage_longer_than_their_leases(url: str)
             WorkerProcess(through, lease_s=LEASE_S, concurrency=4) as first,
             WorkerProcess(through, lease_s=LEASE_S, concurrency=4) as second,
         ):
-            await first.start()
-            await second.start()
             await wait_until(lambda: _count(queue, Status.ACTIVE, 2), message="jobs running")
             proxy.cut()
             back = time.monotonic() + OUTAGE_S

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from conveyor.backends import backend_from_url
-from conveyor.backends.base import LogLine, NewJob, RunEnd, RunFilter, Transition
+from conveyor.backends.base import Lease, LogLine, NewJob, RunEnd, RunFilter, Transition
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.errors import BackendError, ConfigurationError
@@ -217,9 +217,11 @@ async def test_renew_recover_and_abort(backend: RedisBackend) -> None:
     now = time.time()
     await backend.enqueue([job("a"), job("b")])
     a, b = await backend.claim("w1", 2, 10, now)
-    assert await backend.renew("w1", ["a", "b", "gone"], 10, now + 5) == ["gone"]
+    leases = [Lease("a", a.token or ""), Lease("b", b.token or "")]
+    renewal = await backend.renew("w1", [*leases, Lease("gone", "1")], 10, now + 5)
+    assert (renewal.aborting, renewal.lost) == ([], ["gone"])
     assert await backend.abort("b", b"stop", now) == "active"
-    assert await backend.renew("w1", ["a", "b"], 10, now + 5) == ["b"]
+    assert (await backend.renew("w1", leases, 10, now + 5)).aborting == ["b"]
     assert await backend.recover("w2", 10, 10, now + 14) == []  # renewed until now + 15
     rows = await backend.recover("w2", 10, 10, now + 16)
     assert sorted((r.key, r.status, r.worker_id) for r in rows) == [
@@ -227,7 +229,7 @@ async def test_renew_recover_and_abort(backend: RedisBackend) -> None:
         ("b", "aborting", "w2"),
     ]
     assert {r.run_id for r in rows} == {a.run_id, b.run_id}
-    assert await backend.renew("w1", ["a"], 10, now + 16) == []
+    assert (await backend.renew("w1", leases, 10, now + 16)).lost == ["a", "b"]
     assert await backend.recover("w3", 10, 10, now + 20) == []  # w2 holds them now
 
 
@@ -451,6 +453,10 @@ def test_url_schemes_and_options_reach_the_client() -> None:
     kwargs = unix._redis.connection_pool.connection_kwargs
     assert (kwargs["path"], kwargs["db"], unix.keys.prefix) == ("/tmp/conveyor-test.sock", 2, "app")
     assert unix.describe()["address"] == "/tmp/conveyor-test.sock"
+    # The address is passed on as written (redis-py 8 refuses unix:/path), with or
+    # without options left for redis-py.
+    bare = RedisBackend.from_url("unix:///tmp/conveyor-test.sock?prefix=app", "jobs")
+    assert bare._redis.connection_pool.connection_kwargs["path"] == "/tmp/conveyor-test.sock"
     tls = RedisBackend.from_url("rediss://:secret@example.invalid:6380/1", "jobs")
     assert tls._redis.connection_pool.connection_class.__name__ == "SSLConnection"
     assert tls.keys.prefix == "conveyor" and "secret" not in repr(tls.describe())

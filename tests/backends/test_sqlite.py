@@ -2,7 +2,8 @@
 
 Its schema (migrations end where ``schema.sql`` starts), its URLs, its files shared by
 processes (no claim twice, none lost, wake-ups across processes), durability across a
-reopen, and payloads coming back exactly as bytes or str.
+reopen, and payloads coming back exactly as bytes or str. Fencing tokens and claim order
+are in test_sqlite_fencing.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from conveyor.backends import backend_from_url
-from conveyor.backends.base import LogLine, NewJob, RunEnd, RunFilter, Transition
+from conveyor.backends.base import Lease, LogLine, NewJob, RunEnd, RunFilter, Transition
 from conveyor.backends.memory import MemoryBackend
 from conveyor.backends.sqlite import SQLiteBackend
 from conveyor.backends.sqlite.schema import migrate
@@ -115,7 +116,7 @@ async def test_claim_walks_the_claim_index(backend: SQLiteBackend) -> None:
     # A plan regression would make every claim sort the whole backlog.
     sql = load_queries()["claim_candidates"]
     with sqlite3.connect(backend.settings.path) as conn:
-        params = {"queue": "q", "priority": 0, "now": 0.0}
+        params = {"queue": "q", "priority": 0, "now": 0.0, "horizon": 0.0}
         plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
     conn.close()
     assert "jobs_claim" in plan and "TEMP B-TREE" not in plan
@@ -287,6 +288,8 @@ async def test_claim_skips_scheduled_backlog_and_busy_groups(backend: SQLiteBack
 
 
 async def _script(b: Any, t: float) -> list[Any]:
+    # t is the time of the first enqueue; the script's clock runs ahead of it, so that a
+    # job due now (due at its enqueue time) is claimable at t + 1.
     out: list[Any] = [
         await b.enqueue(
             [
@@ -301,29 +304,55 @@ async def _script(b: Any, t: float) -> list[Any]:
             ]
         )
     ]
-    first = await b.claim("w1", 1, 30, t)
-    second = await b.claim("w2", 10, 30, t)
+    first = await b.claim("w1", 1, 30, t + 1)
+    second = await b.claim("w2", 10, 30, t + 1)
     out += [first, second, await b.count(["queued", "active", "scheduled", "aborting"])]
-    out.append(await b.renew("w1", [r.key for r in first] + ["missing"], 60, t + 1))
+    leases = [Lease(r.key, r.token) for r in first]
+    out.append(await b.renew("w1", [*leases, Lease("missing", "1")], 60, t + 2))
     out.append(await b.abort(first[0].key, "aborting", t))
     out.append(await b.abort("e", "aborted", t))
-    out.append(await b.renew("w1", [r.key for r in first], 60, t + 2))
+    out.append(await b.renew("w1", leases, 60, t + 3))
     [x, y, z] = second[:3]
-    await b.finish(
-        [
-            Transition(
-                x.key, "X", "complete", expire_at=t - 1, run=RunEnd(x.run_id, "complete", 5, b"r")
-            ),
-            Transition(
-                y.key, "Y", "queued", due=0, run=RunEnd(y.run_id, "retried", 6, "d", "Boom É")
-            ),
-            Transition(
-                z.key, "Z", "failed", delete=True, run=RunEnd(z.run_id, "failed", 7, b"", "boom é")
-            ),
-        ]
+    stale = Transition(x.key, "stale", "complete", run=RunEnd(x.run_id, "failed", 4), token="7")
+    out.append(
+        await b.finish(
+            [
+                stale,
+                Transition(
+                    x.key,
+                    "X",
+                    "complete",
+                    expire_at=t - 1,
+                    run=RunEnd(x.run_id, "complete", 5, b"r"),
+                    token=x.token,
+                ),
+                Transition(
+                    y.key,
+                    "Y",
+                    "queued",
+                    due=0,
+                    run=RunEnd(y.run_id, "retried", 6, "d", "Boom É"),
+                    token=y.token,
+                ),
+                Transition(
+                    z.key,
+                    "Z",
+                    "failed",
+                    delete=True,
+                    run=RunEnd(z.run_id, "failed", 7, b"", "boom é"),
+                ),
+                Transition(x.key, "again", "failed", token=x.token),
+            ]
+        )
     )
     out += [await b.list_jobs(None, 0, 100), await b.list_jobs(["queued", "complete"], 1, 2)]
-    out += [await b.recover("w3", 10, 30, t + 100), await b.expire(t + 20, 100)]
+    # After the listings: update stamps touched_ms with the wall clock.
+    out += [await b.update(y.key, "Y2", y.token), await b.update(y.key, "Y3")]
+    recovered = await b.recover("w3", 10, 30, t + 100)
+    out += [recovered, await b.expire(t + 20, 100)]
+    out.append(await b.renew("w1", leases, 60, t + 101))  # lost: w3 took them over
+    out.append(await b.update(first[0].key, "late", first[0].token))
+    out.append(await b.renew("w3", [Lease(r.key, r.token) for r in recovered], 60, t + 102))
     out.append(await b.enqueue([NewJob("m3", "f", "M", once="tok", once_ttl=10)]))
     for f in (
         RunFilter(),
@@ -331,13 +360,13 @@ async def _script(b: Any, t: float) -> list[Any]:
         RunFilter(function="g"),
         RunFilter(key=x.key),
         RunFilter(error_contains="BOOM é"),
-        RunFilter(since_ms=int(t * 1000), until_ms=int(t * 1000) + 1),
+        RunFilter(since_ms=int((t + 1) * 1000), until_ms=int((t + 1) * 1000) + 1),
     ):
         out.append(await b.list_runs(f, 1 if f == RunFilter() else 0, 2))
     out.append(await b.get_run("9999"))
     run = first[0].run_id
     await b.append_logs([LogLine(run, s, t, "INFO", f"l{s}") for s in (3, 1, 2)])
-    out += [await b.read_logs(run, 1, 5), await b.purge_runs(int(t * 1000) + 1, 1)]
+    out += [await b.read_logs(run, 1, 5), await b.purge_runs(int((t + 1) * 1000) + 1, 1)]
     await b.put_worker("dead", b"i", -1)
     await b.put_worker("live", "i", 60)
     return [*out, await b.workers(), await b.get(["a", "zz", "m3"])]
@@ -350,8 +379,10 @@ def _normalized(value: Any, ids: dict[str, str]) -> Any:
         return {k: _normalized(v, ids) for k, v in value.items()}
     if hasattr(value, "run_id"):
         fields = dataclasses.asdict(value)
-        if fields["run_id"] is not None:
-            fields["run_id"] = ids.setdefault(fields["run_id"], f"run{len(ids)}")
+        # Run ids and tokens come from one sequence in both backends: one naming for both.
+        for name in ("run_id", "token"):
+            if fields.get(name) is not None:
+                fields[name] = ids.setdefault(fields[name], f"id{len(ids)}")
         return (type(value).__name__, fields)
     return value
 

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Any
 
+from conveyor.observability.logs import LogSink
+
 logger = logging.getLogger("conveyor.testing.tasks")
 
 
@@ -92,7 +94,14 @@ async def unstorable(ctx: dict[str, Any], *, where: str) -> Any:
         ctx["job"].meta["handle"] = Incomparable()
         return "meta"
     if where == "log":
-        logger.warning("cannot open %s\x00", name)
+        # Only to Conveyor's capture: a test runner's own capture may not carry a lone
+        # surrogate between its processes (pytest-xdist cannot).
+        record = logger.makeRecord(
+            logger.name, logging.WARNING, __file__, 0, "cannot open %s\x00", (name,), None
+        )
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, LogSink):
+                handler.handle(record)
         return "logged"
     raise OSError(f"cannot open {name}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 from typing import Any
@@ -70,5 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    # Warnings on stderr, where WorkerProcess.output() lets a test read them.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
     asyncio.run(main(args.url, args.queue, args.lease_s, args.concurrency))

@@ -1,9 +1,12 @@
 """The Redis backend: every batch operation is one Lua script call (one round trip).
 
 The key scheme is in :mod:`conveyor.backends.redis.keys`, the scripts in ``scripts/*.lua``.
-Three kinds of connection are used: the client's pool for operations, a pool without a
-socket timeout for ``BLPOP`` (``wait_for_work``) and one pub/sub connection (the
-``wait_for_finish`` listener). The last two reconnect by themselves with backoff.
+Four kinds of connection are used: the client's pool for operations, a pool without a
+socket timeout for ``BLPOP`` (``wait_for_work``), one pub/sub connection (the
+``wait_for_finish`` listener), and one idle connection per worker id that claims here (its
+presence, see :mod:`conveyor.backends.redis.presence`). The BLPOP and pub/sub connections
+reconnect by themselves with backoff; a presence connection at the worker's next claim or
+lease renewal.
 """
 
 from __future__ import annotations
@@ -11,23 +14,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.exceptions import BusyLoadingError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conveyor.backends.base import (
     Capabilities,
     JobRow,
+    Lease,
     LogLine,
     LogRow,
     NewJob,
     Payload,
+    Renewal,
     RunEnd,
     RunFilter,
     RunRecord,
@@ -37,6 +43,7 @@ from conveyor.backends.redis import codec
 from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.backends.redis.notify import Backoff, FinishListener
+from conveyor.backends.redis.presence import Presence
 from conveyor.backends.redis.scripts import Scripts
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -58,6 +65,16 @@ RUN_SCAN_WINDOW = 10_000
 MOVE_BOUND = 1000
 #: ``enqueue`` inserts at most this many jobs per script call.
 ENQUEUE_CHUNK = 500
+#: The connections of the pool that :meth:`RedisBackend.from_url` builds, unless the URL's
+#: ``max_connections`` says otherwise (redis-py 8's default pool has 100 too).
+MAX_CONNECTIONS = 100
+#: Seconds a call waits for a free connection of the pool (``pool_timeout``).
+POOL_TIMEOUT = 20.0
+#: Seconds ``connect`` waits for a server loading its dataset (``loading_timeout``).
+LOADING_TIMEOUT = 60.0
+#: The URL query options that configure the backend, not redis-py.
+_OPTIONS = ("prefix", "pool_timeout", "loading_timeout")
+_DEFAULTS = {"pool_timeout": POOL_TIMEOUT, "loading_timeout": LOADING_TIMEOUT}
 
 
 class RedisBackend:
@@ -68,6 +85,12 @@ class RedisBackend:
         queue_name: The queue's name.
         prefix: The namespace of every key (``prefix:{queue}:...``).
         owns_client: Close ``redis`` on :meth:`disconnect` (set by :meth:`from_url`).
+        pool_timeout: Seconds a call waits for a connection when every connection of the
+            client's pool is in use (``max_connections``), before it fails with an error
+            that says so. A ``BlockingConnectionPool`` (what :meth:`from_url` builds) waits
+            by its own ``timeout``, which :meth:`from_url` sets to this.
+        loading_timeout: Seconds :meth:`connect` waits for a server that is loading its
+            dataset (after a restart) before it fails with an error that says so.
 
     Raises:
         ConfigurationError: When the client decodes responses, or a name is unusable.
@@ -79,7 +102,14 @@ class RedisBackend:
     capabilities = Capabilities(cross_process=True, durable=True, run_store=False)
 
     def __init__(
-        self, redis: Any, queue_name: str, prefix: str = "conveyor", *, owns_client: bool = False
+        self,
+        redis: Any,
+        queue_name: str,
+        prefix: str = "conveyor",
+        *,
+        owns_client: bool = False,
+        pool_timeout: float = POOL_TIMEOUT,
+        loading_timeout: float = LOADING_TIMEOUT,
     ) -> None:
         kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
         if kwargs.get("decode_responses"):
@@ -90,7 +120,11 @@ class RedisBackend:
         self.keys = KeyScheme(prefix, queue_name)
         self._redis = redis
         self._owns_client = owns_client
-        self._scripts = Scripts(redis, self.keys.fixed_keys, self.keys.prefixes)
+        self._scripts = Scripts(
+            redis, self.keys.fixed_keys, self.keys.prefixes, pool_timeout=pool_timeout
+        )
+        self._loading_timeout = loading_timeout
+        self._presence = Presence(redis, self.keys.base, self.keys.key("presence"))
         self._blocking: Any = None
         self._listener = FinishListener(redis, self.keys.channel)
         self._wait_backoff = Backoff()
@@ -102,25 +136,40 @@ class RedisBackend:
         """A backend for a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
         Args:
-            url: The server URL; the query option ``prefix`` (default ``conveyor``) is
-                taken out, the rest goes to ``redis.asyncio.Redis.from_url``.
+            url: The server URL. The query options ``prefix`` (default ``conveyor``),
+                ``pool_timeout`` and ``loading_timeout`` (seconds; see the class) are taken
+                out; the rest goes to redis-py (``max_connections``, ``socket_timeout``,
+                ``db`` ...).
             queue_name: The queue's name.
-            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``;
-                anything else goes to ``Redis.from_url``.
+            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``,
+                ``pool_timeout``, ``loading_timeout``; anything else goes to redis-py's
+                ``BlockingConnectionPool.from_url``: the client built here waits up to
+                ``pool_timeout`` for a connection when all ``max_connections`` (default
+                :data:`MAX_CONNECTIONS`) are in use, where redis-py's default pool fails.
+
+        Raises:
+            ConfigurationError: When a timeout option is not a number of seconds.
         """
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        prefix = kwargs.pop("prefix", None)
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        options = {name: kwargs.pop(name, None) for name in _OPTIONS}
         for name, value in query:
-            if name == "prefix":
-                prefix = value
-        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+            if name in _OPTIONS:
+                options[name] = value
+        timeouts = {name: _seconds(name, options[name]) for name in _OPTIONS if name != "prefix"}
+        rest = urlencode([(k, v) for k, v in query if k not in _OPTIONS])
+        # Everything before the query, kept as written: a rebuilt unix:///path becomes
+        # unix:/path, which redis-py 8 refuses.
+        address = re.split(r"[?#]", url, maxsplit=1)[0]
         client = kwargs.pop("redis", None)
         owns = client is None
         if client is None:
             kwargs.setdefault("decode_responses", False)
-            client = Redis.from_url(urlunsplit(parts._replace(query=rest)), **kwargs)
-        return cls(client, queue_name, prefix or "conveyor", owns_client=owns)
+            kwargs.setdefault("max_connections", MAX_CONNECTIONS)
+            kwargs.setdefault("timeout", timeouts["pool_timeout"])
+            address += f"?{rest}" if rest else ""
+            client = Redis.from_pool(BlockingConnectionPool.from_url(address, **kwargs))
+        prefix = options["prefix"] or "conveyor"
+        return cls(client, queue_name, prefix, owns_client=owns, **timeouts)
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str) -> AsyncIterator[None]:
@@ -142,11 +191,34 @@ class RedisBackend:
     async def connect(self) -> None:
         """Load the scripts (one round trip) and open the blocking pool. Idempotent.
 
+        A server still loading its dataset (``LOADING``, after a restart) is asked again
+        with backoff for up to ``loading_timeout`` seconds.
+
         Raises:
-            BackendError: When the server cannot be reached.
+            BackendError: When the server cannot be reached, or was still loading at the
+                end of ``loading_timeout``.
         """
-        async with self._errors("connect"):
-            await self._scripts.load()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._loading_timeout
+        backoff = Backoff(first=0.05, most=1.0)
+        while True:
+            try:
+                async with self._errors("connect"):
+                    await self._scripts.load()
+                break
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, BusyLoadingError):
+                    raise
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise BackendError(
+                        self.name,
+                        f"connect failed: the Redis server was still loading its dataset "
+                        f"after {self._loading_timeout:g} s (loading_timeout); raise "
+                        "loading_timeout (a URL option) to wait longer",
+                        exc.__cause__,
+                    ) from exc.__cause__
+                await asyncio.sleep(min(backoff.next(), left))
         if self._blocking is None:
             self._blocking = _blocking_client(self._redis)
         self._connected = True
@@ -155,6 +227,7 @@ class RedisBackend:
         """Stop the listener and close the connections this backend opened. Idempotent."""
         self._connected = False
         await self._listener.close()
+        await self._presence.close()
         pop, self._pop = self._pop, None
         if pop is not None:
             pop.cancel()
@@ -242,7 +315,8 @@ class RedisBackend:
         if len(jobs) == 1:  # queue.enqueue(...): _run without its extra await
             scripts = self._scripts
             try:
-                [flag] = await scripts.call_one("enqueue", _pack_job(jobs[0], scripts), 8)
+                body = _now_argument() + _pack_job(jobs[0], scripts)
+                [flag] = await scripts.call_one("enqueue", body, 9)
             except (RedisError, OSError) as exc:
                 raise await self._failure("enqueue", exc) from exc
             return [bool(flag)]
@@ -255,30 +329,40 @@ class RedisBackend:
         scripts = self._scripts
         for i in range(0, len(jobs), ENQUEUE_CHUNK):
             part = jobs[i : i + ENQUEUE_CHUNK]
-            yield b"".join([_pack_job(job, scripts) for job in part]), 8 * len(part)
+            packed = [_now_argument()]
+            packed += [_pack_job(job, scripts) for job in part]
+            yield b"".join(packed), 1 + 8 * len(part)
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
-        """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
+        """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`.
+
+        The run id serves as the fencing token (see ``claim.lua``).
+        """
         if limit <= 0:
             return []
+        await self._presence.ensure(worker_id)
         now_ms = int(now * 1000)
         reply = await self._run(
             "claim", [worker_id, limit, repr(now + lease_s), repr(now), now_ms, MOVE_BOUND]
         )
         text = codec.text
-        return [
-            JobRow(
-                key=text(reply[i]),
-                payload=reply[i + 1],
-                status="active",
-                attempts=int(reply[i + 2]),
-                started_ms=now_ms,
-                touched_ms=now_ms,
-                worker_id=worker_id,
-                run_id=text(reply[i + 3]),
+        rows = []
+        for i in range(0, len(reply), 4):
+            run_id = text(reply[i + 3])
+            rows.append(
+                JobRow(
+                    key=text(reply[i]),
+                    payload=reply[i + 1],
+                    status="active",
+                    attempts=int(reply[i + 2]),
+                    started_ms=now_ms,
+                    touched_ms=now_ms,
+                    worker_id=worker_id,
+                    run_id=run_id,
+                    token=run_id,
+                )
             )
-            for i in range(0, len(reply), 4)
-        ]
+        return rows
 
     async def wait_for_work(self, timeout: float) -> None:
         """Block on the wake-up list until an enqueue, the next due time or ``timeout``.
@@ -325,36 +409,76 @@ class RedisBackend:
         return reply is not None
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
-        """Renew leases; see the protocol."""
-        if not keys:
-            return []
-        reply = await self._run("renew", [worker_id, repr(now + lease_s), int(now * 1000), *keys])
-        return [codec.text(key) for key in reply]
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
+        """Renew the leases still held under their tokens, in one script call; see the
+        protocol."""
+        if not leases:
+            return Renewal()
+        await self._presence.ensure(worker_id)  # registers again if its connection closed
+        args: list[Any] = [repr(now + lease_s), int(now * 1000)]
+        for lease in leases:
+            args += (lease.key, lease.token)
+        aborting, lost = await self._run("renew", args)
+        text = codec.text
+        return Renewal(aborting=[text(key) for key in aborting], lost=[text(key) for key in lost])
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
-        """Apply transitions in one script call; see the protocol."""
-        if transitions:
-            await self._run("finish", [0, *_finish_args(transitions)])
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        """Apply transitions in one script call, each checked against its fencing token;
+        see the protocol."""
+        if not transitions:
+            return []
+        reply = await self._run("finish", [repr(time.time()), 0, *_finish_args(transitions)])
+        return [bool(flag) for flag in reply]
 
     async def finish_with_logs(
         self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
+    ) -> list[bool]:
         """Store log lines and apply transitions in one script call (atomic); see
-        :class:`~conveyor.backends.base.FinishesWithLogs`."""
+        :class:`~conveyor.backends.base.FinishesWithLogs`. The lines are stored whether or
+        not the transitions are applied."""
         argument = codec.log_argument
         logs = [argument(*row) for row in rows]
-        await self._run("finish", [len(logs), *logs, *_finish_args(transitions)])
+        reply = await self._run(
+            "finish", [repr(time.time()), len(logs), *logs, *_finish_args(transitions)]
+        )
+        return [bool(flag) for flag in reply]
 
-    async def update(self, key: str, payload: Payload) -> bool:
-        """Store a payload and announce the change; see the protocol."""
-        reply = await self._run("update", [key, payload, int(time.time() * 1000)])
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
+        """Store a payload (with ``token``: only while held under it) and announce the
+        change; see the protocol."""
+        reply = await self._run("update", [key, payload, int(time.time() * 1000), token or ""])
         return bool(reply)
 
     async def abort(self, key: str, payload: Payload, now: float) -> str | None:
         """Abort a job; see the protocol."""
         return codec.optional(await self._run("abort", [key, payload]))
+
+    async def expire_dead_leases(self, now: float) -> int:
+        """End at once the unexpired leases of workers whose process is gone, so that the
+        next :meth:`recover` takes their jobs over without waiting for the leases to run out.
+
+        A worker is gone when the connection that the backend of its process opened for it
+        at its first claim (see :mod:`conveyor.backends.redis.presence`) is no longer
+        connected to the server it registered on. A lease whose owner may be alive (no such
+        record, a record from before a server restart, a server that closes idle
+        connections, ``CLIENT LIST`` refused by an ACL) is never ended. Two round trips; the
+        script reads every unexpired lease of the queue when some worker was found dead.
+
+        Returns:
+            How many leases were ended (0 when nothing could be told).
+
+        Raises:
+            BackendError: When the server fails.
+        """
+        async with self._errors("expire_dead_leases"):
+            dead = await self._presence.dead_workers()
+        if not dead:
+            return 0
+        args: list[Any] = [repr(now)]
+        for worker_id, record in dead:
+            args += (worker_id, record)
+        return int(await self._run("expire_dead", args))
 
     async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Take over expired leases; see the protocol."""
@@ -406,7 +530,8 @@ class RedisBackend:
         await self._run("put_worker", [worker_id, info, now_ms + int(ttl_s * 1000), now_ms])
 
     async def delete_worker(self, worker_id: str) -> None:
-        """Remove a worker record."""
+        """Remove a worker record, and its presence (see :meth:`expire_dead_leases`)."""
+        await self._presence.forget(worker_id)
         async with self._errors("delete_worker"):
             pipe = self._redis.pipeline(transaction=True)
             pipe.hdel(self.keys.key("workers"), worker_id)
@@ -487,7 +612,7 @@ class RedisBackend:
 
 
 def _finish_args(transitions: Sequence[Transition]) -> list[Any]:
-    """The 11 script arguments of each transition (see ``finish.lua``)."""
+    """The 12 script arguments of each transition (see ``finish.lua``)."""
     args: list[Any] = []
     for t in transitions:
         run = t.run
@@ -503,8 +628,16 @@ def _finish_args(transitions: Sequence[Transition]) -> list[Any]:
             run.finished_ms if run else 0,
             run.detail if run else b"",
             (run.error or "") if run else "",
+            t.token or "",
         )
     return args
+
+
+def _now_argument() -> bytes:
+    """The time now (epoch s) as a packed script argument: ``enqueue.lua`` sorts jobs due
+    now by it."""
+    now = repr(time.time()).encode()
+    return b"$%d\r\n%b\r\n" % (len(now), now)
 
 
 #: One job's 8 script arguments as RESP bulk strings, to be formatted in one step.
@@ -554,11 +687,24 @@ def _job_args(job: NewJob) -> tuple[Any, ...]:
     )
 
 
+def _seconds(name: str, value: Any) -> float:
+    """A timeout option's value (a URL's text, or a number) in seconds."""
+    if value is None:
+        return _DEFAULTS[name]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not seconds >= 0:
+        raise ConfigurationError(f"Redis option {name}={value!r} must be a number of seconds")
+    return seconds
+
+
 def _blocking_client(client: Any) -> Any:
     """A client on its own pool without a socket timeout, for BLPOP; or ``client`` itself
     when its pool is of a kind that cannot be copied (Sentinel, custom pools)."""
     pool = client.connection_pool
-    if type(pool) is not ConnectionPool:
+    if type(pool) not in (ConnectionPool, BlockingConnectionPool):
         return client
     kwargs = dict(pool.connection_kwargs)
     kwargs["socket_timeout"] = None

@@ -15,7 +15,7 @@ from conveyor.backends.base import JobRow, LogLine, Payload, RunRecord
 #: Values per job in the replies of ``get`` (after the key in ``list_jobs``).
 JOB_FIELDS = 7
 #: Values per job in the reply of ``recover``.
-RECOVER_FIELDS = 7
+RECOVER_FIELDS = 8
 #: Values per run in the reply of ``list_runs``.
 RUN_FIELDS = 10
 _SEP = b"\x1f"
@@ -62,10 +62,12 @@ def job_rows_with_keys(reply: Sequence[Any]) -> list[JobRow]:
 
 
 def recovered_rows(reply: Sequence[Any], worker_id: str) -> list[JobRow]:
-    """Rows from ``recover``: ``key, status, payload, attempts, started, touched, run_id``."""
+    """Rows from ``recover``: ``key, status, payload, attempts, started, touched, run_id,
+    token`` (the new fencing token)."""
     rows = []
     for i in range(0, len(reply), RECOVER_FIELDS):
-        key, status, payload, attempts, started, touched, run_id = reply[i : i + RECOVER_FIELDS]
+        fields = reply[i : i + RECOVER_FIELDS]
+        key, status, payload, attempts, started, touched, run_id, token = fields
         rows.append(
             JobRow(
                 key=text(key),
@@ -76,6 +78,7 @@ def recovered_rows(reply: Sequence[Any], worker_id: str) -> list[JobRow]:
                 touched_ms=number(touched),
                 worker_id=worker_id,
                 run_id=optional(run_id),
+                token=text(token),
             )
         )
     return rows

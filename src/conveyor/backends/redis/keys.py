@@ -21,7 +21,8 @@ name            type         content
 ``leases``      sorted set   active/aborting jobs; score: lease expiry (epoch s).
 ``groups``      hash         group_key -> key of the job holding it (active/aborting).
 ``seq``         string       INCR counter: job insertion order (``seq`` field).
-``run_seq``     string       INCR counter: run ids.
+``run_seq``     string       INCR counter: run ids, and the fencing tokens that
+                             ``recover`` gives (a claim's token is its run id).
 ``wake``        list         wake-up tokens: ``enqueue`` LPUSHes, idle workers BLPOP.
 ``expiring``    sorted set   finished jobs with an ``expire_at``; score: expiry (ms).
                              The hash itself carries PEXPIREAT; ``expire()`` cleans
@@ -34,7 +35,9 @@ name            type         content
 Dynamic keys (prefix + suffix, built by scripts):
 
 * ``job:{key}`` hash: payload, status, attempts, started_ms, touched_ms, worker_id, run_id,
-  function, priority, due, group_key, seq, expire_at.
+  token (the fencing token of the lease; '' or missing when nobody holds it), function,
+  priority, due (for a queued job: when it became or becomes claimable, so its enqueue or
+  re-queue time when it was due at once), group_key, seq, expire_at.
 * ``status:{status}`` sorted set of job keys by seq, one per status (``queued`` includes
   scheduled and parked jobs); together ``queued``, ``active`` and ``aborting`` are the
   incomplete set. ``list_jobs`` and ``count`` read these.
@@ -47,6 +50,8 @@ Dynamic keys (prefix + suffix, built by scripts):
   runs like ``runs``, so ``list_runs`` paginates with an exact total for these filters.
 * ``logs:{run_id}`` sorted set; score: seq; member: the packed line (see ``codec``).
 * ``mark:{token}`` string with ``PX`` expiry, set with ``NX``.
+* ``presence`` hash: worker id -> the server's ``run_id`` and the ``CLIENT ID`` of the
+  connection the worker's process keeps open for it (see ``presence.py``).
 
 The pub/sub channel ``{prefix}:{{queue}}:finished`` carries a JSON list of the job keys that
 a ``finish`` or ``update`` changed.

@@ -37,6 +37,7 @@ NAMES = (
     "count",
     "enqueue",
     "expire",
+    "expire_dead",
     "finish",
     "get",
     "list_jobs",
@@ -130,11 +131,19 @@ class Scripts:
         client: The ``redis.asyncio.Redis`` whose pool the calls use.
         keys: The fixed keys (``KEYS``).
         prefixes: The key base (first ``ARGV``).
+        pool_timeout: Seconds a call waits for a connection of a full pool.
     """
 
-    def __init__(self, client: Any, keys: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        keys: tuple[str, ...],
+        prefixes: tuple[str, ...],
+        *,
+        pool_timeout: float = 20.0,
+    ) -> None:
         self._client = client
-        self.lines = Lines(client.connection_pool)
+        self.lines = Lines(client.connection_pool, pool_timeout)
         #: Whether text is sent as ``str.encode()`` does (UTF-8, strict): packers may
         #: then encode it themselves.
         self.plain_utf8 = (

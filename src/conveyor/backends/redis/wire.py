@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class PoolTimeoutError(RedisError):
+    """No connection of the client's pool became free in time: every one of its
+    ``max_connections`` was in use. Not a connection error: the server is fine."""
 
 
 def pack(values: Iterable[Any], encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -127,8 +133,14 @@ class Lines:
     connection closed: the server may still send the reply of a frame already written.
     """
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, pool_timeout: float = 20.0) -> None:
         self._pool = pool
+        self._pool_timeout = pool_timeout
+        #: Set (and replaced) whenever a borrowed connection goes back to the pool.
+        self._freed = asyncio.Event()
+        # redis-py before 5.3 requires a command name (unused), 8 warns when given one.
+        parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+        self._get_args = ("EVALSHA",) if parameter and parameter.default is parameter.empty else ()
         self._own: Line | None = None
         self._busy = False
         self._timeout: float | None = None
@@ -157,7 +169,7 @@ class Lines:
             return ready
         own = self._own
         if own is None or self._busy:
-            conn = await self._pool.get_connection()
+            conn = await self._borrow()
             _read_small(getattr(getattr(conn, "_writer", None), "transport", None))
             return Line(conn, direct=False)
         # The server closed it while it was idle (a restart), or it never connected.
@@ -174,6 +186,42 @@ class Lines:
             raise
         self.extend()
         return own
+
+    async def _borrow(self) -> Any:
+        """A connection of the pool; when all of them are in use, one that another call
+        gives back within ``pool_timeout`` (a ``BlockingConnectionPool`` waits by itself;
+        redis-py's plain pool fails at once, so this waits for it).
+
+        Raises:
+            PoolTimeoutError: When none became free in time.
+            RedisError: When no connection can be made.
+        """
+        pool = self._pool
+        deadline: float | None = None
+        while True:
+            freed = self._freed
+            try:
+                return await pool.get_connection(*self._get_args)
+            except RedisConnectionError as exc:
+                # A blocking pool's wait ran out (not a connect that failed):
+                waited = isinstance(exc.__cause__, TimeoutError) and "No connection" in str(exc)
+                if not waited and "Too many connections" not in str(exc):
+                    raise
+                loop = asyncio.get_running_loop()
+                if deadline is None:
+                    deadline = loop.time() + self._pool_timeout
+                left = deadline - loop.time()
+                if waited or left <= 0:
+                    limit = getattr(pool, "max_connections", "?")
+                    timeout = getattr(pool, "timeout", None) if waited else self._pool_timeout
+                    raise PoolTimeoutError(
+                        f"no connection of the Redis pool became free within {timeout} s: all "
+                        f"max_connections={limit} were in use; raise max_connections (a URL "
+                        "option), or pool_timeout to wait longer"
+                    ) from exc
+            # Given back by another call of this backend, or by anyone (checked now and then).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(freed.wait(), min(left, 0.05))
 
     def take_own(self) -> Line | None:
         """The own line for one call if it is free and connected, else None (then
@@ -224,6 +272,8 @@ class Lines:
             self._busy = False
         else:
             await self._pool.release(line.conn)
+            freed, self._freed = self._freed, asyncio.Event()
+            freed.set()
 
     async def discard(self, line: Line, exc: BaseException) -> BaseException:
         """Close a line's connection after a call failed with ``exc`` (its state is

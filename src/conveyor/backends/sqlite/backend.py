@@ -6,6 +6,15 @@ mode, so readers never block the writer, and writes take the lock with
 ``BEGIN IMMEDIATE``, so two processes never claim the same job. Waiting for work or for a
 job to finish is served by :class:`.watcher.ChangeWatcher`: an in-process notification for
 this backend's own commits, a ``PRAGMA data_version`` poll for everybody else's.
+
+Fencing: a claim's run id is its lease's token (``jobs.token``); recover takes new tokens
+from the same AUTOINCREMENT sequence, so no two leases ever share one. Every write that
+carries a token checks it in the WHERE clause of the very statement that writes, inside the
+``BEGIN IMMEDIATE`` transaction: check and write are one step.
+
+A job's lease also names the process holding it (:mod:`.owners`), so that
+:meth:`SQLiteBackend.expire_dead_leases` can end the leases of a process of this host that
+is gone (killed, say) at the next sweep instead of when they run out.
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ from typing import Any, TypeVar
 from conveyor.backends.base import (
     Capabilities,
     JobRow,
+    Lease,
     LogLine,
     LogRow,
     NewJob,
     Payload,
+    Renewal,
     RunEnd,
     RunFilter,
     RunRecord,
@@ -118,6 +129,7 @@ class SQLiteBackend:
             self._thread = None
             await thread.stop()
             raise
+        self._jobs.owners.forget()  # rows remembered before may have been dropped since
         # A backend dropped without disconnect() must not leave its thread and file behind.
         self._finalizer = weakref.finalize(self, thread.stop_soon)
         self._watch_conn = watch_conn
@@ -201,27 +213,32 @@ class SQLiteBackend:
         await self._watching().wait("work", timeout)
 
     async def renew(
-        self, worker_id: str, keys: Sequence[str], lease_s: float, now: float
-    ) -> list[str]:
-        """Renew leases; see :meth:`conveyor.backends.base.Backend.renew`."""
+        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+    ) -> Renewal:
+        """Renew the leases still held; see :meth:`conveyor.backends.base.Backend.renew`."""
+        if not leases:
+            return Renewal()
         return await self._run(
-            functools.partial(
-                self._jobs.renew, worker_id=worker_id, keys=list(keys), lease_s=lease_s, now=now
-            )
+            functools.partial(self._jobs.renew, leases=list(leases), lease_s=lease_s, now=now)
         )
 
-    async def finish(self, transitions: Sequence[Transition]) -> None:
+    async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         """Apply transitions; see :meth:`conveyor.backends.base.Backend.finish`."""
         if not transitions:
-            return
-        await self._run(functools.partial(self._jobs.finish, transitions=list(transitions)))
+            return []
+        applied = await self._run(
+            functools.partial(self._jobs.finish, transitions=list(transitions), now=time.time())
+        )
         # Any finish may free a group, not only a re-queue: wake claimers too.
         self._notify("finish", "work")
+        return applied
 
-    async def update(self, key: str, payload: Payload) -> bool:
+    async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
         """Store a payload; see :meth:`conveyor.backends.base.Backend.update`."""
         found = await self._run(
-            functools.partial(self._jobs.update, key=key, payload=payload, now=time.time())
+            functools.partial(
+                self._jobs.update, key=key, payload=payload, token=token, now=time.time()
+            )
         )
         if found:
             self._notify("finish")
@@ -241,6 +258,20 @@ class SQLiteBackend:
                 self._jobs.recover, worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
             )
         )
+
+    async def expire_dead_leases(self, now: float) -> int:
+        """End at once the leases of jobs whose owner process is known to be gone.
+
+        Same host only (host name, boot and PID namespace, see :mod:`.owners`): the pid no
+        longer exists, is a zombie, or belongs to a process started at another time. A
+        lease whose owner may be alive (another host, or the process exists) is never
+        touched, nor one that already ran out. The next :meth:`recover` takes the ended
+        ones (see :class:`conveyor.backends.base.DetectsDeadOwners`).
+
+        Returns:
+            How many leases it ended.
+        """
+        return await self._run(functools.partial(self._jobs.expire_dead_leases, now=now))
 
     async def expire(self, now: float, limit: int) -> int:
         """Delete expired finished jobs and marks; see the protocol."""
@@ -330,25 +361,35 @@ class SQLiteBackend:
 
     async def finish_with_logs(
         self, transitions: Sequence[Transition], rows: Sequence[LogRow]
-    ) -> None:
+    ) -> list[bool]:
         """Store log lines (rows in LogLine's field order) and apply transitions in one
         transaction: one hop to the database thread and one commit instead of two.
 
-        The worker's writer uses it (see :class:`conveyor.backends.base.FinishesWithLogs`).
+        The lines are stored whether or not a transition is refused (they belong to their
+        run); returns what :meth:`finish` returns. The worker's writer uses it (see
+        :class:`conveyor.backends.base.FinishesWithLogs`).
         """
-        await self._run(
+        applied = await self._run(
             functools.partial(
-                self._finish_with_logs, transitions=list(transitions), rows=list(rows)
+                self._finish_with_logs,
+                transitions=list(transitions),
+                rows=list(rows),
+                now=time.time(),
             )
         )
         self._notify("finish", "work")
+        return applied
 
     def _finish_with_logs(
-        self, conn: sqlite3.Connection, transitions: list[Transition], rows: list[LogRow]
-    ) -> None:
+        self,
+        conn: sqlite3.Connection,
+        transitions: list[Transition],
+        rows: list[LogRow],
+        now: float,
+    ) -> list[bool]:
         with immediate(conn):
             self._records.insert_log_rows(conn, rows)
-            self._jobs.apply_transitions(conn, transitions)
+            return self._jobs.apply_transitions(conn, transitions, now)
 
     async def read_logs(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
         """A run's lines after a cursor, in ``seq`` order."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from conveyor.backends.base import JobRow, NewJob, Transition
+from conveyor.backends.base import JobRow, Lease, NewJob, Renewal, Transition
+from conveyor.backends.sqlite.owners import OwnerRecords, is_gone
 
 _INCOMPLETE = frozenset({"queued", "active", "aborting"})
 
@@ -43,6 +45,29 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
+
+
+def _stored_token(token: str) -> int | None:
+    """A fencing token as the jobs table stores it; None for a string this backend never
+    gave (such a token holds no lease).
+    """
+    try:
+        value = int(token)
+    except ValueError:
+        return None
+    return value if str(value) == token else None
+
+
+def _lease_object(pairs: set[tuple[str, int]]) -> str:
+    """The JSON object ``{key: token, ...}`` that the lease queries read with json_each.
+
+    A key given with two tokens keeps both entries (a dict would keep one); at most one of
+    them can be held.
+    """
+    by_key = dict(pairs)
+    if len(by_key) == len(pairs):
+        return json.dumps(by_key)
+    return "{" + ",".join(f"{json.dumps(key)}:{token}" for key, token in pairs) + "}"
 
 
 def job_row(row: Sequence[Any]) -> JobRow:
@@ -75,6 +100,7 @@ class JobOperations:
     def __init__(self, queue: str, queries: dict[str, str]) -> None:
         self.queue = queue
         self.q = queries
+        self.owners = OwnerRecords(queue, queries)
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         (seq,) = conn.execute(self.q["max_seq"], {"queue": self.queue}).fetchone()
@@ -107,6 +133,7 @@ class JobOperations:
                         "payload": new.payload,
                         "priority": new.priority,
                         "due": new.due,
+                        "order_due": max(new.due, now),  # due now: by its enqueue time
                         "group_key": new.group_key,
                         "seq": seq,
                     },
@@ -123,8 +150,13 @@ class JobOperations:
             return []
         now_ms = int(now * 1000)
         taken: list[JobRow] = []
+        owner = self.owners.recorded(worker_id)
+        inserted = None
         with immediate(conn):
-            for key, function, attempts, payload in self._claimable(conn, limit, now):
+            picked = self._claimable(conn, limit, now)
+            if picked and owner is None:
+                owner = inserted = self.owners.insert(conn, worker_id)
+            for key, function, attempts, payload in picked:
                 params = {
                     "queue": self.queue,
                     "key": key,
@@ -135,21 +167,27 @@ class JobOperations:
                 }
                 run_id = conn.execute(self.q["insert_run"], params).lastrowid
                 del params["function"]
-                params.update(run_id=run_id, lease_until=now + lease_s)
+                params.update(run_id=run_id, lease_until=now + lease_s, owner=owner)
                 conn.execute(self.q["activate_job"], params)
-                taken.append(
-                    JobRow(
-                        key, payload, "active", attempts + 1, now_ms, now_ms, worker_id, str(run_id)
-                    )
-                )
+                token = str(run_id)  # activate_job makes the run id the fencing token
+                row = JobRow(key, payload, "active", attempts + 1, now_ms, now_ms, worker_id)
+                row.run_id = row.token = token
+                taken.append(row)
+        if inserted is not None:
+            self.owners.remember(worker_id, inserted)  # committed
         return taken
 
     def _claimable(
         self, conn: sqlite3.Connection, limit: int, now: float
     ) -> list[tuple[str, str, int, Any]]:
         # Walk the claim index one priority at a time (a manual skip-scan): within a
-        # priority, due jobs come first in (due, seq) order and the scan stops at the first
-        # job not yet due, so scheduled jobs never cost a claim anything.
+        # priority, jobs come in (order_due, seq) order, where order_due is the later of due
+        # and the time the job was enqueued or re-queued. A scheduled job is claimable from
+        # order_due on; any other job at once (due <= now), but its order_due, a time of
+        # writing, is not after this host's clock. So the scan stops at the later of now
+        # and the clock, and scheduled jobs further on never cost a claim anything. (The
+        # clock counts for a caller whose `now` lags behind the enqueue.)
+        horizon = max(now, time.time())
         picked: list[tuple[str, str, int, Any]] = []
         groups: set[str] = set()
         priority: float | int = float("-inf")
@@ -158,7 +196,7 @@ class JobOperations:
             (priority,) = conn.execute(self.q["next_priority"], params).fetchone()
             if priority is None:
                 break
-            params = {"queue": self.queue, "priority": priority, "now": now}
+            params = {"queue": self.queue, "priority": priority, "now": now, "horizon": horizon}
             cursor = conn.execute(self.q["claim_candidates"], params)
             try:
                 for key, function, attempts, group_key, payload in cursor:
@@ -181,40 +219,78 @@ class JobOperations:
     def renew(
         self,
         conn: sqlite3.Connection,
-        worker_id: str,
-        keys: Sequence[str],
+        leases: Sequence[Lease],
         lease_s: float,
         now: float,
-    ) -> list[str]:
+    ) -> Renewal:
         """Renew leases; see :meth:`conveyor.backends.base.Backend.renew`."""
-        if not keys:
-            return []
-        params = {"queue": self.queue, "keys": json.dumps(list(keys))}
-        with immediate(conn):
-            conn.execute(
-                self.q["renew_leases"],
-                {
-                    **params,
-                    "worker_id": worker_id,
-                    "lease_until": now + lease_s,
-                    "now_ms": int(now * 1000),
-                },
+        # A string this backend never gave as a token holds nothing: None, reported lost.
+        pairs = [(lease.key, _stored_token(lease.token)) for lease in leases]
+        known = {(key, token) for key, token in pairs if token is not None}
+        statuses: dict[tuple[str, int | None], str] = {}
+        all_held = False
+        if known:
+            params = {"queue": self.queue, "leases": _lease_object(known)}
+            with immediate(conn):
+                renewed = conn.execute(
+                    self.q["renew_leases"],
+                    {**params, "lease_until": now + lease_s, "now_ms": int(now * 1000)},
+                ).rowcount
+                # Usually every lease is held: then only the aborting ones need looking up.
+                all_held = renewed == len(known)
+                query = self.q["aborting_leases" if all_held else "held_leases"]
+                for key, token, status in conn.execute(query, params):
+                    statuses[key, token] = status
+        renewal = Renewal()
+        for key, token in pairs:
+            status = statuses.get(
+                (key, token), "active" if all_held and token is not None else None
             )
-            statuses = dict(conn.execute(self.q["job_statuses"], params).fetchall())
-        return [key for key in keys if statuses.get(key, "aborting") == "aborting"]
+            if status is None:
+                renewal.lost.append(key)
+            elif status == "aborting":
+                renewal.aborting.append(key)
+        return renewal
 
-    def finish(self, conn: sqlite3.Connection, transitions: Sequence[Transition]) -> None:
+    def finish(
+        self, conn: sqlite3.Connection, transitions: Sequence[Transition], now: float
+    ) -> list[bool]:
         """Apply transitions; see :meth:`conveyor.backends.base.Backend.finish`."""
         with immediate(conn):
-            self.apply_transitions(conn, transitions)
+            return self.apply_transitions(conn, transitions, now)
 
     def apply_transitions(
-        self, conn: sqlite3.Connection, transitions: Sequence[Transition]
-    ) -> None:
-        """The statements of :meth:`finish`, inside the caller's write transaction."""
+        self, conn: sqlite3.Connection, transitions: Sequence[Transition], now: float
+    ) -> list[bool]:
+        """The statements of :meth:`finish`, inside the caller's write transaction.
+
+        The job's statement carries the fencing check, so it runs first: a refused
+        transition stores nothing, not its run's end either.
+        """
         queue, q = self.queue, self.q
         seq: int | None = None
+        applied: list[bool] = []
         for t in transitions:
+            token = None if t.token is None else _stored_token(t.token)
+            if t.token is not None and token is None:
+                applied.append(False)  # not a token this backend gave: it holds nothing
+                continue
+            job = {"queue": queue, "key": t.key, "token": token}
+            if t.status == "queued":
+                seq = self._next_seq(conn) if seq is None else seq + 1
+                params = {**job, "payload": t.payload, "due": t.due, "seq": seq}
+                # due now (0 or past): sorts by the re-queue time, behind jobs already due
+                params["order_due"] = max(t.due, now)
+                changed = conn.execute(q["requeue_job"], params).rowcount
+            elif t.delete:
+                changed = conn.execute(q["delete_job"], job).rowcount
+            else:
+                params = {**job, "payload": t.payload, "status": t.status}
+                changed = conn.execute(q["end_job"], {**params, "expire_at": t.expire_at}).rowcount
+            if changed <= 0 and t.token is not None:
+                applied.append(False)  # a stale owner's write: nothing of it is stored
+                continue
+            applied.append(changed > 0)
             if t.run is not None:
                 run = t.run
                 conn.execute(
@@ -228,20 +304,22 @@ class JobOperations:
                         "detail": run.detail,
                     },
                 )
-            job = {"queue": queue, "key": t.key}
-            if t.status == "queued":
-                seq = self._next_seq(conn) if seq is None else seq + 1
-                params = {**job, "payload": t.payload, "due": t.due, "seq": seq}
-                conn.execute(q["requeue_job"], params)
-            elif t.delete:
-                conn.execute(q["delete_job"], job)
-            else:
-                params = {**job, "payload": t.payload, "status": t.status}
-                conn.execute(q["end_job"], {**params, "expire_at": t.expire_at})
+        return applied
 
-    def update(self, conn: sqlite3.Connection, key: str, payload: Any, now: float) -> bool:
+    def update(
+        self, conn: sqlite3.Connection, key: str, payload: Any, token: str | None, now: float
+    ) -> bool:
         """Store a payload; see :meth:`conveyor.backends.base.Backend.update`."""
-        params = {"queue": self.queue, "key": key, "payload": payload, "now_ms": int(now * 1000)}
+        stored = None if token is None else _stored_token(token)
+        if token is not None and stored is None:
+            return False  # not a token this backend gave
+        params = {
+            "queue": self.queue,
+            "key": key,
+            "payload": payload,
+            "token": stored,
+            "now_ms": int(now * 1000),
+        }
         return conn.execute(self.q["update_payload"], params).rowcount > 0
 
     def abort(self, conn: sqlite3.Connection, key: str, payload: Any) -> str | None:
@@ -265,15 +343,62 @@ class JobOperations:
         if limit <= 0:
             return []
         taken: list[JobRow] = []
+        owner = self.owners.recorded(worker_id)
+        inserted = None
         with immediate(conn):
             params = {"queue": self.queue, "now": now, "limit": limit}
             rows = conn.execute(self.q["expired_leases"], params).fetchall()
+            if not rows:
+                return taken
+            if owner is None:
+                owner = inserted = self.owners.insert(conn, worker_id)
+            token = self._reserve_ids(conn, len(rows))
             for key, payload, status, attempts, started_ms, touched_ms, run_id in rows:
                 lease = {"queue": self.queue, "key": key, "lease_until": now + lease_s}
-                conn.execute(self.q["take_lease"], {**lease, "worker_id": worker_id})
+                lease.update(worker_id=worker_id, token=token, owner=owner)
+                conn.execute(self.q["take_lease"], lease)
                 row = (key, payload, status, attempts, started_ms, touched_ms, worker_id, run_id)
-                taken.append(job_row(row))
+                job = job_row(row)
+                job.token = str(token)
+                taken.append(job)
+                token += 1
+        if inserted is not None:
+            self.owners.remember(worker_id, inserted)  # committed
         return taken
+
+    def expire_dead_leases(self, conn: sqlite3.Connection, now: float) -> int:
+        """End the leases whose owner on this host is gone; see :mod:`.owners`.
+
+        The owners are judged outside any transaction: a gone process stays gone and an
+        owner id is never given again, while a job taken over meanwhile points at its new
+        owner. Only when one is gone does a write transaction end its jobs' leases and
+        delete the gone owners that no running job points at any more.
+
+        Returns:
+            How many leases were ended.
+        """
+        me = self.owners.me()
+        params: dict[str, Any] = {"queue": self.queue, "host": me.host}
+        gone = [
+            owner
+            for owner, pid, started in conn.execute(self.q["owners_on_host"], params).fetchall()
+            if (pid, started) != (me.pid, me.started) and is_gone(pid, started)
+        ]
+        if not gone:
+            return 0
+        params = {"queue": self.queue, "owners": json.dumps(gone)}
+        with immediate(conn):
+            ended = conn.execute(self.q["end_dead_leases"], {**params, "now": now}).rowcount
+            conn.execute(self.q["forget_gone_owners"], params)
+        return max(ended, 0)
+
+    def _reserve_ids(self, conn: sqlite3.Connection, count: int) -> int:
+        """Take ``count`` ids that no run and no token will ever get; returns the first."""
+        params = {"count": count}
+        if conn.execute(self.q["reserve_ids"], params).rowcount == 0:
+            conn.execute(self.q["first_ids"], params)
+        (last,) = conn.execute(self.q["last_reserved_id"]).fetchone()
+        return int(last) - count + 1
 
     def expire(self, conn: sqlite3.Connection, now: float, limit: int) -> int:
         """Delete expired finished jobs and expired marks; returns the number of jobs."""

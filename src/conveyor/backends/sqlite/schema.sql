@@ -10,6 +10,11 @@
 -- Comments stay outside the statements: sqlite_master keeps statement text verbatim.
 
 -- One row per job. seq orders insertion within a queue (a re-queued job gets a new one).
+-- due is when the job becomes claimable (0: at once); order_due, what claims order by, is
+-- the later of due and the time the job was enqueued or re-queued. token is the fencing
+-- token of the lease (active or aborting), NULL otherwise; it comes from the runs' id
+-- sequence, so that no two leases ever share one. Both come from migration 3. owner is the
+-- owners row of the process holding the lease (migration 4).
 CREATE TABLE jobs (
     queue TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -27,11 +32,14 @@ CREATE TABLE jobs (
     lease_until REAL NOT NULL DEFAULT 0,
     expire_at REAL,
     seq INTEGER NOT NULL,
+    token INTEGER,
+    order_due REAL NOT NULL DEFAULT 0,
+    owner INTEGER,
     PRIMARY KEY (queue, key)
 );
 
--- Claiming walks this index priority by priority, taking due jobs in (due, seq) order.
-CREATE INDEX jobs_claim ON jobs (queue, priority, due, seq) WHERE status = 'queued';
+-- Claiming walks this index priority by priority, taking due jobs in (order_due, seq) order.
+CREATE INDEX jobs_claim ON jobs (queue, priority, order_due, seq) WHERE status = 'queued';
 
 -- The next due time (wait_for_work) and the count of scheduled jobs.
 CREATE INDEX jobs_due ON jobs (queue, due) WHERE status = 'queued';
@@ -105,3 +113,17 @@ CREATE TABLE workers (
     expire_at REAL NOT NULL,
     PRIMARY KEY (queue, worker_id)
 ) WITHOUT ROWID;
+
+-- The processes holding leases, one row per worker id and backend that claimed or recovered
+-- a job: host (host name, boot id, PID namespace), pid, start time (NULL where unknown).
+-- expire_dead_leases ends the leases of a process of this host that is gone (owners.py).
+CREATE TABLE owners (
+    owner_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started INTEGER
+);
+
+CREATE INDEX owners_host ON owners (queue, host);

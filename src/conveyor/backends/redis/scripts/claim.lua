@@ -1,6 +1,8 @@
 -- Claim up to ``limit`` jobs. ARGV[A+1..]: worker_id, limit, lease_until (s), now (s),
 -- now_ms, move_bound (how many due scheduled jobs to move at most).
--- Returns per claimed job: key, payload, attempts, run_id.
+-- Returns per claimed job: key, payload, attempts, run_id. The run id is also the job's
+-- new fencing token (unique forever: run ids come from one counter that recover's tokens
+-- share), stored in its hash as ``token``.
 local worker, limit = ARGV[A + 1], tonumber(ARGV[A + 2])
 local lease_until, now, now_ms = ARGV[A + 3], ARGV[A + 4], ARGV[A + 5]
 local move_bound = tonumber(ARGV[A + 6])
@@ -21,7 +23,7 @@ local function activate(key, jk, f)
   local attempts = (tonumber(f[4]) or 0) + 1
   local run_id = redis.call('INCR', K.run_seq)
   redis.call('HSET', jk, 'status', 'active', 'attempts', attempts, 'started_ms', now_ms,
-    'touched_ms', now_ms, 'worker_id', worker, 'run_id', run_id)
+    'touched_ms', now_ms, 'worker_id', worker, 'run_id', run_id, 'token', run_id)
   redis.call('HSET', P.run .. run_id, 'key', key, 'function', f[3], 'attempt', attempts,
     'worker_id', worker, 'status', 'running', 'started_ms', now_ms, 'finished_ms', 0)
   local rm = run_member(run_id)

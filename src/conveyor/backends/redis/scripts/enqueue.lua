@@ -1,14 +1,22 @@
--- Insert jobs. ARGV[A+1..]: per job, 8 values:
+-- Insert jobs. ARGV[A+1]: now (epoch s, the caller's clock); then per job, 8 values:
 --   key, function, payload, priority, due (epoch s), group_key ('' none),
 --   once token ('' none), once ttl (ms).
 -- Returns one 0/1 per job: inserted or not.
+-- A job due now (due 0 or past) is ready at once and sorts by ``now``, its enqueue time, so
+-- that a job that was scheduled or retried earlier and became due sorts before it (claims
+-- go by priority, then due, then insertion order); its hash keeps that due, from which
+-- ``unqueue`` finds its ready member again.
 -- One INCRBY reserves the seqs of the whole call (a rejected job leaves a gap), and the
 -- index entries of all inserted jobs are added at the end, a few ZADDs per call.
-local n = (#ARGV - A) / 8
+local now = ARGV[A + 1]
+local now_n = tonumber(now)
+local n = (#ARGV - A - 1) / 8
 local seq = redis.call('INCRBY', K.seq, n) - n
 local out, queued, ready, scheduled = {}, {}, {}, {}
 local inserted = 0
-for i = A + 1, #ARGV, 8 do
+-- The ready member's due part for jobs due now (see ready_member).
+local now_part = string.format('%015d:', math.floor(now_n * 1000))
+for i = A + 2, #ARGV, 8 do
   local key, payload = ARGV[i], ARGV[i + 2]
   local priority, due, group = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local once, once_ttl = ARGV[i + 6], tonumber(ARGV[i + 7])
@@ -26,20 +34,22 @@ for i = A + 1, #ARGV, 8 do
       redis.call('ZREM', K.expiring, key)
       redis.call('DEL', jk)
     end
+    local later = tonumber(due) > now_n
+    if not later then due = now end
     redis.call('HSET', jk, 'payload', payload, 'status', 'queued', 'attempts', 0,
       'function', ARGV[i + 1], 'priority', priority, 'due', due, 'group_key', group,
       'seq', seq)
     queued[#queued + 1] = seq
     queued[#queued + 1] = key
-    if tonumber(due) > 0 then
+    if later then
       scheduled[#scheduled + 1] = due
       scheduled[#scheduled + 1] = key
     elseif group ~= '' then
-      make_ready(key, priority, 0, seq, group)
+      make_ready(key, priority, now, seq, group)
     else
       ready[#ready + 1] = priority
-      -- ready_member(0, seq, key), written out: half a microsecond less per job.
-      ready[#ready + 1] = string.format('000000000000000:%015d:', seq) .. key
+      -- ready_member(now, seq, key), written out: half a microsecond less per job.
+      ready[#ready + 1] = now_part .. string.format('%015d:', seq) .. key
     end
     inserted = inserted + 1
     out[#out + 1] = 1

@@ -1,20 +1,21 @@
--- Extend leases. ARGV[A+1..]: worker_id, lease_until (s), now_ms, keys...
--- Returns the keys that are aborting or gone.
-local worker, lease_until, now_ms = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
-local cancel = {}
-for i = A + 4, #ARGV do
+-- Extend the leases still held. ARGV[A+1..]: lease_until (s), now_ms, then per lease its
+-- key and fencing token. Held: the job is active or aborting under that token (even if its
+-- lease expired meanwhile: nobody recovered it).
+-- Returns two lists: the held keys whose job is aborting, and the keys no longer held
+-- (left alone).
+local lease_until, now_ms = ARGV[A + 1], ARGV[A + 2]
+local aborting, lost = {}, {}
+for i = A + 3, #ARGV, 2 do
   local key = ARGV[i]
   local jk = P.job .. key
-  local f = redis.call('HMGET', jk, 'status', 'worker_id')
+  local f = redis.call('HMGET', jk, 'status', 'token')
   local status = f[1]
-  if not status then
-    cancel[#cancel + 1] = key
+  if f[2] == ARGV[i + 1] and (status == 'active' or status == 'aborting') then
+    redis.call('ZADD', K.leases, lease_until, key)
+    redis.call('HSET', jk, 'touched_ms', now_ms)
+    if status == 'aborting' then aborting[#aborting + 1] = key end
   else
-    if f[2] == worker and (status == 'active' or status == 'aborting') then
-      redis.call('ZADD', K.leases, lease_until, key)
-      redis.call('HSET', jk, 'touched_ms', now_ms)
-    end
-    if status == 'aborting' then cancel[#cancel + 1] = key end
+    lost[#lost + 1] = key
   end
 end
-return cancel
+return { aborting, lost }
