@@ -176,3 +176,19 @@ async def test_a_young_sweeper_ends_nothing(admin: Any, make: Factory) -> None:
         return await sweeper.expire_dead_leases(silent) == 1
 
     await wait_until(ended, message=f"ended once the sweeper's session is {SETTLED_S} s old")
+
+
+async def test_the_first_claim_of_a_worker_is_vouched_for(
+    admin: Any, schema: str, make: Factory
+) -> None:
+    # A worker's first claim and first recovery run at once (its claim loop and its sweep
+    # start together): both wait for its presence lock, so the rows they take are marked
+    # and a worker killed right after its first claim is found dead.
+    worker = await make()
+    await worker.enqueue([_job("a")])
+    recovered, rows = await asyncio.gather(
+        worker.recover("new", 1, 30, time.time()), worker.claim("new", 1, 30, time.time())
+    )
+    assert [row.key for row in rows] == ["a"] and recovered == []
+    cur = await admin.execute(f'SELECT owner_present FROM "{schema}".jobs')
+    assert await cur.fetchall() == [(True,)]

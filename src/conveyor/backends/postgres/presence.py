@@ -70,6 +70,7 @@ class Presence:
         self.namespace = lock_namespace(schema)
         self._wanted: set[str] = set()
         self._held: set[str] = set()
+        self._ever_held: set[str] = set()
         self._changed = asyncio.Event()
         self._locked = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -81,7 +82,8 @@ class Presence:
         return worker_id in self._held
 
     async def hold(self, worker_id: str) -> bool:
-        """Hold the lock of ``worker_id`` from now on; wait a little for it the first time.
+        """Hold the lock of ``worker_id`` from now on; until it was taken once, wait a little
+        for it (every caller: a claim and a recovery of a new worker may run at once).
 
         Returns:
             Whether it is held.
@@ -92,6 +94,7 @@ class Presence:
             self._wanted.add(worker_id)
             self._changed.set()
             self.start()
+        if worker_id not in self._ever_held:
             with contextlib.suppress(TimeoutError):
                 async with self._locked:
                     locked = self._locked.wait_for(lambda: worker_id in self._held)
@@ -157,6 +160,7 @@ class Presence:
                     params = (self.namespace, worker_id)
                     await asyncio.wait_for(conn.execute(LOCK, params), IO_TIMEOUT)
                     self._held.add(worker_id)
+                    self._ever_held.add(worker_id)
                 async with self._locked:
                     self._locked.notify_all()
                 if await self._idle(conn):
