@@ -241,6 +241,20 @@ async def test_process_task_is_stopped_by_a_shutdown(tmp_path: Path) -> None:
     assert stored.error == "worker shut down"  # stopped in time: re-queued at once
 
 
+async def test_a_ctrl_c_does_not_reach_a_process_task(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the worker's whole process group; the worker alone stops
+    # its children.
+    queue = await memory_queue()
+    async with running_worker(queue, FUNCTIONS):
+        job = await queue.enqueue(
+            "process_sleep", key="on", seconds=1, pid_dir=str(tmp_path), value="finished"
+        )
+        assert job is not None
+        os.kill(await read_pid(tmp_path, 1), signal.SIGINT)
+        await job.refresh(until_complete=20)
+    assert job.status == Status.COMPLETE and job.result["value"] == "finished"
+
+
 async def test_process_task_exception_is_reported_with_its_traceback() -> None:
     queue = await memory_queue()
     async with running_worker(queue, FUNCTIONS):

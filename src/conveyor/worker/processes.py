@@ -10,7 +10,8 @@ What crosses to the child is pickled: the job's keyword arguments, and a reduced
 (see :func:`child_context`); what comes back is the pickled result, or the text of the
 exception raised. The function is found in the child by its module and qualified name, so
 it must be defined at the top level of an importable module. A child also ends by itself
-when its worker's process dies.
+when its worker's process dies, and it ignores SIGINT (a Ctrl-C in the worker's terminal
+reaches the whole process group; the worker stops its children itself).
 """
 
 from __future__ import annotations
@@ -271,6 +272,9 @@ def _reap(process: BaseProcess, grace: float | None) -> None:
 
 def _child_main(sender: Connection, payload: bytes) -> None:
     """The child process: run the function, send back its outcome."""
+    # Ctrl-C in a terminal signals the whole process group: the worker decides when its
+    # children stop (after its grace period), not the keyboard.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     try:
         module, qualname, ctx, kwargs = pickle.loads(payload)

@@ -279,7 +279,7 @@ class ThreadPool:
 
     def _mark_hung(self, work: _Work, since: float) -> None:
         with self._lock:
-            if work.done:
+            if work.done or work.skip:  # ended, or stopped before it started
                 return
             record = HungThread(work.key, work.function, since, work.thread)
             self._hung[id(work)] = record
