@@ -108,16 +108,18 @@ async def test_more_hung_threads_than_the_default_executor_has_leave_a_slot_that
 
 
 async def test_the_worker_threads_are_its_own_and_end_with_it() -> None:
-    queue = await memory_queue()
+    queue = Queue(MemoryBackend("own-threads"), name="own-threads")
+    await queue.connect()
+
+    def mine() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("conveyor-sync-own-")]
+
     async with running_worker(queue, TEST_FUNCTIONS, concurrency=3) as worker:
-        result = await queue.apply("sync_echo", value=1, timeout=10)
-        assert result == {"value": 1, "main_thread": False}
-        mine = [t for t in threading.enumerate() if t.name.startswith("conveyor-sync-default")]
-        assert 1 <= len(mine) <= 3 and all(t.daemon for t in mine)
-    await wait_until(
-        lambda: not any(t.name.startswith("conveyor-sync-default") for t in threading.enumerate()),
-        message="idle threads ended at stop",
-    )
+        results = await queue.map("sync_echo", [{"value": i} for i in range(20)], timeout=10)
+        assert [r["value"] for r in results] == list(range(20))
+        assert not any(r["main_thread"] for r in results)
+        assert 1 <= len(mine()) <= 3 and all(t.daemon for t in mine())
+    await wait_until(lambda: not mine(), message="idle threads ended at stop")
     assert worker.hung == []
 
 
