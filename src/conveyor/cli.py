@@ -331,7 +331,11 @@ async def check_health(settings: dict[str, Any]) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"healthy: {len(alive)} worker(s) of queue {queue.name!r}: {', '.join(alive)}")
+    records = info.get("workers") or {}
+    hung = sum(len(records[worker_id].get("hung") or ()) for worker_id in alive)
+    # Hung threads hold slots but do not make a worker unhealthy: it still runs the others.
+    note = f"; {hung} hung sync thread(s) hold slots" if hung else ""
+    print(f"healthy: {len(alive)} worker(s) of queue {queue.name!r}: {', '.join(alive)}{note}")
     return 0
 
 

@@ -61,12 +61,18 @@ class Registry:
         existing = self._tasks.get(handle.name)
         if existing is None or existing is handle:
             return None
-        if existing.fn is handle.fn and existing.job_options == handle.job_options:
+        if (
+            existing.fn is handle.fn
+            and existing.job_options == handle.job_options
+            and existing.process == handle.process
+        ):
             return None
         if existing.fn is handle.fn:
+            before = {**existing.job_options, "process": existing.process}
+            after = {**handle.job_options, "process": handle.process}
             return (
                 f"task {handle.name!r} ({describe_callable(handle.fn)}) is registered twice with "
-                f"different options: {existing.job_options} and {handle.job_options}"
+                f"different options: {before} and {after}"
             )
         return (
             f"two functions are registered as {handle.name!r}: "
@@ -119,10 +125,17 @@ class Registry:
         retry_delay: float | None = None,
         retry_backoff: bool | float | None = None,
         priority: int | None = None,
+        process: bool | None = None,
     ) -> TaskDecorator: ...
 
     def task(
-        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        process: bool | None = None,
+        **options: Any,
     ) -> Any:
         """Like :func:`task`, and register the handle here.
 
@@ -131,7 +144,7 @@ class Registry:
         """
 
         def register(target: Callable[..., Any]) -> Task[Any, Any]:
-            return self.add(as_task(target, name, options))
+            return self.add(as_task(target, name, options, process))
 
         return register(fn) if fn is not None else register
 
@@ -149,6 +162,7 @@ class Registry:
         ttl: int | None = None,
         retry_delay: float | None = None,
         retry_backoff: bool | float | None = None,
+        process: bool | None = None,
     ) -> TaskDecorator:
         """Register a task and a :class:`~conveyor.cron.CronJob` running it on ``cron``.
 
@@ -167,6 +181,8 @@ class Registry:
             ttl: Seconds a finished run is kept.
             retry_delay: Seconds before a retry.
             retry_backoff: Exponential backoff: True or a cap in seconds.
+            process: Run the (sync) task in a child process (see :func:`task`); on a
+                task handle, the handle's own setting is kept.
 
         Raises:
             CronExpressionError: At decoration, when ``cron`` is malformed or never fires.
@@ -183,7 +199,10 @@ class Registry:
         }
 
         def register(target: Callable[..., Any]) -> Task[Any, Any]:
-            handle = as_task(target, name, {} if isinstance(target, Task) else options)
+            if isinstance(target, Task):
+                handle = as_task(target, name, {})
+            else:
+                handle = as_task(target, name, options, process)
             cron_job = CronJob(handle, cron, unique=unique, kwargs=kwargs, tz=timezone, **options)
             self.add(handle)
             self.add_cron_job(cron_job)

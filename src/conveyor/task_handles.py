@@ -83,15 +83,21 @@ class Task(Generic[P, R]):
             thread). The first parameter receives the worker's context.
         name: The name jobs are stored under; ``fn.__name__`` by default.
         job_options: Job fields every job of this handle gets (see :data:`JOB_OPTIONS`).
+        process: Run each attempt of this sync function in a child process, which a
+            timeout, an abort or a shutdown terminates (a thread cannot be stopped). Its
+            arguments and result must pickle, it must be defined at the top level of a
+            module, and it receives a reduced context (see
+            :func:`conveyor.worker.processes.child_context`).
 
     Attributes:
         fn: The wrapped function.
         name: The registered name.
         job_options: The preset job fields.
+        process: Whether the worker runs it in a child process.
 
     Raises:
-        ConfigurationError: When ``fn`` is not callable, takes no context parameter, or an
-            option is not a job field.
+        ConfigurationError: When ``fn`` is not callable, takes no context parameter, an
+            option is not a job field, or ``process=True`` is given an ``async def``.
 
     A function with a ``**kwargs`` parameter must take its context positional-only,
     ``fn(ctx, /, **kwargs)``, for mypy to accept it (``Concatenate`` prepends a
@@ -109,6 +115,7 @@ class Task(Generic[P, R]):
         *,
         name: str | None = None,
         job_options: Mapping[str, Any] | None = None,
+        process: bool = False,
     ) -> None: ...
 
     @overload
@@ -118,6 +125,7 @@ class Task(Generic[P, R]):
         *,
         name: str | None = None,
         job_options: Mapping[str, Any] | None = None,
+        process: bool = False,
     ) -> None: ...
 
     def __init__(
@@ -126,6 +134,7 @@ class Task(Generic[P, R]):
         *,
         name: str | None = None,
         job_options: Mapping[str, Any] | None = None,
+        process: bool = False,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"a task needs a callable, got {fn!r}")
@@ -139,15 +148,25 @@ class Task(Generic[P, R]):
                 f"task {resolved!r}: {', '.join(unknown)} not job options; "
                 f"use {', '.join(sorted(JOB_OPTIONS))}"
             )
+        if process and (
+            inspect.iscoroutinefunction(fn)
+            or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+        ):
+            raise ConfigurationError(
+                f"task {resolved!r} ({describe_callable(fn)}): process=True runs a plain def "
+                "in a child process; this function is async"
+            )
         # First, so that attributes copied from the function never shadow the handle's.
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = resolved
         self.job_options: dict[str, Any] = options
+        self.process = bool(process)
         self._signature = _signature(fn, resolved)
 
     def __repr__(self) -> str:
-        return f"Task<name={self.name!r}, fn={describe_callable(self.fn)}>"
+        where = ", process=True" if self.process else ""
+        return f"Task<name={self.name!r}, fn={describe_callable(self.fn)}{where}>"
 
     def __call__(
         self, ctx: Context, /, *args: P.args, **kwargs: P.kwargs
@@ -323,16 +342,24 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
 
 
-def as_task(fn: Any, name: str | None, options: Mapping[str, Any]) -> Task[Any, Any]:
+def as_task(
+    fn: Any, name: str | None, options: Mapping[str, Any], process: bool | None = None
+) -> Task[Any, Any]:
     """A handle for ``fn`` (a function or a handle) with this name and these job options.
 
-    A handle given with no name and no options is returned as it is.
+    A handle given with no name, no options and no ``process`` is returned as it is; a
+    handle keeps its own ``process`` unless one is given.
     """
     if isinstance(fn, Task):
-        if name is None and not any(v is not None for v in options.values()):
+        if name is None and process is None and not any(v is not None for v in options.values()):
             return fn
-        return Task(fn.fn, name=name or fn.name, job_options={**fn.job_options, **options})
-    return Task(fn, name=name, job_options=options)
+        return Task(
+            fn.fn,
+            name=name or fn.name,
+            job_options={**fn.job_options, **options},
+            process=fn.process if process is None else process,
+        )
+    return Task(fn, name=name, job_options=options, process=bool(process))
 
 
 @overload
@@ -354,11 +381,17 @@ def task(
     retry_delay: float | None = None,
     retry_backoff: bool | float | None = None,
     priority: int | None = None,
+    process: bool | None = None,
 ) -> TaskDecorator: ...
 
 
 def task(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    process: bool | None = None,
+    **options: Any,
 ) -> Any:
     """Turn a function into a :class:`Task`, bare (``@task``) or with options.
 
@@ -367,6 +400,8 @@ def task(
     Args:
         fn: The function, when used bare.
         name: The registered name; the function's ``__name__`` by default.
+        process: Run each attempt of this sync function in a child process that a
+            timeout, an abort or a shutdown can stop (see :class:`Task`).
         **options: Job options of every job: ``timeout``, ``heartbeat``, ``retries``,
             ``ttl``, ``retry_delay``, ``retry_backoff``, ``priority``.
 
@@ -374,8 +409,8 @@ def task(
         The handle, or a decorator that makes one.
     """
     if fn is not None:
-        return as_task(fn, name, options)
-    return functools.partial(as_task, name=name, options=options)
+        return as_task(fn, name, options, process)
+    return functools.partial(as_task, name=name, options=options, process=process)
 
 
 __all__ = ["JOB_OPTIONS", "Task", "TaskDecorator", "task"]

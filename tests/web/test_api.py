@@ -82,6 +82,7 @@ async def test_health_is_503_without_a_worker_and_200_with_one(
         body = (await client.get("/api/health")).json()
         assert body["queues"] == {"default": 1} and body["workers"] == 1
         assert body["status"] == "ok" and body["report_age_s"]["default"] >= 0
+        assert body["hung"] == {"default": 0}  # sync threads that outlived their stop
     finally:
         await running.stop()
         await task

@@ -42,6 +42,19 @@ def checksum(ctx: Context, *, text: str) -> str:
 # --8<-- [end:sync]
 
 
+# --8<-- [start:process]
+@task(process=True, timeout=60, retries=2)
+def render_invoice(ctx: Context, *, order_id: int, lines: list[float]) -> str:
+    """CPU-bound and stoppable: each attempt runs in a child process, which a timeout, an
+    abort or a shutdown terminates."""
+    job = ctx["job"]  # a copy of the job: its key, arguments, attempts; no job.update()
+    total = sum(lines)
+    return f"invoice {order_id} (attempt {job.attempts}): {total:.2f}"
+
+
+# --8<-- [end:process]
+
+
 # --8<-- [start:heartbeat]
 @task(timeout=3600, heartbeat=60)
 async def import_catalog(ctx: Context, *, pages: int) -> int:

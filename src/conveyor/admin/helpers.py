@@ -80,6 +80,7 @@ def worker_info(worker_id: str, record: Any, queue: str) -> WorkerInfo:
 
     stats = data.get("stats")
     metadata = data.get("metadata")
+    hung = data.get("hung")
     return WorkerInfo(
         id=str(data.get("id") or worker_id),
         queue=str(data.get("queue") or queue),
@@ -90,6 +91,7 @@ def worker_info(worker_id: str, record: Any, queue: str) -> WorkerInfo:
         stats={str(k): int(v) for k, v in stats.items()} if isinstance(stats, Mapping) else {},
         functions=[str(f) for f in data.get("functions") or ()],
         metadata=json_friendly(dict(metadata)) if isinstance(metadata, Mapping) else {},
+        hung=len(hung) if isinstance(hung, list) else 0,
     )
 
 

@@ -73,6 +73,7 @@ class WorkerInfo(Record):
         stats: Attempts it ended, by outcome.
         functions: The task names it knows.
         metadata: The ``metadata`` setting of the worker.
+        hung: Sync attempts it stopped whose thread still runs (each holds a slot).
     """
 
     id: str
@@ -84,6 +85,7 @@ class WorkerInfo(Record):
     stats: dict[str, int]
     functions: list[str]
     metadata: dict[str, Any]
+    hung: int = 0
 
 
 @dataclasses.dataclass

@@ -295,7 +295,9 @@ class AdminState(AdminQueries):
                 age = max(now - info.updated, 0.0) if info.updated is not None else None
                 alive = max_age_s is None or (age is not None and age <= max_age_s)
                 workers.append(
-                    WorkerHealth(id=info.id, updated=info.updated, age_s=age, alive=alive)
+                    WorkerHealth(
+                        id=info.id, updated=info.updated, age_s=age, alive=alive, hung=info.hung
+                    )
                 )
             live = [w.age_s for w in workers if w.alive]
             ages = [age for age in live if age is not None]
@@ -306,6 +308,7 @@ class AdminState(AdminQueries):
                     last_report_age_s=min(ages) if ages else None,
                     healthy=bool(live),
                     workers=workers,
+                    hung=sum(w.hung for w in workers if w.alive),
                 )
             )
         return Health(

@@ -154,12 +154,14 @@ class WorkerHealth(Record):
         age_s: Seconds since that report (None when its record has no time).
         alive: It counts as alive: its record has not expired and, when the check set a
             ``max_age_s``, its report is no older than that.
+        hung: Sync attempts it stopped whose thread still runs (each holds a slot).
     """
 
     id: str
     updated: float | None
     age_s: float | None
     alive: bool
+    hung: int = 0
 
 
 @dataclasses.dataclass
@@ -172,6 +174,7 @@ class QueueHealth(Record):
         last_report_age_s: Age of the freshest live worker's report (None without one).
         healthy: At least one worker is alive.
         workers: Every worker record found, alive or stale.
+        hung: Hung sync threads of its live workers, together.
     """
 
     name: str
@@ -179,6 +182,7 @@ class QueueHealth(Record):
     last_report_age_s: float | None
     healthy: bool
     workers: list[WorkerHealth]
+    hung: int = 0
 
 
 @dataclasses.dataclass

@@ -6,11 +6,14 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from conveyor.observability.logs import LogSink
+from conveyor.task_handles import Task, task
 
 logger = logging.getLogger("conveyor.testing.tasks")
 
@@ -69,6 +72,52 @@ async def log_lines(ctx: dict[str, Any], *, tag: str, count: int = 3) -> str:
 def sync_echo(ctx: dict[str, Any], *, value: Any = None) -> dict[str, Any]:
     """A sync task: runs in a thread; reports which thread."""
     return {"value": value, "main_thread": threading.current_thread() is threading.main_thread()}
+
+
+def sync_sleep(
+    ctx: dict[str, Any],
+    *,
+    seconds: float,
+    quick_from: int = 0,
+    pid_dir: str | None = None,
+    ignore_sigterm: bool = False,
+    value: Any = None,
+) -> dict[str, Any]:
+    """A blocking sync task: sleeps ``seconds`` (from attempt ``quick_from`` on, it does not).
+
+    With ``pid_dir`` it first writes its process id to the file ``<pid_dir>/<attempt>``;
+    with ``ignore_sigterm`` (in a child process only) it ignores SIGTERM.
+    """
+    attempt: int = ctx["job"].attempts
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if pid_dir is not None:
+        target = Path(pid_dir, str(attempt))
+        partial = target.with_suffix(".partial")
+        partial.write_text(str(os.getpid()))
+        partial.replace(target)  # readers never see half a number
+    if not quick_from or attempt < quick_from:
+        time.sleep(seconds)
+    return {"value": value, "attempt": attempt, "pid": os.getpid()}
+
+
+def process_context(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Report what a process-run task receives: its context's keys and its process."""
+    job = ctx["job"]
+    return {
+        "keys": sorted(ctx),
+        "key": job.key,
+        "attempts": job.attempts,
+        "kwargs": job.kwargs,
+        "queue_name": ctx["queue_name"],
+        "worker_id": ctx["worker_id"],
+        "pid": os.getpid(),
+    }
+
+
+def sync_fail(ctx: dict[str, Any], *, message: str = "boom") -> None:
+    """A sync task that always raises ``ValueError(message)``."""
+    raise ValueError(message)
 
 
 class Incomparable:
@@ -131,6 +180,13 @@ async def record(ctx: dict[str, Any], *, path: str, seconds: float) -> str:
         with open(path, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - one small line
             out.write(line + "\n")
 
+
+#: The sync tasks above, run in child processes (``process=True``), under their own names.
+PROCESS_FUNCTIONS: list[Task[Any, Any]] = [
+    task(name="process_sleep", process=True)(sync_sleep),
+    task(process=True)(process_context),
+    task(name="process_fail", process=True)(sync_fail),
+]
 
 TEST_FUNCTIONS = [
     echo,

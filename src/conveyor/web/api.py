@@ -155,6 +155,7 @@ class Api:
             "workers": health.workers,
             "queues": {queue.name: queue.alive for queue in health.queues},
             "report_age_s": {queue.name: queue.last_report_age_s for queue in health.queues},
+            "hung": {queue.name: queue.hung for queue in health.queues},
         }
         return JSONResponse(body, status_code=200 if health.healthy else 503)
 

@@ -7,15 +7,19 @@ from typing import Any
 
 from conveyor.cron import function_name
 from conveyor.errors import ConfigurationError
+from conveyor.worker.processes import InProcess
 
 Hook = Callable[[dict[str, Any]], Any]
 
 
 def _callable_of(fn: Any) -> Callable[..., Any]:
     inner = getattr(fn, "fn", None)
-    target = inner if inner is not None and hasattr(fn, "name") else fn
+    handle = inner is not None and hasattr(fn, "name")
+    target = inner if handle else fn
     if not callable(target):
         raise ConfigurationError(f"{fn!r} is not callable")
+    if handle and getattr(fn, "process", False):
+        return InProcess(target, str(fn.name))
     return target  # type: ignore[no-any-return]
 
 
@@ -23,6 +27,9 @@ def normalize_functions(
     functions: Iterable[Any], cron_jobs: Iterable[Any] = ()
 ) -> tuple[dict[str, Callable[..., Any]], list[Any]]:
     """Map names to callables; cron jobs' functions are registered too.
+
+    The function of a task handle made with ``process=True`` is mapped to an
+    :class:`~conveyor.worker.processes.InProcess`, which the worker runs in a child process.
 
     Args:
         functions: Callables, ``(name, callable)`` pairs, task handles, or a registry
@@ -62,7 +69,7 @@ def normalize_functions(
 
 def _add(out: dict[str, Callable[..., Any]], name: str, fn: Callable[..., Any]) -> None:
     existing = out.get(name)
-    if existing is not None and existing is not fn:
+    if existing is not None and existing is not fn and existing != fn:
         raise ConfigurationError(
             f"two functions are registered as {name!r}: {existing!r} and {fn!r}"
         )

@@ -18,6 +18,14 @@ Its loops, each one task:
 * **stats**: every ``timers["stats"]`` seconds publish this worker's record.
 * **cron**: every ``timers["schedule"]`` seconds enqueue cron jobs that are about to be due.
 
+Sync (``def``) task functions run in the worker's own threads, one per slot. A thread
+cannot be stopped: an attempt that times out, is aborted or is cancelled while its thread
+runs keeps its lease and its slot until the thread ends, and only then is its outcome
+written (and its retry allowed to start). Such threads are listed in :attr:`Worker.hung`
+and in the worker's published record. Tasks registered with ``process=True`` run in a child
+process instead, which the worker terminates. See :mod:`conveyor.worker.threads` and
+:mod:`conveyor.worker.processes`.
+
 A job whose worker is killed is recovered within ``lease_s + timers["sweep"]`` seconds (by
 default 15 + 5) by any live worker of the queue, sooner where the backend can tell that the
 worker is gone (:class:`~conveyor.backends.base.DetectsDeadOwners`). A job whose worker
@@ -48,6 +56,7 @@ from conveyor.types import TimersDict
 from conveyor.worker.executor import CancelReason, Hook, Outcome, call_hooks, run_attempt
 from conveyor.worker.functions import normalize_functions, normalize_hooks
 from conveyor.worker.scheduler import CronScheduler
+from conveyor.worker.threads import HungThread, ThreadPool
 from conveyor.worker.writer import TransitionWriter
 
 logger = logging.getLogger("conveyor.worker")
@@ -69,7 +78,8 @@ class Worker:
         functions: Task functions: callables, ``(name, callable)`` pairs, task handles,
             or a :class:`conveyor.tasks.Registry` (whose cron jobs are added too).
         id: This worker's id; host name, pid and a random suffix by default.
-        concurrency: How many jobs run at once.
+        concurrency: How many jobs run at once; the worker starts up to as many threads
+            for sync task functions.
         cron_jobs: :class:`conveyor.cron.CronJob` definitions.
         cron_tz: The time zone of cron expressions (a cron job's own ``tz`` wins).
         startup: Hook(s) called with ``ctx`` before the first job.
@@ -84,7 +94,8 @@ class Worker:
         max_burst_jobs: In burst mode, stop after this many jobs.
         shutdown_grace_period_s: On stop, seconds running jobs get to finish before they
             are cancelled and re-queued.
-        cancellation_hard_deadline_s: Seconds a cancelled job gets to unwind.
+        cancellation_hard_deadline_s: Seconds a cancelled job gets to unwind. A
+            process-run task's child gets half of it between SIGTERM and SIGKILL.
         metadata: Extra data published in the worker's record.
         defaults: Defaults for job policy fields (``timeout``, ``retries`` ...) that neither
             the job nor the queue set.
@@ -167,6 +178,7 @@ class Worker:
         self.scheduler = CronScheduler(queue, self.cron_jobs, cron_tz, self.timers["schedule"])
         self.stats = {"complete": 0, "failed": 0, "retried": 0, "aborted": 0, "lost": 0}
         self._running: dict[str, _Running] = {}
+        self._threads: ThreadPool | None = None
         self._hurry = asyncio.Event()
         # Every lease this worker holds: running jobs, and finished ones whose outcome the
         # writer has not stored yet (they keep their lease until the write lands).
@@ -190,6 +202,13 @@ class Worker:
     def __repr__(self) -> str:
         return f"Worker<id={self.id!r}, queue={self.queue.name!r}>"
 
+    @property
+    def hung(self) -> list[HungThread]:
+        """Sync attempts that were stopped (timeout, abort, shutdown...) while their thread
+        ran on, oldest first. Each keeps its job's lease and its slot until the thread
+        ends; one left at a stop stays listed while its thread runs."""
+        return self._threads.hung if self._threads is not None else []
+
     # Lifecycle
 
     async def start(self) -> None:
@@ -199,6 +218,9 @@ class Worker:
             await self.queue.connect()
             self._connected_here = True
         self._started_at = time.time()
+        self._threads = ThreadPool(
+            self.concurrency, name=f"conveyor-sync-{self.queue.name}", on_hung=self._report_hung
+        )
         self._writer = TransitionWriter(self.queue.backend, self._after_write, logs=self.logs)
         self._writer.start()
         if self.logs is not None:
@@ -234,6 +256,10 @@ class Worker:
             self._claim_task.cancel()
             await asyncio.gather(self._claim_task, return_exceptions=True)
         await self._drain()
+        if self._threads is not None:
+            # Hung threads go on (daemon threads: they end with the process); their
+            # attempts were re-queued by the drain, and nothing waits for them any more.
+            self._threads.close()
         if self._writer is not None:
             # Leases are still renewed while the last outcomes are written. Past lease_s
             # other workers may recover the jobs anyway, so waiting longer buys nothing.
@@ -298,24 +324,34 @@ class Worker:
         Their task may still be running (it ignores cancellation, or its thread is blocked):
         the re-queue ends this worker's lease, so that anything the attempt writes later is
         refused, and the job can run again elsewhere once this process has exited.
+
+        A job whose sync thread is still running is re-queued to start no sooner than
+        ``lease_s`` seconds later, as if this worker had died: by then this process has
+        normally exited and taken the thread with it, so that the next attempt does not
+        overlap this one. Only a process that goes on after its worker stopped (a worker
+        embedded in an application) may still run the thread then.
         """
+        hung = {h.key for h in self.hung}
         for key, entry in list(self._running.items()):
             if entry.task.done() or entry.finishing or key not in self._held:
                 continue
             entry.finishing = True
+            entry.released = True
+            delay = self.lease_s if key in hung else 0
             logger.error(
                 "worker %s: job %r did not stop within cancellation_hard_deadline_s=%ss; "
-                "re-queued without its outcome",
+                "re-queued without its outcome%s",
                 self.id,
                 key,
                 self.cancellation_hard_deadline_s,
+                f", to start in {delay:g}s (its thread still runs)" if delay else "",
             )
             self.stats["retried"] += 1
             transition = self.queue.transition(
                 entry.job,
                 Status.QUEUED,
                 error="worker shut down; the attempt did not stop within the hard deadline",
-                delay=0,
+                delay=delay,
             )
             assert self._writer is not None
             self._writer.submit(transition)
@@ -446,8 +482,14 @@ class Worker:
                 for hook in self.queue.instrumentation:
                     stack.enter_context(hook.run(job))
                 await call_hooks(self.before_process, ctx)
+                assert self._threads is not None
                 outcome = await run_attempt(
-                    fn, ctx, job, lambda: UnknownFunctionError(job.function, self.functions)
+                    fn,
+                    ctx,
+                    job,
+                    lambda: UnknownFunctionError(job.function, self.functions),
+                    self._threads,
+                    self.cancellation_hard_deadline_s / 2,
                 )
         except asyncio.CancelledError:
             entry = self._running.get(job.key)
@@ -476,6 +518,8 @@ class Worker:
                 self.stats["lost"] += 1
                 self._held.pop(job.key, None)
                 return
+            if entry is not None and entry.released:
+                return  # the stop re-queued it already (_release_stuck)
             transition = await self._transition_or_failure(job, outcome)
             run_status = transition.run.status if transition.run else transition.status
             for hook in self.queue.instrumentation:
@@ -555,8 +599,11 @@ class Worker:
             entry = self._running.get(key)
             if entry is not None:
                 entry.cancel(CancelReason.ABORT)
+        hung = {h.key for h in self.hung}
         for entry in list(self._running.values()):
             job = entry.job
+            if job.key in hung:
+                continue  # stopped already; a hung thread sends no heartbeat
             if job.heartbeat and job.touched and now_ms() - job.touched > job.heartbeat * 1000:
                 entry.cancel(CancelReason.HEARTBEAT)
 
@@ -587,6 +634,25 @@ class Worker:
         if recovered:
             logger.warning("recovered %d jobs whose worker died: %s", len(recovered), recovered)
 
+    def _report_hung(self, hung: HungThread) -> None:
+        entry = self._running.get(hung.key)
+        reason = entry.reason if entry is not None else None
+        if reason is None:
+            stopped = f"timed out after {entry.job.timeout}s" if entry is not None else "stopped"
+        else:
+            stopped = f"was cancelled ({reason.value})"
+        logger.warning(
+            "worker %s: job %r (%s) %s but its thread %s is still running; a thread cannot "
+            "be stopped: the job keeps its lease and its slot, and its outcome (and retry) "
+            "waits until the thread ends. Use @task(process=True) for a sync task that must "
+            "be stoppable",
+            self.id,
+            hung.key,
+            hung.function,
+            stopped,
+            hung.thread,
+        )
+
     async def _publish(self) -> None:
         info = {
             "id": self.id,
@@ -595,6 +661,7 @@ class Worker:
             "started": self._started_at,
             "updated": time.time(),
             "running": list(self._running),
+            "hung": [h.to_dict() for h in self.hung],
             "stats": dict(self.stats),
             "functions": sorted(self.functions),
             "metadata": self.metadata,
@@ -658,13 +725,15 @@ def _check_settings(
 class _Running:
     """A running job, its task, and why the worker cancelled it (if it did)."""
 
-    __slots__ = ("finishing", "job", "reason", "task")
+    __slots__ = ("finishing", "job", "reason", "released", "task")
 
     def __init__(self, job: Job, task: asyncio.Task[None]) -> None:
         self.job = job
         self.task = task
         self.reason: CancelReason | None = None
         self.finishing = False
+        # Re-queued by the stop while its attempt still ran: nothing more is written.
+        self.released = False
 
     def cancel(self, reason: CancelReason, force: bool = False) -> None:
         """Cancel the job's task, once; ``force`` overrides an earlier reason (a lost lease

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from conveyor.backends.base import RunFilter
 from conveyor.errors import JobError
-from conveyor.job import Job, Status
+from conveyor.job import Job, Status, now_ms
 from conveyor.testing.fixtures import running_worker
 from conveyor.testing.helpers import wait_until
 from conveyor.testing.tasks import TEST_FUNCTIONS
@@ -30,6 +31,8 @@ __all__ = [
     "test_progress_and_meta_visible_while_running",
     "test_retries_with_one_run_record_per_attempt",
     "test_retry_delay_is_respected",
+    "test_sync_attempt_aborted_while_its_thread_runs_is_aborted_when_it_ends",
+    "test_sync_attempt_past_its_timeout_holds_its_retry_until_its_thread_ends",
     "test_sync_function_runs_in_thread",
     "test_timeout_fails_the_job",
     "test_ttl_keep_delete_and_expire",
@@ -221,6 +224,125 @@ async def test_sync_function_runs_in_thread(make_queue: Any) -> None:
     async with running_worker(queue, TEST_FUNCTIONS):
         result = await queue.apply("sync_echo", value=5, timeout=10)
     assert result == {"value": 5, "main_thread": False}
+
+
+class Stubborn:
+    """A sync task whose first attempt blocks until :attr:`release` is set, ignoring its
+    timeout and aborts (as a thread must); it records the attempts that ran, how many ran
+    at once, and when the first one's thread ended."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.attempts: list[int] = []
+        self.running = 0
+        self.most = 0
+        self.first_ended_ms = 0
+
+    def run(self, ctx: dict[str, Any]) -> int:
+        attempt: int = ctx["job"].attempts
+        with self.lock:
+            self.attempts.append(attempt)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            if attempt == 1:
+                self.release.wait(30)
+            return attempt
+        finally:
+            with self.lock:
+                self.running -= 1
+                if attempt == 1:
+                    self.first_ended_ms = now_ms()
+
+    @property
+    def first_running(self) -> bool:
+        """The first attempt's thread is still running."""
+        with self.lock:
+            return self.running > 0 and self.first_ended_ms == 0
+
+
+async def _hung_in_record(queue: Any, key: str) -> dict[str, Any] | None:
+    for payload in (await queue.backend.workers()).values():
+        for hung in queue.load(payload).get("hung") or ():
+            if hung["key"] == key:
+                return dict(hung)
+    return None
+
+
+async def test_sync_attempt_past_its_timeout_holds_its_retry_until_its_thread_ends(
+    make_queue: Any,
+) -> None:
+    queue = await make_queue()
+    other = await make_queue()
+    stubborn = Stubborn()
+    functions = [*TEST_FUNCTIONS, ("stubborn", stubborn.run)]
+    lease_s = 0.5
+    async with (
+        running_worker(queue, functions, lease_s=lease_s) as first,
+        running_worker(other, functions, lease_s=lease_s) as second,
+    ):
+        try:
+            job = await queue.enqueue("stubborn", key="stubborn", timeout=1, retries=2)
+            assert job is not None
+
+            def hung() -> Any:
+                return [h for w in (first, second) for h in w.hung if h.key == "stubborn"]
+
+            [record] = await wait_until(hung, message="the timed-out attempt listed as hung")
+            assert record.function == "stubborn" and stubborn.first_running
+            listed = await wait_until(
+                lambda: _hung_in_record(queue, "stubborn"), message="hung in the worker record"
+            )
+            assert listed["function"] == "stubborn" and listed["since"] == record.since
+            # Several leases long: a lease left to expire would be recovered by either
+            # worker's sweep, and a retry written at the timeout would have started.
+            await wait_until(
+                lambda: time.time() > record.since + 3 * lease_s, message="3 leases passed"
+            )
+            assert await queue.apply("echo", value="other work runs", timeout=10)
+            stored = await queue.job("stubborn")
+            assert stored is not None and stubborn.first_running
+            assert stored.status == Status.ACTIVE and stored.attempts == 1
+            assert stubborn.attempts == [1]
+        finally:
+            stubborn.release.set()
+        await job.refresh(until_complete=10)
+        await wait_until(lambda: not hung(), message="no longer hung once its thread ended")
+    assert job.status == Status.COMPLETE and job.result == 2 and job.attempts == 2
+    assert stubborn.attempts == [1, 2] and stubborn.most == 1
+    runs, _ = await queue.backend.list_runs(RunFilter(key="stubborn"), 0, 10)
+    by_attempt = {run.attempt: run for run in runs}
+    assert by_attempt[1].status == "retried"
+    assert by_attempt[1].error == "job timed out after 1s"
+    assert by_attempt[2].status == "complete"
+    assert by_attempt[2].started_ms >= stubborn.first_ended_ms
+
+
+async def test_sync_attempt_aborted_while_its_thread_runs_is_aborted_when_it_ends(
+    make_queue: Any,
+) -> None:
+    queue = await make_queue()
+    stubborn = Stubborn()
+    async with running_worker(queue, [*TEST_FUNCTIONS, ("stubborn", stubborn.run)]) as worker:
+        try:
+            job = await queue.enqueue("stubborn", key="stubborn", timeout=60, retries=3)
+            assert job is not None
+            await wait_until(lambda: stubborn.first_running, message="first attempt running")
+            await queue.abort(job, "user cancelled")
+            await wait_until(lambda: worker.hung, message="the aborted attempt listed as hung")
+            assert await queue.apply("echo", value="other work runs", timeout=10)
+            stored = await queue.job("stubborn")
+            assert stored is not None and stubborn.first_running
+            assert stored.status == Status.ABORTING and stored.attempts == 1
+        finally:
+            stubborn.release.set()
+        await job.refresh(until_complete=10)
+    assert job.status == Status.ABORTED and job.error == "user cancelled"
+    assert job.attempts == 1 and stubborn.attempts == [1]
+    runs, _ = await queue.backend.list_runs(RunFilter(key="stubborn"), 0, 10)
+    assert [r.status for r in runs] == ["aborted"]
+    assert runs[0].finished_ms >= stubborn.first_ended_ms
 
 
 async def test_progress_and_meta_visible_while_running(make_queue: Any) -> None:
