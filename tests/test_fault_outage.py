@@ -60,11 +60,12 @@ async def test_jobs_run_once_across_an_outage_longer_than_their_leases(url: str)
             jobs = await queue.wait(keys, timeout=90)
             await first.terminate()
             await second.terminate()
+            outputs = f"{first.output()}\n---\n{second.output()}"
     try:
         for job in jobs:
             assert job.status == Status.COMPLETE and job.result == job.key, job
             runs, _ = await queue.backend.list_runs(RunFilter(key=job.key), 0, 10)
-            assert job.attempts == 1, (job.key, [(r.status, r.error) for r in runs])
+            assert job.attempts == 1, (job.key, [(r.status, r.error) for r in runs], outputs)
             assert [run.status for run in runs] == ["complete"]
     finally:
         await queue.disconnect()

@@ -12,9 +12,10 @@ Its loops, each one task:
   ``lease_s``), whose jobs are cancelled at once and about which nothing more is written.
 * **sweep**: every ``timers["sweep"]`` seconds recover jobs whose worker died (their lease
   expired, or the backend knows their worker is gone) and delete expired finished jobs.
-  After a failed call to the backend a worker does not sweep for ``lease_s`` seconds: when a
-  backend comes back from an outage every lease has expired, and the owners, still alive,
-  get that long to renew before anybody takes their jobs.
+  After a failed call to the backend a worker does not sweep for ``lease_s`` seconds plus
+  as long as the failures lasted: when a backend comes back from an outage every lease has
+  expired, and the owners, still alive, get that long to reconnect and renew before
+  anybody takes their jobs.
 * **stats**: every ``timers["stats"]`` seconds publish this worker's record.
 * **cron**: every ``timers["schedule"]`` seconds enqueue cron jobs that are about to be due.
 
@@ -184,10 +185,13 @@ class Worker:
         # writer has not stored yet (they keep their lease until the write lands).
         self._held: dict[str, Lease] = {}
         self._renewed_at = 0.0
-        # When a call to the backend last failed: after an outage every lease has expired,
-        # and a sweep at once would take the jobs of workers that are alive and about to
-        # renew. Sweeps wait until the backend has answered for a whole lease.
+        # After an outage every lease has expired, and a sweep at once would take the jobs
+        # of workers that are alive and about to renew. Sweeps wait, after the last failed
+        # call to the backend, a lease plus as long as the outage lasted: other workers'
+        # clients reconnect with backoff, whose next attempt comes within that long.
         self._unreachable_at = -float("inf")
+        self._failing_since: float | None = None
+        self._last_outage = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._claim_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -359,12 +363,17 @@ class Worker:
     async def _every(self, timer: str, action: Callable[[], Any]) -> None:
         interval = self.timers[timer]
         while True:
+            started = time.monotonic()
             try:
                 await action()
+                if time.monotonic() - started > self.lease_s:
+                    self._unreachable(since=started)  # it answered, but only after a lease
+                else:
+                    self._reached()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._unreachable_at = time.monotonic()
+                self._unreachable()
                 logger.exception(
                     "worker %s: %s failed; trying again in %ss", self.id, timer, interval
                 )
@@ -405,12 +414,13 @@ class Worker:
             try:
                 rows = await self._claim(free)
             except Exception:
-                self._unreachable_at = time.monotonic()
+                self._unreachable()
                 logger.exception("worker %s: claiming jobs failed; retrying", self.id)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
+            self._reached()
             for row in rows:
                 job = self.queue.deserialize(row)
                 if job is not None:
@@ -622,12 +632,28 @@ class Worker:
         if self._writer is not None:
             self._writer.kick()
 
+    def _unreachable(self, since: float | None = None) -> None:
+        self._unreachable_at = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = self._unreachable_at if since is None else since
+
+    def _reached(self) -> None:
+        if self._failing_since is not None:
+            self._last_outage = self._unreachable_at - self._failing_since
+            self._failing_since = None
+
     async def _sweep(self) -> None:
-        if time.monotonic() - self._unreachable_at < self.lease_s:
-            return  # just back from an outage: owners get a lease's time to renew first
+        if time.monotonic() - self._unreachable_at < self.lease_s + self._last_outage:
+            return  # just back from an outage: owners get time to reconnect and renew first
         backend = self.queue.backend
         if isinstance(backend, DetectsDeadOwners):
+            started = time.monotonic()
             ended = await backend.expire_dead_leases(time.time())
+            if time.monotonic() - started > self.lease_s / 2:
+                # A late answer: the backend may have been out of reach, and the owners
+                # not yet back. Recover on a later sweep.
+                self._unreachable(since=started)
+                return
             if ended:
                 logger.warning("ended %d leases whose worker is gone", ended)
         recovered = await self.queue.sweep(lock=int(self.lease_s), worker_id=self.id)
