@@ -1,7 +1,8 @@
 """Jobs and their statuses: plain data, no I/O.
 
 A :class:`Job` has SAQ's fields, defaults and meanings. The methods that reach storage
-(``refresh``, ``update``, ``abort`` ...) delegate to the job's queue, which holds all policy.
+(``refresh``, ``update``, ``abort`` ...) delegate to the job's queue, which holds the policy
+(the state machine and its ownership rules are in :mod:`conveyor.lifecycle`).
 """
 
 from __future__ import annotations

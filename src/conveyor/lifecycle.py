@@ -1,29 +1,73 @@
-"""Finishing policy: the single place that decides a job's next state after an attempt.
+"""The job state machine and its ownership rules, in one place.
 
-The queue and the worker call :func:`transition` to turn an outcome (complete, failed,
-aborted, or queued again for a retry) into the job's new fields and a
-:class:`~conveyor.backends.base.Transition` for the backend, with its run's end.
+The atomic operations behind each step, and what a backend guarantees about each, are in
+:mod:`conveyor.backends.base`; this module decides the steps the core writes.
+
+States (:class:`~conveyor.job.Status`): ``new`` (built, never stored), ``queued`` (claimable
+once due; "scheduled" is a queued job not yet due), ``active`` (claimed: a worker holds its
+lease), ``aborting`` (active, asked to stop), and the terminal ``complete``, ``failed`` and
+``aborted``. A terminal job's row expires after the job's ``ttl`` (at once for -1, never for
+0); enqueueing its key again replaces it.
+
+Transitions, and who makes them:
+
+* new -> queued: ``Queue.enqueue`` (refused while an incomplete job has the same key).
+* queued -> active: :meth:`Backend.claim`, once due (attempts + 1, a new run, a new
+  fencing token).
+* queued -> aborted, active -> aborting: ``Queue.abort`` (:meth:`Backend.abort`); a worker
+  learns of ``aborting`` when it renews its lease, and ends the attempt.
+* active or aborting -> complete, failed, aborted, or queued again (a retry, due after the
+  job's backoff): :func:`transition`, written by :meth:`Backend.finish`. The worker picks
+  the status from the attempt's outcome; ``Queue.finish`` and ``Queue.retry`` take it from
+  the caller.
+* active or aborting, lease expired -> :meth:`Backend.recover` keeps the status under a new
+  token, then :func:`recovery_transition`: aborting ends aborted; a job with attempts left
+  is queued again, due after its backoff; any other fails.
+
+Ownership (fencing) rules, for every write about a job:
+
+* **A claim's token.** :meth:`Backend.claim` gives the attempt a new token, kept in
+  ``Job.lease_token``. :func:`transition` puts it in :attr:`Transition.token`,
+  ``Queue.update`` passes it to :meth:`Backend.update`, the worker renews under it; the
+  backend stores such a write only while the job is active or aborting under that very
+  token. A refused write means the lease is lost: ``Queue`` raises
+  :class:`~conveyor.errors.LeaseLostError`; a worker, which also learns it from
+  :meth:`Backend.renew` (:attr:`Renewal.lost`), stops the attempt if it still runs and
+  writes nothing more about it. Once the attempt's outcome is written the token is spent.
+* **Recovery's new token.** :meth:`Backend.recover` replaces the token, so that from then
+  on the late writes of the owner that stopped renewing are refused; the recovery
+  transition is written under the new token.
+* **Unfenced changes.** A job this process did not claim (``lease_token`` None, as
+  ``Queue.job`` loads it) is written without a token. ``Queue.abort`` changes the job by
+  its status at that moment (:meth:`Backend.abort`, one atomic step), then ends a job it
+  found queued with an unfenced transition; ``Queue.finish``, ``retry`` or ``update``
+  called on such a job apply to whatever is stored. A transition ends a run record only
+  for an attempt that is running (see :func:`transition`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from conveyor.backends.base import RunEnd, Transition
+from conveyor.backends.base import Payload, RunEnd, Transition
 from conveyor.errors import SerializationError
 from conveyor.job import TERMINAL_STATUSES, Job, Status, now_ms
 from conveyor.serialization import storable_text
 
-if TYPE_CHECKING:
-    from conveyor.queue import Queue
+#: How a queue serializes a job to its stored payload (``Queue.serialize``).
+SerializeJob = Callable[[Job], Payload]
+#: How a queue serializes any value: ``dump(value, function, what)`` (``Queue.dump``).
+DumpValue = Callable[[Any, str, str], Payload]
 
 
 def transition(
-    queue: Queue,
     job: Job,
     status: Status,
     *,
+    serialize: SerializeJob,
+    dump: DumpValue,
     result: Any = None,
     error: str | None = None,
     traceback: str | None = None,
@@ -32,13 +76,14 @@ def transition(
     """Decide a job's next state.
 
     Sets the job's fields (status, result, error, timestamps) and builds the
-    :class:`Transition` (with its run's outcome) for the backend. A result that cannot be
-    serialized fails the job with an error that says so.
+    :class:`Transition` (with its run's outcome) for the backend, under the job's lease
+    token. A result that cannot be serialized fails the job with an error that says so.
 
     Args:
-        queue: The job's queue (its serializer and name).
         job: The job; changed in place.
         status: ``QUEUED`` to retry, or a terminal status.
+        serialize: The queue's job serializer (``Queue.serialize``).
+        dump: The queue's value serializer (``Queue.dump``), for the run's detail.
         result: The return value, for ``COMPLETE``.
         error: The error message.
         traceback: The formatted traceback, stored with the run.
@@ -75,18 +120,18 @@ def transition(
             run_id=str(run_id),
             status=run_status,
             finished_ms=now,
-            detail=run_detail(queue, job, result, traceback),
+            detail=run_detail(job, result, traceback, dump),
             error=job.error if run_status != "complete" else None,
         )
     try:
-        payload = queue.serialize(job)
+        payload = serialize(job)
     except SerializationError as exc:
         job.status, job.result = Status.FAILED, None
         job.error = storable_text(str(exc))
         if run is not None:
             run.status, run.error = "failed", job.error
-            run.detail = run_detail(queue, job, None, traceback)
-        payload = _serialize_salvaged(queue, job)
+            run.detail = run_detail(job, None, traceback, dump)
+        payload = _serialize_salvaged(job, serialize, dump)
     ttl = int(job.ttl)
     terminal = job.status in TERMINAL_STATUSES
     return Transition(
@@ -101,33 +146,30 @@ def transition(
     )
 
 
-def _serialize_salvaged(queue: Queue, job: Job) -> bytes | str:
-    """The payload of a job that failed to serialize, its result already dropped.
+def recovery_transition(
+    job: Job, *, error: str, serialize: SerializeJob, dump: DumpValue
+) -> Transition:
+    """What happens to a job whose worker died: retry if it may, else fail.
 
-    A value put in ``meta`` or ``kwargs`` that cannot be serialized is stored as its
-    ``repr`` instead, so that the job's failure is always written.
+    A job that was being aborted ends aborted.
+
+    Args:
+        job: The job as :meth:`Backend.recover` returned it (under the new token).
+        error: The error to record (the queue's ``swept_error_message``).
+        serialize: As for :func:`transition`.
+        dump: As for :func:`transition`.
     """
-    try:
-        return queue.serialize(job)
-    except SerializationError:
-        pass
-    for name in ("meta", "kwargs"):
-        values = getattr(job, name)
-        if values:
-            setattr(job, name, {k: _storable(queue, v) for k, v in values.items()})
-    return queue.serialize(job)
+    if job.status == Status.ABORTING:
+        return transition(job, Status.ABORTED, serialize=serialize, dump=dump)
+    status = Status.QUEUED if job.retryable else Status.FAILED
+    return transition(job, status, error=error, serialize=serialize, dump=dump)
 
 
-def _storable(queue: Queue, value: Any) -> Any:
-    try:
-        queue.dump(value)
-    except SerializationError:
-        return storable_text(repr(value)[:1000])
-    return value
+def run_detail(job: Job, result: Any, traceback: str | None, dump: DumpValue) -> Payload:
+    """What a run record keeps besides its columns: arguments, result, traceback, trigger.
 
-
-def run_detail(queue: Queue, job: Job, result: Any, traceback: str | None) -> bytes | str:
-    """What a run record keeps besides its columns: arguments, result, traceback, trigger."""
+    A result or an argument that cannot be serialized is kept as its ``repr``.
+    """
     meta = job.meta or {}
     detail = {
         "kwargs": job.kwargs or {},
@@ -138,21 +180,36 @@ def run_detail(queue: Queue, job: Job, result: Any, traceback: str | None) -> by
         "scheduled_for": meta.get("scheduled_for"),
     }
     try:
-        return queue.dump(detail, job.function, "result")
+        return dump(detail, job.function, "result")
     except SerializationError:
-        detail["result"] = _storable(queue, result)
-        detail["kwargs"] = {k: _storable(queue, v) for k, v in (job.kwargs or {}).items()}
-        return queue.dump(detail, job.function, "run detail")
+        detail["result"] = _storable(result, dump)
+        detail["kwargs"] = {k: _storable(v, dump) for k, v in (job.kwargs or {}).items()}
+        return dump(detail, job.function, "run detail")
 
 
-def recovery_transition(queue: Queue, job: Job) -> Transition:
-    """What happens to a job whose worker died: retry if it may, else fail.
+def _serialize_salvaged(job: Job, serialize: SerializeJob, dump: DumpValue) -> Payload:
+    """The payload of a job that failed to serialize, its result already dropped.
 
-    A job that was being aborted ends aborted.
+    A value put in ``meta`` or ``kwargs`` that cannot be serialized is stored as its
+    ``repr`` instead, so that the job's failure is always written.
     """
-    if job.status == Status.ABORTING:
-        return transition(queue, job, Status.ABORTED)
-    error = queue.swept_error_message
-    if job.retryable:
-        return transition(queue, job, Status.QUEUED, error=error)
-    return transition(queue, job, Status.FAILED, error=error)
+    try:
+        return serialize(job)
+    except SerializationError:
+        pass
+    for name in ("meta", "kwargs"):
+        values = getattr(job, name)
+        if values:
+            setattr(job, name, {k: _storable(v, dump) for k, v in values.items()})
+    return serialize(job)
+
+
+def _storable(value: Any, dump: DumpValue) -> Any:
+    try:
+        dump(value, "", "value")
+    except SerializationError:
+        return storable_text(repr(value)[:1000])
+    return value
+
+
+__all__ = ["DumpValue", "SerializeJob", "recovery_transition", "run_detail", "transition"]

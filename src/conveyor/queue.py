@@ -1,8 +1,10 @@
 """The Queue: every policy decision about a job's life, over one backend.
 
-Statuses, defaults, retries, ttl and hooks are decided here, once; the backend only performs
-the atomic operations of :mod:`conveyor.backends.base`. SAQ's ``Queue`` API is kept name for
-name, so code written against ``saq.Queue`` runs unchanged.
+Defaults, hooks, enqueueing, reading and waiting are decided here, once; a job's next
+state, and who may write it, by :mod:`conveyor.lifecycle` (the state machine and its
+ownership rules), which the queue calls. The backend only performs the atomic operations of
+:mod:`conveyor.backends.base`. SAQ's ``Queue`` API is kept name for name, so code written
+against ``saq.Queue`` runs unchanged.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import traceback as tb_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-# The longer method bodies are functions in these modules, taking the queue.
-from conveyor import claims, inspection, lifecycle, results, stores, waiting
+from conveyor import lifecycle
+from conveyor.backends import backend_for_urls
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
 from conveyor.errors import ConfigurationError, JobError, JobNotFoundError, LeaseLostError
 from conveyor.job import (
@@ -38,8 +40,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.queue")
 
 BeforeEnqueue = Callable[[Job], Awaitable[Any] | Any]
+ListenCallback = Callable[[str, Status], Awaitable[Any] | Any]
 
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - {"function", "kwargs", "queue"}
+#: The keyword arguments of :meth:`Queue.from_url` that go to the queue; the rest go to the
+#: backend.
+_QUEUE_OPTIONS = frozenset(
+    {"name", "dump", "load", "defaults", "swept_error_message", "instrumentation"}
+)
+#: The longest single wait between two reads in :meth:`Queue.wait` and :meth:`Queue.listen`:
+#: a notification lost to a dropped connection costs at most this, never the whole wait.
+_MAX_WAIT_SLICE = 1.0
+#: Statuses that :meth:`Queue.count` adds up for each kind.
+_COUNT_KINDS = {
+    "queued": ["queued"],
+    "active": ["active", "aborting"],
+    "scheduled": ["scheduled"],
+    "incomplete": ["queued", "active", "aborting"],
+}
 
 
 class Queue:
@@ -95,18 +113,21 @@ class Queue:
             runs_url: Keep run records and their logs in this other store (any URL above),
                 for example ``postgresql://...?schema=runs`` under a queue on Redis (see
                 :class:`conveyor.backends.split.SplitBackend`).
-            **kwargs: ``name``, ``dump``, ``load``, ``defaults`` and
-                ``swept_error_message`` and ``instrumentation`` go to the queue; the rest to
-                the backend.
+            **kwargs: ``name``, ``dump``, ``load``, ``defaults``, ``swept_error_message``
+                and ``instrumentation`` go to the queue; the rest to the backend of ``url``
+                (the run store takes its options from ``runs_url``).
 
         Raises:
             UnsupportedURLError: For an unknown scheme, listing the supported ones.
             MissingDependencyError: When the backend's extra is not installed.
+            ConfigurationError: When the backend of ``runs_url`` cannot keep another
+                store's runs (Redis).
         """
-        queue_kwargs, backend_kwargs = stores.split_options(kwargs)
+        queue_kwargs = {k: v for k, v in kwargs.items() if k in _QUEUE_OPTIONS}
+        backend_kwargs = {k: v for k, v in kwargs.items() if k not in _QUEUE_OPTIONS}
         name = queue_kwargs.get("name", "default")
         load = queue_kwargs.get("load")
-        backend = stores.backend_for_urls(url, runs_url, name, load, **backend_kwargs)
+        backend = backend_for_urls(url, runs_url, name, load, **backend_kwargs)
         return cls(backend, **queue_kwargs)
 
     # Lifecycle
@@ -353,7 +374,14 @@ class Queue:
             JobError: When the job failed or was aborted.
             TimeoutError: When it did not finish in time.
         """
-        return await results.apply(self, job_or_func, timeout, kwargs)
+        if isinstance(job_or_func, Job):
+            # A whole job: enqueue it as it is (its key, arguments and options) and wait.
+            job = await self.enqueue(job_or_func, **kwargs)
+            key = job.key if job is not None else job_or_func.key
+            [finished] = await self.wait([key], timeout)
+            return _results([finished], return_exceptions=False)[0]
+        results = await self.map(job_or_func, [kwargs], timeout=timeout)
+        return results[0]
 
     async def map(
         self,
@@ -374,17 +402,23 @@ class Queue:
 
         Returns:
             The results, in the order of ``iter_kwargs``.
+
+        Raises:
+            JobError: For the first job that failed or was aborted, unless
+                ``return_exceptions``.
+            TimeoutError: When they did not all finish in time.
         """
         template = job_or_func
         if isinstance(template, Job):
-            # The template's arguments and options, under what this call gives.
-            kwargs = results.template_arguments(template, kwargs)
+            # The template's options and arguments, under what this call gives.
+            options = {k: getattr(template, k) for k in (*POLICY_FIELDS, "priority", "group_key")}
+            kwargs = {**options, **(template.kwargs or {}), **kwargs}
             template = template.function
         jobs = [self._build(template, {**kwargs, **one}) for one in iter_kwargs]
         # An existing job with the same key is awaited just the same.
         await self.enqueue_many(jobs)
         finished = await self.wait([job.key for job in jobs], timeout)
-        return results.results_of(finished, return_exceptions)
+        return _results(finished, return_exceptions)
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
@@ -420,33 +454,97 @@ class Queue:
     async def iter_jobs(
         self, statuses: Iterable[Status] | None = None, batch_size: int = 100
     ) -> AsyncIterator[Job]:
-        """Every job with one of ``statuses`` (all by default), newest first, page by page."""
+        """Every job with one of ``statuses`` (all by default), newest first, page by page.
+
+        Pages are read by offset: a job stored or deleted while the iteration runs may shift
+        the pages, so that a job is yielded twice or skipped.
+        """
         await self._ensure_connected()
-        async with contextlib.aclosing(inspection.iter_jobs(self, statuses, batch_size)) as jobs:
-            async for job in jobs:
-                yield job
+        wanted = [Status(s).value for s in statuses] if statuses is not None else None
+        offset = 0
+        while True:
+            rows = await self.backend.list_jobs(wanted, offset, batch_size)
+            for row in rows:
+                job = self.deserialize(row)
+                if job is not None:
+                    yield job
+            if len(rows) < batch_size:
+                return
+            offset += batch_size
 
     async def count(self, kind: str) -> int:
-        """How many jobs are ``queued``, ``active``, ``scheduled`` or ``incomplete``."""
+        """How many jobs are ``queued``, ``active``, ``scheduled`` or ``incomplete``.
+
+        ``queued`` and ``incomplete`` include the scheduled jobs (queued, not yet due);
+        ``active`` includes the aborting ones.
+
+        Raises:
+            ValueError: For an unknown kind, listing the known ones.
+        """
         await self._ensure_connected()
-        return await inspection.count(self, kind)
+        if kind not in _COUNT_KINDS:
+            raise ValueError(f"unknown count kind {kind!r}; use one of {', '.join(_COUNT_KINDS)}")
+        counts = await self.backend.count(_COUNT_KINDS[kind])
+        return sum(counts.values())
 
     async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> dict[str, Any]:
-        """The queue's state: workers, counts and (with ``jobs``) a page of incomplete jobs."""
-        await self._ensure_connected()
-        return await inspection.info(self, jobs, offset, limit)
+        """The queue's state: workers, counts and (with ``jobs``) a page of incomplete jobs.
 
-    # Waiting (the loops live in conveyor.waiting)
+        Unlike :meth:`count`, ``queued`` here leaves out the scheduled jobs.
+        """
+        await self._ensure_connected()
+        counts = await self.backend.count(["queued", "active", "aborting", "scheduled"])
+        workers = {wid: self.load(info) for wid, info in (await self.backend.workers()).items()}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "workers": workers,
+            "queued": counts["queued"] - counts["scheduled"],
+            "active": counts["active"] + counts["aborting"],
+            "scheduled": counts["scheduled"],
+            "jobs": [],
+        }
+        if jobs:
+            rows = await self.backend.list_jobs(["queued", "active", "aborting"], offset, limit)
+            out["jobs"] = [j.info(full=True) for r in rows if (j := self.deserialize(r))]
+        return out
+
+    # Waiting: read the jobs, then wait for the backend's notification that one of them
+    # changed, in slices of at most _MAX_WAIT_SLICE seconds.
 
     async def wait(self, keys: Sequence[str], timeout: float | None = None) -> list[Job]:
         """Wait until every job in ``keys`` is finished and return them, in order.
+
+        Args:
+            keys: The jobs' keys.
+            timeout: Seconds to wait; None or 0 waits forever.
 
         Raises:
             TimeoutError: When they did not all finish in time.
             JobNotFoundError: When a job does not exist (expired or never stored).
         """
         await self._ensure_connected()
-        return await waiting.wait_for_jobs(self, keys, timeout)
+        deadline = time.monotonic() + timeout if timeout else None
+        pending = list(dict.fromkeys(keys))
+        done: dict[str, Job] = {}
+        while True:
+            rows = await self.backend.get(pending)
+            for key, row in zip(pending, rows, strict=True):
+                if row is None:
+                    raise JobNotFoundError(key, self.name)
+                if Status(row.status) in TERMINAL_STATUSES:
+                    job = self.deserialize(row)
+                    assert job is not None
+                    done[key] = job
+            pending = [k for k in pending if k not in done]
+            if not pending:
+                return [done[k] for k in keys]
+            remaining = _MAX_WAIT_SLICE
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"jobs {pending[:5]} did not finish within {timeout}s")
+                remaining = min(remaining, left)
+            await self.backend.wait_for_finish(pending, remaining)
 
     async def refresh(self, job: Job, until_complete: float | None = None) -> Job:
         """The stored state of ``job``; with ``until_complete``, once it has finished.
@@ -471,20 +569,51 @@ class Queue:
     async def listen(
         self,
         job_keys: Sequence[str],
-        callback: waiting.ListenCallback,
+        callback: ListenCallback,
         timeout: float | None = 10,
     ) -> None:
         """Call ``callback(key, status)`` on each change of the jobs until it returns truthy.
 
-        Also returns when every job has finished, or after ``timeout`` seconds.
+        The callback gets each job's status when the job is first read, and again whenever
+        it reads changed (its status or its stored fields). The jobs are read again on each
+        notification: changes between two reads are seen once, as the latest. A job that
+        does not exist is passed over until it does. Also returns when every job has
+        finished, or after ``timeout`` seconds (None or 0: no limit).
         """
         await self._ensure_connected()
-        await waiting.listen(self, job_keys, callback, timeout)
+        deadline = time.monotonic() + timeout if timeout else None
+        seen: dict[str, tuple[str, bytes | str]] = {}
+        while True:
+            rows = await self.backend.get(list(job_keys))
+            finished = 0
+            for key, row in zip(job_keys, rows, strict=True):
+                if row is None:
+                    continue
+                state = (row.status, row.payload)
+                if seen.get(key) != state:
+                    seen[key] = state
+                    result = callback(key, Status(row.status))
+                    if asyncio.iscoroutine(result):
+                        result = await result
+                    if result:
+                        return
+                finished += Status(row.status) in TERMINAL_STATUSES
+            if finished == len(job_keys):
+                return
+            left = _MAX_WAIT_SLICE
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return
+            await self.backend.wait_for_finish(list(job_keys), left)
 
     # Changing jobs
 
     async def update(self, job: Job, **kwargs: Any) -> None:
         """Set fields on ``job`` and store it (status is not changed here).
+
+        A job claimed here is stored only while this process still holds its lease; any
+        other job is stored unfenced, whatever its state (see :mod:`conveyor.lifecycle`).
 
         Raises:
             SerializationError: A field cannot be serialized; nothing is stored.
@@ -503,10 +632,16 @@ class Queue:
     async def abort(self, job: Job | str, error: str = "aborted", ttl: float = 5) -> None:
         """Abort a job: a queued job never starts; a running job is cancelled by its worker.
 
+        A job that has finished already is left as it is. The change is not fenced (see
+        :mod:`conveyor.lifecycle`): it is not about an attempt this process holds.
+
         Args:
             job: The job or its key.
             error: The reason, recorded on the job.
             ttl: Unused; kept for SAQ compatibility (aborted jobs follow the job's ``ttl``).
+
+        Raises:
+            JobNotFoundError: When the job does not exist.
         """
         await self._ensure_connected()
         key = job if isinstance(job, str) else job.key
@@ -529,6 +664,9 @@ class Queue:
     ) -> None:
         """Finish ``job`` with ``status`` (complete, failed or aborted) and store it.
 
+        A job claimed here is written only while this process still holds its lease; any
+        other job is written unfenced, whatever its state (see :mod:`conveyor.lifecycle`).
+
         Raises:
             LeaseLostError: ``job`` was claimed here and its lease is gone; nothing is stored.
         """
@@ -536,7 +674,7 @@ class Queue:
         await self._write(job, self.transition(job, status, result=result, error=error))
 
     async def retry(self, job: Job, error: str | None = None) -> None:
-        """Queue ``job`` for another attempt, after its retry delay.
+        """Queue ``job`` for another attempt, after its retry delay (fenced as :meth:`finish` is).
 
         Raises:
             LeaseLostError: ``job`` was claimed here and its lease is gone; nothing is stored.
@@ -565,7 +703,14 @@ class Queue:
         Sets the job's fields in place and returns what to hand to :meth:`Backend.finish`.
         """
         return lifecycle.transition(
-            self, job, status, result=result, error=error, traceback=traceback, delay=delay
+            job,
+            status,
+            serialize=self.serialize,
+            dump=self.dump,
+            result=result,
+            error=error,
+            traceback=traceback,
+            delay=delay,
         )
 
     # Worker-facing operations (SAQ keeps these on the queue too)
@@ -573,9 +718,25 @@ class Queue:
     async def dequeue(
         self, timeout: float = 0, worker_id: str = "dequeue", lease_s: float = 60
     ) -> Job | None:
-        """Claim one job, waiting up to ``timeout`` seconds (0: do not wait)."""
+        """Claim one job, waiting up to ``timeout`` seconds (0: do not wait).
+
+        The job carries its lease's token: the writes about it are fenced (see
+        :mod:`conveyor.lifecycle`). Nothing renews the lease here; a job not finished within
+        ``lease_s`` seconds may be recovered by a sweep.
+
+        Returns:
+            The job, or None when none was claimable in time.
+        """
         await self._ensure_connected()
-        return await claims.dequeue(self, timeout, worker_id, lease_s)
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = await self.backend.claim(worker_id, 1, lease_s, time.time())
+            if rows:
+                return self.deserialize(rows[0])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await self.backend.wait_for_work(left)
 
     async def schedule(self, lock: int = 1) -> list[str]:
         """Kept for SAQ compatibility: scheduled jobs become claimable by themselves."""
@@ -587,22 +748,63 @@ class Queue:
         """Recover jobs whose worker died and delete expired finished jobs.
 
         A recovered job is queued again when it has attempts left, else it fails with
-        :attr:`swept_error_message`.
+        :attr:`swept_error_message`; one that was being aborted ends aborted (see
+        :meth:`recovery_transition`). One call recovers up to 100 jobs and deletes up to
+        1,000 expired ones.
+
+        Args:
+            lock: Seconds the sweeper's lease on a recovered job lasts (at least 5) until
+                its new state is written.
+            abort: Unused; kept for SAQ compatibility.
+            worker_id: The sweeper's id, holding the recovered jobs' leases.
 
         Returns:
             The keys of the recovered jobs.
         """
         await self._ensure_connected()
-        return await claims.sweep(self, lock, worker_id)
+        now = time.time()
+        rows = await self.backend.recover(worker_id, 100, max(float(lock), 5.0), now)
+        transitions = []
+        for row in rows:
+            job = self.deserialize(row)
+            if job is not None:
+                transitions.append(self.recovery_transition(job))
+        if transitions:
+            await self.backend.finish(transitions)
+        await self.backend.expire(now, 1000)
+        return [t.key for t in transitions]
 
     def recovery_transition(self, job: Job) -> Transition:
-        """What happens to a job whose worker died: retry if it may, else fail."""
-        return lifecycle.recovery_transition(self, job)
+        """What happens to a job whose worker died: retry if it may, else fail.
+
+        See :func:`conveyor.lifecycle.recovery_transition`.
+        """
+        return lifecycle.recovery_transition(
+            job, error=self.swept_error_message, serialize=self.serialize, dump=self.dump
+        )
 
     @staticmethod
     def format_traceback(exc: BaseException) -> str:
         """A traceback string for storage."""
         return "".join(tb_module.format_exception(exc))
+
+
+def _results(jobs: Iterable[Job], return_exceptions: bool) -> list[Any]:
+    """The results of finished jobs, in order.
+
+    A job that failed or was aborted gives a :class:`JobError`: the first is raised, unless
+    ``return_exceptions`` puts each in the list.
+    """
+    results: list[Any] = []
+    for job in jobs:
+        if job.status == Status.COMPLETE:
+            results.append(job.result)
+            continue
+        error = JobError(job)
+        if not return_exceptions:
+            raise error
+        results.append(error)
+    return results
 
 
 __all__ = ["TERMINAL_STATUSES", "UNSUCCESSFUL_TERMINAL_STATUSES", "JobError", "Queue"]

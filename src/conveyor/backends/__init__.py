@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.errors import ConfigurationError, MissingDependencyError, UnsupportedURLError
+from conveyor.serialization import Loader, default_load
 
 # scheme -> (module, factory function, third-party import it needs, extra that installs it)
 _SCHEMES: dict[str, tuple[str, str, str | None, str | None]] = {
@@ -61,3 +63,47 @@ def backend_from_url(url: str, queue_name: str, **kwargs: Any) -> Backend:
     factory = getattr(module, factory_name)
     backend: Backend = factory.from_url(url, queue_name, **kwargs)
     return backend
+
+
+def backend_for_urls(
+    url: str, runs_url: str | None, queue_name: str, load: Loader | None, /, **kwargs: Any
+) -> Backend:
+    """The backend of a queue: its URL's, or a split one when ``runs_url`` is given.
+
+    This is the body of ``Queue.from_url``. Given a ``runs_url``, run records and their logs
+    live in that other store, and the queue gets a
+    :class:`~conveyor.backends.split.SplitBackend` over the two.
+
+    Args:
+        url: The job store's URL (see :func:`backend_from_url`).
+        runs_url: The run store's URL, or None to keep runs with the jobs.
+        queue_name: The queue the backend serves.
+        load: The queue's deserializer (``json.loads`` by default); a split backend reads
+            each claimed job's function name with it.
+        **kwargs: Options of the job store's backend (the run store gets none).
+
+    Raises:
+        UnsupportedURLError: For an unknown scheme, listing the supported ones.
+        MissingDependencyError: When a backend's extra is not installed.
+        ConfigurationError: When the run store's backend cannot keep another store's runs.
+    """
+    backend = backend_from_url(url, queue_name, **kwargs)
+    if runs_url is None:
+        return backend
+    loads = load or default_load
+    # The URL's digest tells job stores apart in a shared run store; the name, queues.
+    digest = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:8]
+    runs = backend_from_url(runs_url, queue_name)
+    if not runs.capabilities.run_store:
+        raise ConfigurationError(
+            f"the {runs.name} backend cannot keep another store's runs (runs_url="
+            f"{runs_url.split('://', 1)[0]}://...); use SQLite, PostgreSQL or memory"
+        )
+    from conveyor.backends.split import SplitBackend  # only for a separate run store
+
+    return SplitBackend(
+        backend,
+        runs,
+        function_of=lambda row: str(loads(row.payload)["function"]),
+        namespace=f"{backend.name}-{digest}:{queue_name}",
+    )
