@@ -12,11 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conveyor.cli import main
-from conveyor.job import Status
+from conveyor.job import Job, Status
 from conveyor.queue import Queue
 from conveyor.testing import wait_until
 
@@ -282,9 +283,7 @@ async def test_worker_runs_jobs_and_stops_gracefully_on_sigterm(
     queue = Queue.from_url(url, name="cli")
     async with queue:
         assert await queue.apply("add", a=2, b=3, timeout=20) == 5
-        job = await queue.enqueue("slow", seconds=1.0)
-        assert job is not None
-        await wait_until(lambda: _is_active(queue, job.key), 20, 0.02, "the slow job started")
+        job = await _slow_job_running(queue, seconds=1.0)
         worker.send_signal(signal.SIGTERM)
         code, output = await finish(worker)
         assert code == 0, output
@@ -304,9 +303,7 @@ async def test_a_second_sigterm_stops_at_once_and_requeues_running_jobs(
     await read_until(worker, "started on queue")
     queue = Queue.from_url(url, name="cli")
     async with queue:
-        job = await queue.enqueue("slow", seconds=60, timeout=120)
-        assert job is not None
-        await wait_until(lambda: _is_active(queue, job.key), 20, 0.02, "the slow job started")
+        job = await _slow_job_running(queue, seconds=60, timeout=120)
         worker.send_signal(signal.SIGTERM)
         await read_until(worker, "stopping gracefully")
         started = time.monotonic()
@@ -318,6 +315,14 @@ async def test_a_second_sigterm_stops_at_once_and_requeues_running_jobs(
         assert "stopping now" in output
         await job.refresh()
         assert job.status == Status.QUEUED and job.error == "worker shut down"
+
+
+async def _slow_job_running(queue: Queue, **options: Any) -> Job:
+    """Enqueue the settings' ``slow`` task and wait until the worker runs it."""
+    job = await queue.enqueue("slow", **options)
+    assert job is not None
+    await wait_until(lambda: _is_active(queue, job.key), 20, 0.02, "the slow job started")
+    return job
 
 
 async def _is_active(queue: Queue, key: str) -> bool:
