@@ -8,6 +8,7 @@ paths on real servers are taken by the fault-injection tests (tests/test_fault_*
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -156,3 +157,36 @@ async def test_a_stop_during_a_claim_runs_the_jobs_it_took() -> None:
 
 def _key(key: str) -> RunFilter:
     return RunFilter(key=key)
+
+
+async def test_a_job_that_outlives_the_hard_deadline_is_requeued() -> None:
+    released = asyncio.Event()
+
+    async def stubborn(ctx: dict[str, Any]) -> str:
+        """An async task that ignores its cancellation until the test releases it."""
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+        return "late"
+
+    queue = Queue.from_url("memory://")
+    worker = Worker(
+        queue,
+        [stubborn],
+        shutdown_grace_period_s=0.1,
+        cancellation_hard_deadline_s=0.2,
+        lease_s=2.0,
+        timers={"abort": 0.1},
+    )
+    task = asyncio.create_task(worker.start())
+    await queue.enqueue("stubborn", key="k", timeout=0)
+    await wait_until(lambda: "k" in worker._running, message="the job runs")
+    await asyncio.wait_for(worker.stop(), 10)
+    await asyncio.wait_for(task, 5)
+    job = await queue.job("k")
+    assert job is not None and job.status == Status.QUEUED
+    assert job.error and "did not stop within the hard deadline" in job.error
+    released.set()  # the attempt ends late: nothing more of it is written
+    await asyncio.gather(*(entry.task for entry in worker._running.values()))
+    job = await queue.job("k")
+    assert job is not None and job.status == Status.QUEUED and job.result is None
