@@ -164,13 +164,24 @@ def browser(stack: Stack) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies) and page; dialogs are accepted."""
+    """A fresh browser context (no cookies) and page; dialogs are accepted.
+
+    The test fails if the page broke the console's Content-Security-Policy (a script or
+    style the policy blocked would leave part of the console dead)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     tab = context.new_page()
     tab.on("dialog", lambda dialog: dialog.accept())
+    blocked: list[str] = []
+    tab.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield tab
     context.close()
+    assert blocked == [], blocked
 
 
 def sign_in(page: Any, stack: Stack, user: tuple[str, str], path: str = "/") -> None:

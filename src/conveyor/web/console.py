@@ -27,7 +27,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.admin.service import Admin
 from conveyor.web.auth import Principal
 from conveyor.web.errors import WebError, wants_json
-from conveyor.web.security import CSRF_FIELD, CSRF_HEADER, Gate, cookie_name, cookie_path
+from conveyor.web.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    Gate,
+    SignInThrottled,
+    cookie_name,
+    cookie_path,
+)
 
 logger = logging.getLogger("conveyor.web")
 
@@ -160,12 +167,18 @@ class Console:
             WebError: 401 when nobody is signed in, 403 for a read-only principal asking
                 to act.
         """
-        principal = await self.gate.principal(connection)
+        try:
+            principal = await self.gate.principal(connection)
+        except SignInThrottled as exc:
+            raise WebError(
+                429, "throttled", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
         if principal is None:
             headers = {}
             if self.gate.basic and "x-conveyor-console" not in connection.headers:
                 headers["WWW-Authenticate"] = f'Basic realm="{self.title}", charset="UTF-8"'
-            raise WebError(401, "unauthorized", "sign in to use the console", headers=headers)
+            message = "sign in to use the console" if self.gate.configured else Gate.SETUP_HINT
+            raise WebError(401, "unauthorized", message, headers=headers)
         if role == "admin" and not principal.can_act:
             raise WebError(
                 403, "forbidden", f"{principal.name} has read-only access to the console"

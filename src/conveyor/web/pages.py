@@ -11,6 +11,7 @@ from conveyor.web import forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
 from conveyor.web.errors import WebError, read_form
+from conveyor.web.security import Gate, SignInThrottled
 from conveyor.web.views import (
     JOB_LISTS,
     RANGES,
@@ -185,7 +186,9 @@ class Pages:
     # Signing in
 
     async def login(self, request: Request) -> Response:
-        """The sign-in form."""
+        """The sign-in form (without credentials: how to set them)."""
+        if not self.console.gate.configured:
+            raise WebError(401, "unauthorized", Gate.SETUP_HINT)
         if not self.console.gate.has_login_form:
             raise WebError(404, "not_found", "this console has no sign-in form")
         target = self.console.safe_next(request, request.query_params.get("next"), "/")
@@ -199,7 +202,15 @@ class Pages:
         form = await read_form(request)
         username = str(form.get("username", ""))
         target = self.console.safe_next(request, str(form.get("next", "")), "/")
-        principal = self.console.gate.check_password(username, str(form.get("password", "")))
+        try:
+            principal = self.console.gate.check_password(
+                username, str(form.get("password", "")), request
+            )
+        except SignInThrottled as exc:
+            context = {"next": target, "error": f"{str(exc).capitalize()}.", "username": username}
+            page = self.console.render(request, "login.html", context, principal=None, status=429)
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+            return page
         if principal is None:
             context = {
                 "next": target,
