@@ -8,6 +8,7 @@ installs both). Playwright's sync API; every wait is an auto-waiting ``expect``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -254,6 +255,37 @@ def test_enqueue_from_the_generated_form(page: Any, stack: Stack) -> None:
     expect(page.locator("tbody .status").first).to_have_text("complete")
     page.locator("tbody").get_by_role("link", name="greet").first.click()
     expect(page.locator("#logs")).to_contain_text("hello BROWSER (3 of 3)")
+
+
+def test_typed_fields_and_switching_between_form_and_raw_json(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, stack, ADMIN, "/enqueue")
+    page.get_by_role("link", name="report").click()
+    # An Enum parameter: a choice list with its default chosen (by value, not repr).
+    expect(page.locator("#f-kind")).to_have_value('"daily"')
+    expect(page.locator("#f-kind option")).to_have_text(["default", "daily", "weekly"])
+    page.locator("#f-currency").select_option(label="USD")
+    page.locator("#f-tags").fill('["a", "b"]')
+    # Form -> Raw JSON keeps what was typed, with the defaults of the fields left alone.
+    page.get_by_label("Raw JSON").check()
+    raw = page.locator("textarea[name=args]")
+    assert json.loads(raw.input_value()) == {
+        "kind": "daily",
+        "currency": "USD",
+        "tags": ["a", "b"],
+        "limits": None,
+    }
+    # ... and back.
+    raw.fill('{"kind": "weekly", "currency": "EUR", "tags": ["c"], "limits": {"x": 1}}')
+    page.get_by_label("Form").check()
+    expect(page.locator("#f-kind")).to_have_value('"weekly"')
+    expect(page.locator("#f-currency")).to_have_value('"EUR"')
+    expect(page.locator("#f-tags")).to_have_value('["c"]')
+    expect(page.locator("#f-limits")).to_have_value('{"x":1}')
+    page.get_by_role("button", name="Enqueue report").click()
+    expect(page.locator(".flash")).to_contain_text("Enqueued report")
+    expect(page.locator("tbody .status").first).to_have_text("complete")
 
 
 def test_abort_a_queued_job(page: Any, stack: Stack) -> None:

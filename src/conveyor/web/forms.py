@@ -1,13 +1,15 @@
 """The enqueue form: widgets generated from a task's signature, and reading them back.
 
-Each parameter gets the widget its annotation suggests (a number for ``int`` and
-``float``, a true/false choice for ``bool``, a line for ``str``, a JSON box for lists,
-dicts and anything else); an empty widget leaves the argument out, so the task's default
-applies. The raw JSON editor sends the whole arguments object instead.
+Each parameter gets the widget its annotation suggests (a list of choices for a
+``Literal`` or an ``Enum``, a number for ``int`` and ``float``, a true/false choice for
+``bool``, a line for ``str``, a JSON box for lists, dicts and anything else); an empty widget
+leaves the argument out, so the task's default applies. The raw JSON editor sends the whole
+arguments object instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,12 +29,13 @@ class Widget:
 
     name: str
     field: str
-    kind: str  # int, float, bool, str, json
+    kind: str  # choice, int, float, bool, str, json
     annotation: str | None
     required: bool
     default: Any
     value: str
     hint: str
+    choices: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (JSON value, label)
 
     @property
     def default_text(self) -> str:
@@ -60,6 +63,8 @@ def widget_kind(annotation: str | None) -> str:
 def _initial(parameter: ParameterInfo, kind: str) -> str:
     if parameter.required or parameter.default is None:
         return ""
+    if kind == "choice":
+        return json.dumps(parameter.default)
     if kind == "str" and isinstance(parameter.default, str):
         return parameter.default
     if kind == "bool":
@@ -73,7 +78,13 @@ _HINTS = {
     "bool": "true or false",
     "str": "text",
     "json": "JSON (text that is not JSON is sent as a string)",
+    "strict_json": "JSON",
+    "choice": "one of the choices",
 }
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def widgets(job: AvailableJob, submitted: Mapping[str, str] | None = None) -> list[Widget]:
@@ -82,19 +93,22 @@ def widgets(job: AvailableJob, submitted: Mapping[str, str] | None = None) -> li
     for parameter in job.parameters:
         if parameter.kind in ("var_positional", "var_keyword", "positional_only"):
             continue
-        kind = widget_kind(parameter.annotation)
-        field = FIELD_PREFIX + parameter.name
-        value = submitted.get(field) if submitted is not None else None
+        kind = "choice" if parameter.choices else widget_kind(parameter.annotation)
+        name = FIELD_PREFIX + parameter.name
+        value = submitted.get(name) if submitted is not None else None
+        kinds = json_kinds(parameter.annotation)
+        strict = kind == "json" and kinds is not None and "str" not in kinds
         out.append(
             Widget(
                 name=parameter.name,
-                field=field,
+                field=name,
                 kind=kind,
                 annotation=parameter.annotation,
                 required=parameter.required,
                 default=parameter.default,
                 value=_initial(parameter, kind) if value is None else value,
-                hint=_HINTS[kind],
+                hint=_HINTS["strict_json" if strict else kind],
+                choices=[(json.dumps(c), _label(c)) for c in parameter.choices or []],
             )
         )
     return out
@@ -135,8 +149,11 @@ def _convert(widget: Widget, text: str) -> Any:
         return lowered == "true"
     try:
         return json.loads(text)
-    except ValueError:
-        return text
+    except ValueError as exc:
+        kinds = json_kinds(widget.annotation)
+        if widget.kind == "json" and (kinds is None or "str" in kinds):
+            return text  # free text where a string is welcome
+        raise ValueError(f"not valid JSON: {exc}") from None
 
 
 def arguments_from_fields(
