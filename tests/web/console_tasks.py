@@ -66,7 +66,10 @@ async def nightly(ctx: dict[str, Any]) -> None:
 
 
 FUNCTIONS = [greet, wait_for_file, fail, report, nightly]
-CRON_JOBS = [CronJob(nightly, cron="30 3 * * *", timeout=60)]
+CRON_JOBS = [
+    CronJob(nightly, cron="30 3 * * *", timeout=60),
+    CronJob(report, cron="0 6 * * 1", kwargs={"kind": "weekly", "currency": "USD"}),
+]
 TIMERS = {"stats": 1, "logs": 0.2, "sweep": 1, "abort": 0.3, "schedule": 1}
 
 

@@ -292,14 +292,27 @@ def test_abort_a_queued_job(page: Any, stack: Stack) -> None:
     from playwright.sync_api import expect
 
     key = stack.enqueue("greet", {"name": "never"}, scheduled_at=time.time() + 3600)
-    sign_in(page, stack, ADMIN, "/jobs")
+    sign_in(page, stack, ADMIN, "/")
+    # The Scheduled card leads to the scheduled jobs (not to the queued ones).
+    page.locator(".card", has_text="Scheduled").click()
+    expect(page).to_have_url(stack.base + "/jobs?state=scheduled")
     row = page.locator(f'tr[data-job-key="{key}"]')
     expect(row).to_contain_text("scheduled")
     row.get_by_role("button", name="Abort").click()
     expect(page.locator(".flash")).to_contain_text(f"Job {key} is aborted.")
     expect(page.locator(f'tr[data-job-key="{key}"]')).to_have_count(0)
-    page.goto(stack.base + "/jobs?state=failed")
-    expect(page.locator(f'tr[data-job-key="{key}"] .status')).to_have_text("aborted")
+    # Aborted jobs have their own list; the failed one does not show them.
+    page.get_by_role("tab", name="failed").click()
+    expect(page.locator(f'tr[data-job-key="{key}"]')).to_have_count(0)
+    page.get_by_role("tab", name="aborted").click()
+    row = page.locator(f'tr[data-job-key="{key}"]')
+    expect(row.locator(".status")).to_have_text("aborted")
+    # Retrying it runs it now: the confirmation says its schedule is not kept.
+    messages: list[str] = []
+    page.on("dialog", lambda dialog: messages.append(dialog.message))
+    row.get_by_role("button", name="Retry").click()
+    expect(page.locator(".flash")).to_contain_text(f"Job {key} was queued again.")
+    assert len(messages) == 1 and "is not kept" in messages[0], messages
 
 
 def test_retry_one_failed_job_then_several(page: Any, stack: Stack) -> None:
@@ -331,6 +344,7 @@ def test_a_read_only_user_cannot_act(page: Any, stack: Stack) -> None:
     key = stack.enqueue("greet", {"name": "untouchable"}, scheduled_at=time.time() + 3600)
     sign_in(page, stack, VIEWER, "/jobs")
     expect(page.locator(".user")).to_contain_text("read-only")
+    page.get_by_role("tab", name="scheduled").click()
     row = page.locator(f'tr[data-job-key="{key}"]')
     expect(row).to_be_visible()
     expect(row.get_by_role("button")).to_have_count(0)
@@ -349,7 +363,7 @@ def test_a_read_only_user_cannot_act(page: Any, stack: Stack) -> None:
         key,
     )
     assert status == 403
-    job = stack.api.get("/api/jobs", params={"state": "queued"}).json()["jobs"]
+    job = stack.api.get("/api/jobs", params={"state": "scheduled"}).json()["jobs"]
     assert key in [j["key"] for j in job]
 
 

@@ -4,6 +4,9 @@ values are checked, list items are checked, and malformed JSON says why."""
 from __future__ import annotations
 
 import enum
+import html
+import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, Optional
 
@@ -125,3 +128,24 @@ async def test_the_form_offers_choices_preselects_the_default_and_reports_bad_js
     assert [j.kwargs for j in queued.jobs] == [
         {"kind": "weekly", "currency": "USD", "limits": {"a": 1}}
     ]
+
+
+async def test_run_now_of_a_cron_job_opens_the_form_with_its_own_arguments(
+    admin: Admin, client_factory: Clients
+) -> None:
+    client = client_factory(create_app(admin))
+    cron = await client.get("/cron")
+    link = html.unescape(re.findall(r'href="([^"]*/enqueue\?job=report[^"]*)"', cron.text)[0])
+    form = await client.get(link)
+    assert form.status_code == 200
+    kind = form.text.split('name="arg.kind"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="&#34;weekly&#34;" selected>weekly</option>' in kind
+    currency = form.text.split('name="arg.currency"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="&#34;USD&#34;" selected>USD</option>' in currency
+    raw = html.unescape(form.text.split('name="args"', 1)[1].split("</textarea>", 1)[0])
+    assert json.loads(raw.split(">", 1)[1]) == {
+        "kind": "weekly",
+        "currency": "USD",
+        "tags": None,
+        "limits": None,
+    }

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -146,6 +146,9 @@ def _routes(console: Console, *, health_probes: bool) -> list[BaseRoute]:
     api = Api(console, actions)
     events = Events(console)
 
+    async def favicon(request: Request) -> Response:
+        return RedirectResponse(console.url(request, "/static/favicon.svg"), 301)
+
     async def enqueue_submit(request: Request) -> Response:
         return await actions.enqueue_form(request, pages.enqueue_form)
 
@@ -183,6 +186,7 @@ def _routes(console: Console, *, health_probes: bool) -> list[BaseRoute]:
         Route("/api/enqueue", api.enqueue, methods=["POST"]),
         Route("/api/health", api.health),
         Route("/api/openapi.json", api.openapi),
+        Route("/favicon.ico", favicon),
         Mount("/static", app=StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static"),
     ]
 

@@ -47,11 +47,15 @@ def format_ts(value: float | None, fmt: str = "full") -> Markup:
 
     Args:
         value: Epoch seconds.
-        fmt: ``full`` (date and time) or ``clock`` (time with milliseconds, for logs).
+        fmt: ``full`` (date and time; the script adds how long ago or ahead), ``clock``
+            (time with milliseconds, for logs), or ``text`` (plain text in UTC, for an
+            attribute).
     """
     if not value:
         return Markup('<span class="muted">—</span>')
     moment = datetime.fromtimestamp(value, UTC)
+    if fmt == "text":
+        return Markup.escape(moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
     if fmt == "clock":
         text = moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     else:

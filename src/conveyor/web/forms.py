@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from conveyor.admin.signatures import json_kinds
 from conveyor.web.errors import WebError
 
 FIELD_PREFIX = "arg."
+#: Seconds in the past a chosen run time may be (the time spent filling in the form).
+PAST_TOLERANCE_S = 300.0
 
 
 @dataclass
@@ -114,6 +117,27 @@ def widgets(job: AvailableJob, submitted: Mapping[str, str] | None = None) -> li
     return out
 
 
+def fields_from_arguments(job: AvailableJob, args: Mapping[str, Any]) -> dict[str, str]:
+    """Form fields (and the raw editor's text) filled with ``args``, as if submitted.
+
+    Parameters that ``args`` leaves out start from their defaults.
+    """
+    fields: dict[str, str] = {"args": json.dumps({**default_arguments(job), **args}, indent=2)}
+    for widget in widgets(job):
+        if widget.name not in args:
+            continue
+        value = args[widget.name]
+        if value is None:
+            fields[widget.field] = ""
+        elif widget.kind == "str" and isinstance(value, str):
+            fields[widget.field] = value
+        elif widget.kind == "bool" and isinstance(value, bool):
+            fields[widget.field] = "true" if value else "false"
+        else:
+            fields[widget.field] = json.dumps(value)
+    return fields
+
+
 def default_arguments(job: AvailableJob) -> dict[str, Any]:
     """The arguments object the raw JSON editor starts with: defaults and placeholders."""
     args: dict[str, Any] = {}
@@ -202,8 +226,22 @@ def scheduled_from_form(form: Mapping[str, str]) -> float | None:
     time is read as UTC.
 
     Raises:
-        WebError: 400 for a time that cannot be read.
+        WebError: 400 for a time that cannot be read; 422 for a time more than
+            :data:`PAST_TOLERANCE_S` in the past (a mistake, not a schedule).
     """
+    at = _scheduled_at(form)
+    if at is not None and at < time.time() - PAST_TOLERANCE_S:
+        when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise WebError(
+            422,
+            "bad_request",
+            f"the time to run at ({when}) has passed: choose a later time, or Now",
+            {"scheduled_at": f"{when} is in the past"},
+        )
+    return at
+
+
+def _scheduled_at(form: Mapping[str, str]) -> float | None:
     if form.get("when", "now") != "at":
         return None
     text = form.get("scheduled_at", "").strip()
@@ -250,10 +288,12 @@ def scheduled_from_json(body: Mapping[str, Any]) -> float | None:
 
 __all__ = [
     "FIELD_PREFIX",
+    "PAST_TOLERANCE_S",
     "Widget",
     "arguments_from_fields",
     "arguments_from_json",
     "default_arguments",
+    "fields_from_arguments",
     "pretty_args",
     "scheduled_from_form",
     "scheduled_from_json",

@@ -18,14 +18,49 @@
       } else if (fmt === "day") {
         text = d.toLocaleDateString(undefined, { month: "short", day: "2-digit" });
       } else {
-        text = d.toLocaleString();
+        text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+          `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`;
       }
       if (el.tagName.toLowerCase() === "title") {
         el.textContent = el.textContent.replace(/^[^:]*\d\d:\d\d UTC|^\w{3} \d\d UTC/, text);
       } else {
         if (!el.title) el.title = el.textContent;
         el.textContent = text;
+        if (fmt === "full") {
+          const rel = document.createElement("small");
+          rel.className = "rel";
+          rel.dataset.relTs = el.dataset.ts;
+          rel.textContent = relative(d);
+          el.append(" ", rel);
+        }
       }
+    });
+  }
+
+  // The browser's zone as people read it ("UTC", "CET", "GMT+1").
+  function zoneName(d) {
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+      .formatToParts(d).find((p) => p.type === "timeZoneName");
+    return part ? part.value : "";
+  }
+
+  // "3 minutes ago", "in 2 hours", "yesterday".
+  function relative(d) {
+    const seconds = (d.getTime() - Date.now()) / 1000;
+    const steps = [["second", 60], ["minute", 60], ["hour", 24], ["day", 30], ["month", 12], ["year", Infinity]];
+    let value = seconds;
+    for (const [unit, size] of steps) {
+      if (Math.abs(value) < size) {
+        return new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }).format(Math.round(value), unit);
+      }
+      value /= size;
+    }
+    return "";
+  }
+
+  function refreshRelative() {
+    document.querySelectorAll("[data-rel-ts]").forEach((el) => {
+      el.textContent = relative(new Date(parseFloat(el.dataset.relTs) * 1000));
     });
   }
 
@@ -271,6 +306,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     localize(document);
+    setInterval(refreshRelative, 15000);
     confirmations();
     bulkSelection();
     enqueueForm();
