@@ -298,6 +298,9 @@ def test_abort_a_queued_job(page: Any, stack: Stack) -> None:
     expect(page).to_have_url(stack.base + "/jobs?state=scheduled")
     row = page.locator(f'tr[data-job-key="{key}"]')
     expect(row).to_contain_text("scheduled")
+    # Times show the browser's zone and how far away they are.
+    due = row.locator("time").last
+    expect(due).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ in (60|59) minutes$"))
     row.get_by_role("button", name="Abort").click()
     expect(page.locator(".flash")).to_contain_text(f"Job {key} is aborted.")
     expect(page.locator(f'tr[data-job-key="{key}"]')).to_have_count(0)

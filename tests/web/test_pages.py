@@ -217,3 +217,13 @@ async def test_read_only_users_see_no_actions_and_cannot_post(
     )
     denied = await client.post(f"/jobs/{key}/abort", data={"csrf_token": csrf_of(jobs)})
     assert denied.status_code == 403 and "read-only" in denied.text
+
+
+async def test_the_favicon_is_served_under_any_mount_path(
+    admin: Admin, client_factory: Clients
+) -> None:
+    client = client_factory(create_app(admin))
+    icon = await client.get("/favicon.ico", follow_redirects=True)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    page = await client.get("/")
+    assert '<link rel="icon" href="/static/favicon.svg' in page.text
