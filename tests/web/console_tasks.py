@@ -43,6 +43,13 @@ async def fail(ctx: dict[str, Any], *, message: str = "boom") -> None:
     raise RuntimeError(message)
 
 
+async def fail_unless(ctx: dict[str, Any], *, path: str) -> str:
+    """Fails until ``path`` exists: a test decides when a retry succeeds."""
+    if not await asyncio.to_thread(Path(path).exists):
+        raise RuntimeError(f"{path} does not exist yet")
+    return "found"
+
+
 class ReportKind(enum.Enum):
     DAILY = "daily"
     WEEKLY = "weekly"
@@ -65,7 +72,7 @@ async def nightly(ctx: dict[str, Any]) -> None:
     log.info("nightly run")
 
 
-FUNCTIONS = [greet, wait_for_file, fail, report, nightly]
+FUNCTIONS = [greet, wait_for_file, fail, fail_unless, report, nightly]
 CRON_JOBS = [
     CronJob(nightly, cron="30 3 * * *", timeout=60),
     CronJob(report, cron="0 6 * * 1", kwargs={"kind": "weekly", "currency": "USD"}),

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -227,3 +228,25 @@ async def test_the_favicon_is_served_under_any_mount_path(
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     page = await client.get("/")
     assert '<link rel="icon" href="/static/favicon.svg' in page.text
+
+
+async def test_retry_is_not_offered_on_a_failed_run_whose_job_completed_later(
+    admin: Admin, worker: Worker, client_factory: Clients, tmp_path: Path
+) -> None:
+    client = client_factory(create_app(admin))
+    flag = tmp_path / "flag"
+    key = await admin.enqueue("fail_unless", {"path": str(flag)})
+
+    async def runs_with(status: str) -> list[Any]:
+        return list((await admin.runs(key=key, status=status)).runs)
+
+    await wait_until(lambda: runs_with("failed"), timeout=15)
+    [failed] = await runs_with("failed")
+    page = await client.get(f"/runs/{failed.run_id}")
+    assert f'action="/jobs/{key}/retry"' in page.text
+    flag.touch()
+    await admin.retry(key)
+    await wait_until(lambda: runs_with("complete"), timeout=15)
+    page = await client.get(f"/runs/{failed.run_id}")
+    assert f'action="/jobs/{key}/retry"' not in page.text
+    assert "This job completed later" in page.text
