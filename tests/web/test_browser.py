@@ -385,3 +385,45 @@ def test_live_updates_reconnect_when_the_console_restarts(page: Any, stack: Stac
     key = stack.enqueue("greet", {"name": "after restart"})
     stack.wait_for_run(key, "complete")
     expect(page.locator('[data-counter="completed"]')).to_have_text(str(before + 1))
+
+
+def test_tables_fit_a_phone_and_keep_every_value_visible(browser: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    message = "the provider refused the request because the account is suspended " + "z" * 70
+    key = stack.enqueue("fail", {"message": message})
+    stack.wait_for_run(key, "failed")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, stack, ADMIN, "/")
+        for path, label, value in (
+            (f"/runs?key={key}", "Error", message[:40]),
+            ("/jobs?state=failed", "Error", message[:40]),
+            ("/cron", "Schedule", "30 3 * * *"),
+        ):
+            page.goto(stack.base + path)
+            cell = page.locator(f'td[data-label="{label}"]', has_text=value).first
+            expect(cell).to_be_visible()
+            # Nothing runs off the right edge of the page or of any table.
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+            overflowing = page.evaluate(
+                """() => Array.from(document.querySelectorAll('table')).filter(
+                    (t) => t.scrollWidth > t.parentElement.clientWidth + 1).length"""
+            )
+            assert overflowing == 0, path
+            # Every labelled value lies within the screen's width, and text is not broken
+            # mid-word: each cell is wide enough for ordinary words.
+            boxes = page.evaluate(
+                """() => Array.from(document.querySelectorAll('td[data-label]'))
+                    .filter((td) => td.offsetParent !== null)
+                    .map((td) => { const r = td.getBoundingClientRect();
+                                   return [td.dataset.label, r.right, r.width]; })"""
+            )
+            assert boxes, path
+            assert all(right <= 390 and width >= 200 for _, right, width in boxes), boxes
+        page.goto(stack.base + "/cron")
+        expect(page.locator('td[data-label="Next run"]').first).to_be_visible()
+        expect(page.locator('td[data-label="Last run"]').first).to_be_visible()
+    finally:
+        context.close()
