@@ -12,10 +12,11 @@ Cookie names carry a hash of the mount path, so two consoles mounted in one site
 separate sessions.
 
 Local mode (no credentials, bound to loopback) never trusts a request that came through a
-proxy: one carrying ``Forwarded``, any ``X-Forwarded-*``, ``X-Real-IP`` or ``Via`` header, or
-any request at all when the console is told it sits behind a proxy (``behind_proxy``). A
-proxy that adds none of those headers is indistinguishable from a local browser, which is why
-a console behind a proxy must have credentials (the docs say so).
+proxy: one carrying ``Forwarded``, any ``X-Forwarded-*``, ``X-Real-IP`` or ``Via`` header, an
+HTTP/1.0 request (nginx's default ``proxy_pass``), or any request at all when the console is
+told it sits behind a proxy (``behind_proxy``). A proxy that speaks HTTP/1.1 and adds none of
+those headers is indistinguishable from a local browser, which is why a console behind a
+proxy must have credentials (the docs say so).
 
 Failed sign-ins are throttled per client address and per user name
 (:class:`SignInThrottle`); every response carries headers that forbid framing and limit
@@ -68,7 +69,11 @@ RESPONSE_HEADERS = (
 
 
 def proxied(connection: HTTPConnection) -> bool:
-    """Whether the request carries a header that a reverse proxy adds."""
+    """Whether the request looks proxied: it carries a header that a reverse proxy adds, or
+    it is HTTP/1.0, which browsers no longer speak but nginx's ``proxy_pass`` does by
+    default (with no header added)."""
+    if connection.scope.get("http_version") == "1.0":
+        return True
     return any(
         name in PROXY_HEADERS or name.startswith("x-forwarded-") for name in connection.headers
     )
