@@ -119,8 +119,7 @@ def _check_wake_up(settings: Settings) -> None:
     """Through PgBouncer in transaction mode, workers are woken one way or the other."""
     if settings.direct_url and settings.poll_interval is not None:
         raise ConfigurationError(
-            "give direct_url (LISTEN on a direct connection) or poll_interval (no LISTEN), "
-            "not both"
+            "give direct_url (LISTEN on a direct connection) or poll_interval (no LISTEN), not both"
         )
     if settings.pgbouncer == "transaction" and not (
         settings.direct_url or settings.poll_interval is not None
