@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import runpy
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -287,3 +289,15 @@ async def test_a_direct_url_to_another_database_is_not_used(
     finally:
         await backend.drop()
         await backend.disconnect()
+
+
+def test_the_documented_urls_mean_what_the_page_says() -> None:
+    example = Path(__file__).parents[2] / "examples/docs/backends/postgres_options.py"
+    names = runpy.run_path(str(example))
+    for name in ("behind_pgbouncer", "with_tls"):
+        settings = names[name].backend.settings
+        assert settings.pgbouncer == "transaction" and settings.prepare_threshold is None
+        assert settings.direct_url.startswith("postgresql://app@db.internal:5432/shop")
+        assert settings.poll_interval is None
+    polling = names["polling"].backend.settings
+    assert polling.poll_interval == 0.5 and not polling.direct_url
