@@ -34,6 +34,7 @@ from conveyor.testing.faults import WorkerProcess
 from conveyor.testing.fixtures import running_worker
 from conveyor.testing.pgbouncer import PgBouncer
 from conveyor.testing.tasks import TEST_FUNCTIONS
+from test_transactional_enqueue import check_rollback_and_commit
 
 LONG_WAIT = 60.0
 WOKEN_WITHIN = 20.0
@@ -217,16 +218,7 @@ async def test_transactional_enqueue_through_pgbouncer(pgbouncer: PgBouncer, que
     async with await psycopg.AsyncConnection.connect(
         pgbouncer.url(), prepare_threshold=None
     ) as conn:
-        await queue.enqueue("echo", key="rolled-back", connection=conn)
-        await conn.rollback()
-        await queue.enqueue("echo", key="committed", value=1, connection=conn)
-        assert await queue.job("committed") is None  # not visible before the commit
-        await conn.commit()
-    assert await queue.job("rolled-back") is None
-    committed = await queue.job("committed")
-    assert committed is not None and committed.kwargs == {"value": 1}
-    claimed = await queue.dequeue()
-    assert claimed is not None and claimed.key == "committed"
+        await check_rollback_and_commit(queue, conn)
 
 
 async def test_the_admin_service_through_pgbouncer(queue: Queue) -> None:

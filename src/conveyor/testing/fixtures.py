@@ -50,8 +50,11 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
     session (each pytest-xdist worker starts its own); skips (or fails under ``CI=true``)
     without the server or the ``pgbouncer`` executable."""
     require_backend("pgbouncer")
-    with PgBouncer(postgres_url(), tmp_path_factory.mktemp("pgbouncer")) as bouncer:
+    bouncer = PgBouncer(postgres_url(), tmp_path_factory.mktemp("pgbouncer")).start()
+    try:
         yield bouncer
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture

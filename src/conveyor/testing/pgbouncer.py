@@ -4,8 +4,12 @@
 authentication, every database forwarded to the server of a PostgreSQL URL), starts
 Debian's ``pgbouncer`` on a spare port of ``127.0.0.1`` and stops it on :meth:`close`::
 
-    with PgBouncer(postgres_url(), tmp_path) as bouncer:
+    bouncer = PgBouncer(postgres_url(), tmp_path).start()
+    try:
         queue = Queue.from_url(bouncer.queue_url())  # through PgBouncer, own schema
+        ...
+    finally:
+        bouncer.close()
 
 PgBouncer refuses to run as root: as root it is started with ``-u nobody`` (it reads its
 files before it drops privileges and logs to the pipe it was given).
@@ -22,7 +26,6 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -166,17 +169,6 @@ class PgBouncer:
             self._log = None
         self.port = 0
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def url(self, original: str | None = None) -> str:
         """``original`` (by default the server's URL) through PgBouncer: its host and port
         replaced by PgBouncer's.
@@ -185,7 +177,7 @@ class PgBouncer:
             RuntimeError: When PgBouncer is not started.
         """
         if self.port == 0:
-            raise RuntimeError(f"{self!r} is not started; use it in a with block")
+            raise RuntimeError(f"{self!r} is not started; call start() first")
         parts = urlsplit(original or self.server_url)
         userinfo, at, _ = parts.netloc.rpartition("@")
         return urlunsplit(parts._replace(netloc=f"{userinfo}{at}127.0.0.1:{self.port}"))
