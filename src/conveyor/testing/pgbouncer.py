@@ -25,6 +25,7 @@ import socket
 import subprocess
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import IO, Self
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -54,6 +55,18 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop PgBouncer at once (SIGTERM: an immediate shutdown), killing it if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(START_TIMEOUT_S)
 
 
 class PgBouncer:
@@ -86,6 +99,7 @@ class PgBouncer:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], PgBouncer] | None = None
 
     def __repr__(self) -> str:
         return f"PgBouncer<127.0.0.1:{self.port} -> {self.server_host}:{self.server_port}>"
@@ -135,12 +149,13 @@ class PgBouncer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
             deadline = time.monotonic() + START_TIMEOUT_S
             while process.poll() is None and time.monotonic() < deadline:
                 if _listening(port):
                     self._process, self._log, self.port = process, log, port
+                    # Stopped at the latest when this process exits, if close() never ran.
+                    self._finalizer = weakref.finalize(self, _stop, process)
                     return self
                 time.sleep(0.02)
             with contextlib.suppress(ProcessLookupError):
@@ -157,13 +172,11 @@ class PgBouncer:
     def close(self) -> None:
         """Stop PgBouncer (an immediate shutdown: its clients are disconnected)."""
         process, self._process = self._process, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(START_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(START_TIMEOUT_S)
+            _stop(process)
         if self._log is not None:
             self._log.close()
             self._log = None
