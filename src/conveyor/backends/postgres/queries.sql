@@ -38,8 +38,9 @@ DROP SCHEMA IF EXISTS {{schema}} CASCADE;
 
 -- name: server_identity
 -- Which server and database a connection reaches (see sessions.py): a server's start time
--- tells it from another server, a primary from its standby too.
-SELECT current_database(), pg_postmaster_start_time()::text;
+-- tells it from another server, a primary from its standby too (in seconds since the epoch,
+-- the same whatever the session's TimeZone).
+SELECT current_database(), extract(epoch FROM pg_postmaster_start_time())::text;
 
 -- name: fragment_replace_finished
 -- How every enqueue statement settles a key that exists: a finished job is replaced by the

@@ -16,6 +16,7 @@ with their backoff, workers poll meanwhile, and no lease is vouched for).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -78,4 +79,5 @@ async def session_connector(db: Database, settings: Settings, identity_query: st
 def _named(identity: tuple[Any, ...] | None) -> str:
     if identity is None:
         return "(unknown)"
-    return f"{identity[0]!r} of the server started at {identity[1]}"
+    started = datetime.fromtimestamp(float(identity[1]), UTC).isoformat(timespec="seconds")
+    return f"{identity[0]!r} of the server started at {started}"
