@@ -126,7 +126,7 @@ def _check_wake_up(settings: Settings) -> None:
     ):
         raise ConfigurationError(
             "pgbouncer=transaction cannot LISTEN nor hold presence locks through PgBouncer: "
-            "add direct_url=<a URL that reaches PostgreSQL itself, percent-encoded> (workers "
+            "add direct_url=<a URL that reaches PostgreSQL itself> (workers "
             "are woken at once, dead workers' jobs recovered early) or poll_interval=<seconds> "
             "(workers poll, jobs of dead workers wait for their leases to expire)"
         )
