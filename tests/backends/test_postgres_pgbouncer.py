@@ -293,3 +293,27 @@ def test_the_documented_urls_mean_what_the_page_says() -> None:
         assert settings.poll_interval is None
     polling = names["polling"].backend.settings
     assert polling.poll_interval == 0.5 and not polling.direct_url
+
+
+@pytest.mark.slow
+async def test_a_worker_carries_on_across_a_restart_of_pgbouncer(tmp_path: Path, wake: str) -> None:
+    bouncer = PgBouncer(postgres_url(), tmp_path).start()
+    url = bouncer.queue_url(wake)
+    queue = Queue.from_url(url, name="main")
+    try:
+        await queue.connect()
+        async with WorkerProcess(url, "main", concurrency=2):
+            before = await queue.enqueue("add", a=1, b=1)
+            assert before is not None
+            await before.refresh(until_complete=30)
+            bouncer.restart()  # every client connection through it is cut
+            assert bouncer.log().count("process up") == 2
+            after = [await queue.enqueue("add", a=i, b=2) for i in range(5)]
+            for job in after:
+                assert job is not None
+                await job.refresh(until_complete=30)
+        assert [job.result for job in after if job] == [i + 2 for i in range(5)]
+    finally:
+        await queue.backend.drop()  # type: ignore[attr-defined]
+        await queue.disconnect()
+        bouncer.close()

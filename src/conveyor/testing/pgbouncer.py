@@ -99,6 +99,7 @@ class PgBouncer:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._reuse_port = 0
         self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], PgBouncer] | None = None
 
     def __repr__(self) -> str:
@@ -141,7 +142,7 @@ class PgBouncer:
         self.directory.mkdir(parents=True, exist_ok=True)
         as_user = ["-u", pwd.getpwuid(65534).pw_name] if os.geteuid() == 0 else []
         for _ in range(PORT_ATTEMPTS):
-            port = _spare_port()
+            port = self._reuse_port or _spare_port()
             config = self._config(port)
             log = (self.directory / "pgbouncer.log").open("ab")
             process = subprocess.Popen(
@@ -163,6 +164,23 @@ class PgBouncer:
             process.wait(START_TIMEOUT_S)
             log.close()
         raise RuntimeError(f"{self!r} did not start; its log:\n{self.log()}")
+
+    def restart(self) -> None:
+        """Stop PgBouncer (its clients are disconnected) and start it again on the same port,
+        as a restart in production does.
+
+        Raises:
+            RuntimeError: When it was not started, or does not start again.
+        """
+        if self.port == 0:
+            raise RuntimeError(f"{self!r} is not started; call start() first")
+        port = self.port
+        self.close()
+        self._reuse_port = port
+        try:
+            self.start()
+        finally:
+            self._reuse_port = 0
 
     def log(self) -> str:
         """Everything PgBouncer logged so far."""
