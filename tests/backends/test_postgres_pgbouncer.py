@@ -4,8 +4,9 @@ The conformance suite runs through it too (the ``pgbouncer`` kind: LISTEN and pr
 direct connection). These tests add what is particular to it, in both ways of waking
 workers (``direct_url`` and ``poll_interval``): the options, a worker process that runs
 jobs, wake-ups, a worker process killed and its job recovered, transactional enqueue on a
-connection through PgBouncer, the admin service, a large pipelined enqueue, and a
-``direct_url`` that reaches another database. Every test owns one schema and drops it.
+connection through PgBouncer, the admin service, a large pipelined enqueue, a restart of
+PgBouncer under a running worker, and a ``direct_url`` that reaches another database.
+Every test owns one schema and drops it.
 """
 
 from __future__ import annotations
