@@ -57,6 +57,16 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _unprivileged_user() -> str:
+    """Who PgBouncer runs as when started by root (it refuses to run as root)."""
+    try:
+        return pwd.getpwnam("nobody").pw_name
+    except KeyError:
+        raise RuntimeError(
+            "PgBouncer refuses to run as root, and there is no user 'nobody' to run it as"
+        ) from None
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Stop PgBouncer at once (SIGTERM: an immediate shutdown), killing it if it lingers."""
     if process.poll() is not None:
@@ -140,7 +150,7 @@ class PgBouncer:
         if executable is None:
             raise RuntimeError("pgbouncer is not installed (apt-get install -y pgbouncer)")
         self.directory.mkdir(parents=True, exist_ok=True)
-        as_user = ["-u", pwd.getpwuid(65534).pw_name] if os.geteuid() == 0 else []
+        as_user = ["-u", _unprivileged_user()] if os.geteuid() == 0 else []
         for _ in range(PORT_ATTEMPTS):
             port = self._reuse_port or _spare_port()
             config = self._config(port)
