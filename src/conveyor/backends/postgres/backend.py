@@ -60,6 +60,7 @@ from conveyor.backends.postgres.enqueue import Enqueuer
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
 from conveyor.backends.postgres.presence import SETTLED_S, SILENT_S, Presence
+from conveyor.backends.postgres.sessions import session_connector
 from conveyor.backends.postgres.statistics import Statistics
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -139,8 +140,10 @@ class PostgresBackend:
             url: ``postgresql://``, ``postgres://``, ``postgresql+psycopg://`` or
                 ``postgresql+asyncpg://`` (psycopg is always used). Query options
                 ``schema`` (default ``conveyor``), ``poll_interval`` (seconds; polls instead
-                of LISTEN, for PgBouncer in transaction mode) and ``prepare_threshold``
-                (``none`` never prepares) are removed before connecting.
+                of LISTEN), ``prepare_threshold`` (``none`` never prepares), ``pgbouncer``
+                (``transaction`` behind PgBouncer in transaction mode) and ``direct_url``
+                (a URL straight to PostgreSQL for LISTEN and the presence locks) are
+                removed before connecting; see :mod:`~conveyor.backends.postgres.config`.
             queue_name: The queue's name.
             **kwargs: ``pool`` (an ``AsyncConnectionPool`` of your own), and the options
                 above plus ``min_size``, ``max_size``, ``pool_timeout``; a keyword wins
@@ -190,12 +193,8 @@ class PostgresBackend:
             raise
         if self.settings.poll_interval is None:
             # Connections of their own, not pooled: LISTEN and session locks stay on them.
-            conninfo, kwargs = await db.conninfo()
-            kwargs["autocommit"] = True
-
-            async def own_connection() -> psycopg.AsyncConnection[Any]:
-                return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
-
+            identity = self.sql.queries["server_identity"]
+            own_connection = await session_connector(db, self.settings, identity)
             self._listener = Listener(own_connection, self.channel, self.queue_name)
             self._presence = Presence(own_connection, self.settings.schema)
         self._db = db
@@ -228,7 +227,8 @@ class PostgresBackend:
         await self._fetch("drop", {}, idempotent=True)
 
     def describe(self) -> dict[str, Any]:
-        """Engine, address (without password), schema and how workers are woken."""
+        """Engine, address (without password), schema, how workers are woken, and
+        PgBouncer's pool mode when one was declared."""
         conninfo = self.settings.conninfo
         if not conninfo and self._user_pool is not None:
             conninfo = self._user_pool.conninfo if isinstance(self._user_pool.conninfo, str) else ""
@@ -240,6 +240,7 @@ class PostgresBackend:
             "address": f"{address}/{info.get('dbname', '')}",
             "schema": self.settings.schema,
             "wake": "poll" if self.settings.poll_interval else "listen/notify",
+            **({"pgbouncer": self.settings.pgbouncer} if self.settings.pgbouncer else {}),
         }
 
     # Running statements

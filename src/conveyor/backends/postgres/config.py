@@ -4,6 +4,13 @@
 are accepted (the driver suffix is dropped: the backend always uses psycopg). Conveyor's
 own options travel as query parameters and are removed before connecting; the others
 (``sslmode``, ``application_name`` ...) go to libpq.
+
+PgBouncer in transaction mode is declared, not detected (a client cannot tell a pooler from
+a server): ``pgbouncer=transaction`` turns prepared statements off unless
+``prepare_threshold`` is given (PgBouncer 1.21 and later can keep them with
+``max_prepared_statements``), and asks for one of the two ways to wake workers, since
+``LISTEN`` and session locks cannot pass through it: ``direct_url`` (a URL that reaches
+PostgreSQL itself, for the LISTEN connection and the presence locks) or ``poll_interval``.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from conveyor.backends.postgres.sqlfiles import check_schema_name
 from conveyor.errors import ConfigurationError
 
 #: Query parameters that belong to Conveyor, not to libpq.
-URL_OPTIONS = ("schema", "poll_interval", "prepare_threshold")
+URL_OPTIONS = ("schema", "poll_interval", "prepare_threshold", "pgbouncer", "direct_url")
 _SCHEMES = ("postgresql", "postgres")
+#: The values of the ``pgbouncer`` option: PgBouncer's ``pool_mode`` in front of the server.
+POOL_MODES = ("session", "transaction")
 
 
 @dataclasses.dataclass(slots=True)
@@ -28,9 +37,14 @@ class Settings:
         conninfo: The libpq URL without Conveyor's options ('' with a user's pool).
         schema: The schema holding the tables (created by the migrations).
         poll_interval: When set, workers poll every this many seconds instead of using
-            LISTEN/NOTIFY (for PgBouncer in transaction mode).
+            LISTEN/NOTIFY (for PgBouncer in transaction mode without ``direct_url``).
         prepare_threshold: psycopg's ``prepare_threshold``; None never prepares
             (PgBouncer in transaction mode before 1.21).
+        pgbouncer: PgBouncer's pool mode in front of the server (``"transaction"`` or
+            ``"session"``), or None for a direct connection.
+        direct_url: A libpq URL that reaches PostgreSQL itself (not a pooler), for the
+            connections that need a session of their own: LISTEN and the presence locks
+            ('' uses the pool's URL).
         min_size: The pool's minimum size.
         max_size: The pool's maximum size.
         pool_timeout: Seconds an operation waits for a connection before it fails.
@@ -41,6 +55,8 @@ class Settings:
     schema: str = "conveyor"
     poll_interval: float | None = None
     prepare_threshold: int | None = 5
+    pgbouncer: str | None = None
+    direct_url: str = ""
     min_size: int = 1
     max_size: int = 10
     pool_timeout: float = 10.0
@@ -75,6 +91,47 @@ def _poll_interval(value: Any) -> float | None:
     return interval
 
 
+def _pool_mode(value: Any) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    mode = str(value).strip().lower()
+    if mode not in POOL_MODES:
+        raise ConfigurationError(
+            f"pgbouncer must be PgBouncer's pool_mode, one of {list(POOL_MODES)}, not {value!r}"
+            " (statement mode cannot run Conveyor's transactions)"
+        )
+    return mode
+
+
+def _direct_url(value: Any) -> str:
+    if value is None or str(value).strip() == "":
+        return ""
+    conninfo, options = split_url(str(value))
+    if options:
+        raise ConfigurationError(
+            f"direct_url takes a plain PostgreSQL URL; move {sorted(options)} to the queue's"
+            " URL (percent-encode direct_url inside it: urllib.parse.quote(url, safe=''))"
+        )
+    return conninfo
+
+
+def _check_wake_up(settings: Settings) -> None:
+    """Through PgBouncer in transaction mode, workers are woken one way or the other."""
+    if settings.direct_url and settings.poll_interval is not None:
+        raise ConfigurationError(
+            "give direct_url (LISTEN on a direct connection) or poll_interval (no LISTEN), not both"
+        )
+    if settings.pgbouncer == "transaction" and not (
+        settings.direct_url or settings.poll_interval is not None
+    ):
+        raise ConfigurationError(
+            "pgbouncer=transaction cannot LISTEN nor hold presence locks through PgBouncer: "
+            "add direct_url=<a URL that reaches PostgreSQL itself> (workers "
+            "are woken at once, dead workers' jobs recovered early) or poll_interval=<seconds> "
+            "(workers poll, jobs of dead workers wait for their leases to expire)"
+        )
+
+
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """Split a queue URL into the libpq URL and Conveyor's options.
 
@@ -104,8 +161,8 @@ def settings_from(url: str | None, **options: Any) -> Settings:
 
     Args:
         url: A PostgreSQL URL, or None when a pool is given.
-        **options: ``schema``, ``poll_interval``, ``prepare_threshold``, ``min_size``,
-            ``max_size``, ``pool_timeout``, ``listen_fallback``.
+        **options: ``schema``, ``poll_interval``, ``prepare_threshold``, ``pgbouncer``,
+            ``direct_url``, ``min_size``, ``max_size``, ``pool_timeout``, ``listen_fallback``.
 
     Raises:
         ConfigurationError: For an unknown option or a value that cannot work.
@@ -121,8 +178,13 @@ def settings_from(url: str | None, **options: Any) -> Settings:
     settings = Settings(conninfo=conninfo)
     settings.schema = check_schema_name(str(merged.get("schema", settings.schema)))
     settings.poll_interval = _poll_interval(merged.get("poll_interval"))
+    settings.pgbouncer = _pool_mode(merged.get("pgbouncer"))
+    settings.direct_url = _direct_url(merged.get("direct_url"))
+    _check_wake_up(settings)
     if "prepare_threshold" in merged:
         settings.prepare_threshold = _prepare_threshold(merged["prepare_threshold"])
+    elif settings.pgbouncer == "transaction":
+        settings.prepare_threshold = None  # a prepared statement lives in one server session
     for name in ("min_size", "max_size"):
         if name in merged:
             setattr(settings, name, int(merged[name]))

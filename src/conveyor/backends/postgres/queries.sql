@@ -36,6 +36,12 @@ INSERT INTO {{schema}}.schema_version (version, name) VALUES ({{version}}, '{{mi
 -- name: drop
 DROP SCHEMA IF EXISTS {{schema}} CASCADE;
 
+-- name: server_identity
+-- Which server and database a connection reaches (see sessions.py): a server's start time
+-- tells it from another server, a primary from its standby too (in seconds since the epoch,
+-- the same whatever the session's TimeZone).
+SELECT current_database(), extract(epoch FROM pg_postmaster_start_time())::text;
+
 -- name: fragment_replace_finished
 -- How every enqueue statement settles a key that exists: a finished job is replaced by the
 -- new one, an incomplete one (queued, active or aborting) is left as it is and its key is
