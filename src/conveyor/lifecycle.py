@@ -85,8 +85,10 @@ def transition(
         serialize: The queue's job serializer (``Queue.serialize``).
         dump: The queue's value serializer (``Queue.dump``), for the run's detail.
         result: The return value, for ``COMPLETE``.
-        error: The error message.
-        traceback: The formatted traceback, stored with the run.
+        error: The error message, one line: the run record's error, and the job's
+            :attr:`~conveyor.job.Job.error` when there is no traceback.
+        traceback: The formatted traceback: the job's ``error`` (as SAQ stores it), and
+            the run's detail.
         delay: For ``QUEUED``: seconds before the retry (the job's backoff by default).
 
     Returns:
@@ -94,10 +96,12 @@ def transition(
     """
     now = now_ms()
     job.touched = now
-    if error is not None:
-        job.error = storable_text(error)
     if traceback is not None:
         traceback = storable_text(traceback)
+    short = storable_text(error) if error is not None else None
+    if short is not None:
+        # As in SAQ, the job keeps the traceback; its run record keeps the one-line error.
+        job.error = traceback if traceback is not None else short
     # Only an attempt that is running has a run to end: a job waiting for its retry keeps
     # its previous attempt's run id in meta, and that run ended already.
     running = job.lease_token is not None or job.status in (Status.ACTIVE, Status.ABORTING)
@@ -121,7 +125,7 @@ def transition(
             status=run_status,
             finished_ms=now,
             detail=run_detail(job, result, traceback, dump),
-            error=job.error if run_status != "complete" else None,
+            error=(short or job.error_summary) if run_status != "complete" else None,
         )
     try:
         payload = serialize(job)
