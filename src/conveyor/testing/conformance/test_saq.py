@@ -208,11 +208,12 @@ async def test_task_that_sets_its_own_status_keeps_it(make_queue: Any) -> None:
         await queue.enqueue("echo", key="after", value=1)
         [after] = await queue.wait(["after"], timeout=10)
         assert after.status == Status.COMPLETE
+        # The worker wrote nothing over it (no unfenced write of its own outcome).
+        stored = await queue.job("own")
+        assert stored is not None and stored.status == Status.FAILED
+        assert stored.error == "not today" and stored.result is None
         assert worker.stats["lost"] == 0 and worker.stats["failed"] == 1
         assert not worker._held  # the spent lease was let go, not renewed or lost
-    stored = await queue.job("own")
-    assert stored is not None and stored.status == Status.FAILED
-    assert stored.error == "not today" and stored.result is None
 
 
 async def test_job_enqueue_reloads_an_existing_key_and_refuses_another_queue(
