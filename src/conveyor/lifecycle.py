@@ -23,6 +23,12 @@ Transitions, and who makes them:
 * active or aborting, lease expired -> :meth:`Backend.recover` keeps the status under a new
   token, then :func:`recovery_transition`: aborting ends aborted; a job with attempts left
   is queued again, due after its backoff; any other fails.
+* ``Queue.update(job, status=...)`` (SAQ's way to set a status) adds no transition of its
+  own: a status other than the job's current one is made by the step above that makes it,
+  with that step's fencing. ``complete``, ``failed`` or ``aborted`` is ``Queue.finish``,
+  ``queued`` is ``Queue.retry``, ``aborting`` is ``Queue.abort``; ``active`` and ``new``
+  are refused (only a claim starts an attempt, only an enqueue stores a job). The job's
+  current status is stored as a plain update.
 
 Ownership (fencing) rules, for every write about a job:
 
@@ -33,7 +39,9 @@ Ownership (fencing) rules, for every write about a job:
   token. A refused write means the lease is lost: ``Queue`` raises
   :class:`~conveyor.errors.LeaseLostError`; a worker, which also learns it from
   :meth:`Backend.renew` (:attr:`Renewal.lost`), stops the attempt if it still runs and
-  writes nothing more about it. Once the attempt's outcome is written the token is spent.
+  writes nothing more about it. Once the attempt's outcome is written the token is spent;
+  when the task wrote it itself (``job.finish``, ``job.retry`` or ``job.update(status=...)``
+  on the job it runs), its worker writes nothing more about that attempt.
 * **Recovery's new token.** :meth:`Backend.recover` replaces the token, so that from then
   on the late writes of the owner that stopped renewing are refused; the recovery
   transition is written under the new token.
