@@ -72,6 +72,16 @@ class Queue:
             (:class:`conveyor.observability.instrumentation.Instrumentation`).
     """
 
+    #: SAQ's counters of the attempts that ended through this queue object (its
+    #: ``finish`` and ``retry``, and the workers that run on it): ``queued`` again counts
+    #: as retried. Plain ints, per object (an increment makes the instance's own).
+    complete: int = 0
+    failed: int = 0
+    retried: int = 0
+    aborted: int = 0
+    #: Epoch ms of this object's first :meth:`connect` (SAQ's ``Queue.started``).
+    started: int = 0
+
     def __init__(
         self,
         backend: Backend,
@@ -94,14 +104,6 @@ class Queue:
         self.instrumentation = list(instrumentation)
         self._before_enqueues: dict[int, BeforeEnqueue] = {}
         self._connected = False
-        #: Epoch ms when this queue object was made (SAQ's ``Queue.started``).
-        self.started = now_ms()
-        #: Attempts that ended here (by this object's ``finish``/``retry``, or by a worker
-        #: running on it), as SAQ counts them.
-        self.complete = 0
-        self.failed = 0
-        self.retried = 0
-        self.aborted = 0
 
     def __repr__(self) -> str:
         return f"Queue<name={self.name!r}, backend={self.backend.name}>"
@@ -141,6 +143,7 @@ class Queue:
         if not self._connected:
             await self.backend.connect()
             self._connected = True
+            self.started = self.started or now_ms()
 
     async def disconnect(self) -> None:
         """Disconnect the backend. Idempotent."""
