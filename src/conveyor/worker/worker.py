@@ -837,8 +837,8 @@ def _check_settings(
         )
     if burst and concurrency == 0:
         raise ConfigurationError(
-            "burst=True needs concurrency of at least 1: a worker that runs no job would "
-            "never find the queue empty"
+            "concurrency must be at least 1 with burst=True: a worker that runs no job "
+            "would never find the queue empty"
         )
     for name, value in timers.items():
         if number(f'timers["{name}"]', value) <= 0:
