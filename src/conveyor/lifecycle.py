@@ -28,7 +28,9 @@ Transitions, and who makes them:
   with that step's fencing. ``complete``, ``failed`` or ``aborted`` is ``Queue.finish``,
   ``queued`` is ``Queue.retry``, ``aborting`` is ``Queue.abort``; ``active`` and ``new``
   are refused (only a claim starts an attempt, only an enqueue stores a job). The job's
-  current status is stored as a plain update.
+  current status is stored as a plain update. A job that this process did not claim gets
+  no new status but ``aborting`` while it is active or aborting: the outcome of an attempt
+  is written by its lease holder only (the check reads the job before the unfenced write).
 
 Ownership (fencing) rules, for every write about a job:
 

@@ -669,10 +669,17 @@ class Queue:
 
         Every write is fenced as the step's own: a job claimed here is written only while
         this process still holds its lease (and a status change ends the attempt: its lease
-        token is spent); any other job is written unfenced, whatever its state.
+        token is spent). A job not claimed here gets no new status but ``aborting`` while a
+        worker holds it (stored ``active`` or ``aborting``): only that worker, under its
+        lease, writes how the attempt ends. (The check reads the job first: a job claimed
+        between that read and the write is written unfenced, as :meth:`finish` writes a job
+        not claimed here.)
 
         Raises:
-            ValueError: ``status`` is ``active`` or ``new``; nothing is stored.
+            ValueError: ``status`` is ``active`` or ``new``, or another status than
+                ``aborting`` for a job a worker holds that was not claimed here; nothing is
+                stored.
+            JobNotFoundError: The job does not exist (for a status change).
             SerializationError: A field cannot be serialized; nothing is stored.
             LeaseLostError: ``job`` was claimed here and its lease is gone (another worker
                 recovered it): nothing is stored, and the attempt should stop.
@@ -684,6 +691,16 @@ class Queue:
                 "makes a job active and only enqueue stores a new one"
             )
         await self._ensure_connected()
+        if status != job.status and status != Status.ABORTING and job.lease_token is None:
+            [row] = await self.backend.get([job.key])
+            if row is None:
+                raise JobNotFoundError(job.key, self.name)
+            if row.status in (Status.ACTIVE.value, Status.ABORTING.value):
+                raise ValueError(
+                    f"job {job.key!r} is {row.status} on worker {row.worker_id!r}: only that "
+                    f"worker, under its lease, may make it {status.value}; abort it instead "
+                    "(status=aborting)"
+                )
         for name, value in kwargs.items():
             setattr(job, name, value)
         if status != job.status:

@@ -187,6 +187,12 @@ async def test_update_status_of_a_job_not_claimed_here(make_queue: Any) -> None:
     assert claimed is not None and claimed.key == "running"
     loaded = await queue.job("running")
     assert loaded is not None and loaded.lease_token is None
+    # A worker holds it: no outcome from here, nothing stored.
+    for status in (Status.COMPLETE, Status.FAILED, Status.QUEUED):
+        with pytest.raises(ValueError, match="only that worker"):
+            await loaded.update(status=status, result="not mine")
+    stored = await queue.job("running")
+    assert stored is not None and stored.status == Status.ACTIVE and stored.result is None
     await loaded.update(status=Status.ABORTING, error="stop")  # its worker is told
     renewal = await queue.backend.renew("dequeue", [_lease(claimed)], LEASE_S, time.time())
     assert renewal.aborting == ["running"]
