@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from conveyor import CronJob, Job, Queue, Status, Worker
 from conveyor.backends.memory import MemoryBackend
 from conveyor.job import now_ms
@@ -145,3 +147,17 @@ async def _status_is(queue: Queue, key: str, status: Status) -> bool:
 
 async def _cron_jobs(queue: Queue) -> list[Job]:
     return [job async for job in queue.iter_jobs() if (job.meta or {}).get("trigger") == "cron"]
+
+
+async def test_cancelling_process_requeues_its_job() -> None:
+    queue = await _queue()
+    worker = Worker(queue, TEST_FUNCTIONS)
+    await queue.enqueue("sleep", key="long", seconds=30, timeout=60)
+    processing = asyncio.create_task(worker.process())
+    await wait_until(lambda: "long" in worker._running, message="job running")
+    processing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(processing, 10)
+    stored = await queue.job("long")
+    assert stored is not None and stored.status == Status.QUEUED
+    assert stored.error == "worker shut down"

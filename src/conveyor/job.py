@@ -103,7 +103,9 @@ class Job:
         started: Epoch milliseconds when the current attempt started.
         touched: Epoch milliseconds of the latest change or heartbeat.
         result: The function's return value.
-        error: The error of the latest failed attempt.
+        error: The error of the latest failed attempt: its traceback when the task raised
+            (as SAQ stores it; :attr:`error_summary` is its last line), else a one-line
+            reason (a timeout, an abort's reason).
         status: The job's :class:`Status`.
         priority: Lower numbers run first; 0 by default.
         group_key: At most one job of a group runs at a time.
@@ -377,7 +379,10 @@ class Job:
         await self._require_queue().retry(self, error)
 
     async def update(self, **kwargs: Any) -> None:
-        """Change fields (``progress``, ``meta`` ...) and store them; listeners are told."""
+        """Change fields (``progress``, ``meta`` ...) and store them; listeners are told.
+
+        A new ``status`` goes through the step of the job's life that makes it (see
+        :meth:`conveyor.queue.Queue.update`)."""
         await self._require_queue().update(self, **kwargs)
 
     async def refresh(

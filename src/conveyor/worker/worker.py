@@ -342,7 +342,13 @@ class Worker:
             self._launch(job)
             entry = self._running.get(job.key)
             if entry is not None:
-                await asyncio.wait([entry.task])
+                try:
+                    await asyncio.wait([entry.task])
+                except asyncio.CancelledError:
+                    # Cancelled as a stop would: the job is re-queued, then this returns.
+                    entry.cancel(CancelReason.SHUTDOWN)
+                    await asyncio.wait([entry.task], timeout=self.cancellation_hard_deadline_s)
+                    raise
             assert self._writer is not None
             await self._writer.flush()
             return True
