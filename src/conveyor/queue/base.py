@@ -72,16 +72,6 @@ class Queue:
             (:class:`conveyor.observability.instrumentation.Instrumentation`).
     """
 
-    #: SAQ's counters of the attempts that ended through this queue object (its
-    #: ``finish`` and ``retry``, and the workers that run on it): ``queued`` again counts
-    #: as retried. Plain ints, per object (an increment makes the instance's own).
-    complete: int = 0
-    failed: int = 0
-    retried: int = 0
-    aborted: int = 0
-    #: Epoch ms of this object's first :meth:`connect` (SAQ's ``Queue.started``).
-    started: int = 0
-
     def __init__(
         self,
         backend: Backend,
@@ -771,6 +761,16 @@ class Queue:
         await self._ensure_connected()
         await self._write(job, self.transition(job, Status.QUEUED, error=error))
         self.count_ended(Status.QUEUED)
+
+    #: SAQ's counters of the attempts that ended through this queue object (its
+    #: ``finish`` and ``retry``, and the workers that run on it): ``queued`` again counts
+    #: as retried. Plain ints, per object (an increment makes the instance's own).
+    complete: int = 0
+    failed: int = 0
+    retried: int = 0
+    aborted: int = 0
+    #: Epoch ms of this object's first :meth:`connect` (SAQ's ``Queue.started``).
+    started: int = 0
 
     def count_ended(self, status: Status) -> None:
         """Count an attempt that ended with ``status`` (``queued``: retried) in SAQ's
