@@ -266,8 +266,11 @@ async def test_process_task_exception_is_reported_with_its_traceback() -> None:
         job = await queue.enqueue("process_fail", key="fails", message="nope")
         assert job is not None
         await job.refresh(until_complete=20)
-    assert job.status == Status.FAILED and job.error == "ValueError: nope"
+    # As in SAQ, the job's error is the child's traceback; its last line is the summary.
+    assert job.status == Status.FAILED and job.error_summary == "ValueError: nope"
+    assert job.error is not None and "in sync_fail" in job.error
     runs, _ = await queue.backend.list_runs(RunFilter(key="fails"), 0, 10)
+    assert runs[0].error == "ValueError: nope"
     detail = queue.load(runs[0].detail)
     assert "in sync_fail" in detail["traceback"] and "ValueError: nope" in detail["traceback"]
 
