@@ -214,9 +214,13 @@ class Lines:
                 exc, waited = None, False
                 limit, knob = f"max_concurrent_ops={self._max_borrowed}", "max_concurrent_ops"
             else:
+                self._borrowed += 1  # taken before the await: concurrent calls count it
                 try:
                     conn = await pool.get_connection(*self._get_args)
-                except RedisConnectionError as error:
+                except BaseException as error:
+                    self._borrowed -= 1
+                    if not isinstance(error, RedisConnectionError):
+                        raise
                     # A blocking pool's wait ran out (not a connect that failed):
                     exc = error
                     waited = isinstance(exc.__cause__, TimeoutError) and "No connection" in str(exc)
@@ -225,7 +229,6 @@ class Lines:
                     limit = f"max_connections={getattr(pool, 'max_connections', '?')}"
                     knob = "max_connections (a URL option)"
                 else:
-                    self._borrowed += 1
                     return conn
             loop = asyncio.get_running_loop()
             if deadline is None:
