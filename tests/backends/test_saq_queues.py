@@ -290,3 +290,14 @@ def test_postgres_queue_needs_a_pool_or_a_url_not_both(tmp_path: Path) -> None:
         PostgresQueue(url="postgresql://u@h/db", manage_pool_lifecycle=False)
     with pytest.raises(ConfigurationError, match="priorities"):
         PostgresQueue(url="postgresql://u@h/db", priorities=(10, 1))
+
+
+def test_the_search_path_of_the_users_pool_chooses_the_schema() -> None:
+    for conninfo in (
+        "postgresql://u@h/db?options=-c%20search_path%3Dmyapp",
+        "host=h dbname=db options='-c search_path=myapp,public'",
+    ):
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(conninfo, open=False)
+        queue = PostgresQueue(pool=pool)
+        assert queue.backend.settings.schema == "myapp"  # type: ignore[attr-defined]
+        assert PostgresQueue(pool=pool, schema="other").backend.settings.schema == "other"  # type: ignore[attr-defined]

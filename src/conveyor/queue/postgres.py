@@ -21,7 +21,7 @@ from conveyor.serialization import Dumper, Loader
 
 try:
     from conveyor.backends.postgres import PostgresBackend
-    from conveyor.backends.postgres.config import settings_from
+    from conveyor.backends.postgres.config import conninfo_schema, settings_from
 except ImportError as exc:
     raise MissingDependencyError("psycopg", "postgres", "conveyor.queue.postgres") from exc
 
@@ -39,9 +39,9 @@ SAQ_PRIORITIES = (0, 32767)
 class PostgresQueue(Queue):
     """A queue stored in PostgreSQL, as SAQ's ``PostgresQueue``.
 
-    Its tables live in a schema of their own: ``schema=``, ``?schema=`` in the URL, or a
-    ``search_path`` in the URL's ``options`` (``options=-c search_path=X``), else
-    ``conveyor``.
+    Its tables live in a schema of their own: ``schema=``, ``?schema=`` in the URL, or the
+    first schema of a ``search_path`` in the ``options`` of the URL or of your pool's
+    connection string (``options=-c search_path=X``), else ``conveyor``.
 
     Args:
         pool: Your ``psycopg_pool.AsyncConnectionPool`` (give it or ``url``).
@@ -109,6 +109,8 @@ class PostgresQueue(Queue):
                     "PostgresQueue needs either pool=... (an AsyncConnectionPool of yours) or "
                     "url=... (a PostgreSQL URL), not " + ("both" if pool is not None else "neither")
                 )
+            if schema is None and pool is not None and isinstance(pool.conninfo, str):
+                schema = conninfo_schema(pool.conninfo)  # your pool's search_path
             if schema is not None:
                 options["schema"] = schema
             settings = settings_from(

@@ -15,6 +15,9 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from conveyor.backends.postgres.sqlfiles import check_schema_name
 from conveyor.errors import ConfigurationError, InvalidUrlError
 
@@ -134,6 +137,16 @@ def search_path_schema(libpq_options: str) -> str | None:
         if name and name != "$user":
             return name
     return None
+
+
+def conninfo_schema(conninfo: str) -> str | None:
+    """The schema that a connection string's ``search_path`` names (URL or ``key=value``
+    form), or None."""
+    try:
+        options = conninfo_to_dict(conninfo).get("options")
+    except psycopg.ProgrammingError:
+        return None
+    return search_path_schema(str(options)) if options else None
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
