@@ -98,6 +98,8 @@ SIGNATURES: dict[tuple[str, str, str], str] = {
         "status=NEW, priority=0, group_key=None, meta=META"
     ),
     ("conveyor.queue", "Queue", "from_url"): "url, **kwargs",
+    ("conveyor.queue.redis", "RedisQueue", "from_url"): "url, **kwargs",
+    ("conveyor.queue.postgres", "PostgresQueue", "from_url"): "url, **kwargs",
     ("conveyor.queue", "Queue", "connect"): "self",
     ("conveyor.queue", "Queue", "disconnect"): "self",
     ("conveyor.queue", "Queue", "enqueue"): "self, job_or_func, **kwargs",

@@ -76,6 +76,10 @@ async def test_redis_queue_from_url_is_a_redis_queue_with_its_own_client() -> No
     require_backend("redis")
     queue = Queue.from_url(f"{redis_url()}?prefix={_prefix()}", name="saq")
     assert isinstance(queue, RedisQueue)
+    lines = queue.backend._scripts.lines  # type: ignore[attr-defined]
+    assert lines._max_borrowed is None  # Queue.from_url: the pool's own bound
+    saqs = RedisQueue.from_url(f"{redis_url()}?prefix={_prefix()}")
+    assert saqs.backend._scripts.lines._max_borrowed == 20  # type: ignore[attr-defined]
     try:
         await queue.connect()
         assert await queue.redis.ping()

@@ -83,6 +83,20 @@ class RedisQueue(Queue):
             backend, name, dump, load, defaults, instrumentation=instrumentation, **swept
         )
 
+    @classmethod
+    def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> Queue:
+        """A queue for a Redis URL, with SAQ's ``max_concurrent_ops`` (20) unless given.
+
+        Args:
+            url: A ``redis://``, ``rediss://`` or ``unix://`` URL.
+            runs_url: Keep run records in this other store (see :meth:`Queue.from_url`).
+            **kwargs: As for :meth:`Queue.from_url`.
+
+        Raises:
+            InvalidUrlError: For a URL of another engine.
+        """
+        return super().from_url(url, runs_url, **({"max_concurrent_ops": 20} | kwargs))
+
     @property
     def redis(self) -> Any:
         """The queue's ``redis.asyncio.Redis`` client."""
