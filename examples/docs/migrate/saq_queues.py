@@ -5,16 +5,15 @@ Needs ``conveyor[redis]`` and ``conveyor[postgres]``, a Redis server at ``REDIS_
 PostgreSQL server at ``DATABASE_URL``.
 """
 
+# --8<-- [start:imports]
 import asyncio
 import os
 
-from conveyor import Queue, Worker
-from conveyor.types import Context
-
-# --8<-- [start:imports]
+from conveyor import Queue, Worker  # was: from saq import Queue, Worker
 from conveyor.errors import InvalidUrlError  # was: from saq.errors import InvalidUrlError
 from conveyor.queue.postgres import PostgresQueue  # was: from saq.queue.postgres import ...
 from conveyor.queue.redis import RedisQueue  # was: from saq.queue.redis import RedisQueue
+from conveyor.types import Context  # was: from saq.types import Context
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
