@@ -247,6 +247,12 @@ def test_search_path_in_the_urls_options_chooses_the_schema(options: str) -> Non
     )
 
 
+def test_a_search_path_name_is_folded_as_postgresql_folds_it() -> None:
+    folded = settings_from("postgresql://u@h/db?options=-c%20search_path%3DMyApp").schema
+    quoted = settings_from("postgresql://u@h/db?options=-c%20search_path%3D%22MyApp%22").schema
+    assert (folded, quoted) == ("myapp", "MyApp")
+
+
 async def test_a_queue_on_a_search_path_url_keeps_its_tables_in_that_schema(schema: str) -> None:
     queue = Queue.from_url(f"{postgres_url()}?options=-c%20search_path%3D{schema}", name="saq")
     assert isinstance(queue, PostgresQueue)

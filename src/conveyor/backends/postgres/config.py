@@ -127,13 +127,15 @@ def _priorities(value: Any) -> tuple[int, int] | None:
 
 def search_path_schema(libpq_options: str) -> str | None:
     """The first schema of a ``search_path`` set in libpq's ``options`` (``$user`` skipped),
-    or None when it sets none."""
+    or None when it sets none. An unquoted name is folded to lower case, as PostgreSQL
+    folds it."""
     match = _SEARCH_PATH.search(libpq_options)
     if match is None:
         return None
     path = re.sub(r"\\(.)", r"\1", match[1])
     for entry in path.split(","):
-        name = entry.strip().strip('"')
+        entry = entry.strip()
+        name = entry[1:-1] if entry[:1] == entry[-1:] == '"' and len(entry) > 1 else entry.lower()
         if name and name != "$user":
             return name
     return None
