@@ -55,6 +55,8 @@ _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - {"function", 
 _QUEUE_OPTIONS = frozenset(
     {"name", "dump", "load", "defaults", "swept_error_message", "instrumentation"}
 )
+#: The error recorded on a job whose worker died, unless the queue is given another.
+_SWEPT_ERROR_MESSAGE = "worker died while running the job (lease expired)"
 #: The class of the queue that :meth:`Queue.from_url` returns for a scheme: SAQ's classes,
 #: so that ``isinstance(Queue.from_url("redis://..."), RedisQueue)`` holds as in SAQ.
 _QUEUE_CLASSES = {
@@ -87,7 +89,8 @@ class Queue:
         defaults: Defaults for the policy fields of jobs enqueued here (``timeout``,
             ``retries``, ``ttl``, ``retry_delay``, ``retry_backoff``, ``heartbeat``); a value
             given on the job itself wins.
-        swept_error_message: The error recorded on a job whose worker died.
+        swept_error_message: The error recorded on a job whose worker died (None: the
+            default message, as SAQ's None is).
         instrumentation: Metrics and tracing hooks
             (:class:`conveyor.observability.instrumentation.Instrumentation`).
     """
@@ -103,7 +106,7 @@ class Queue:
         dump: Dumper | None = None,
         load: Loader | None = None,
         defaults: dict[str, Any] | None = None,
-        swept_error_message: str = "worker died while running the job (lease expired)",
+        swept_error_message: str | None = None,
         instrumentation: Sequence[Instrumentation] = (),
     ) -> None:
         self.backend = backend
@@ -114,7 +117,7 @@ class Queue:
         for field in self.defaults:
             if field not in POLICY_FIELDS:
                 raise ValueError(f"{field!r} is not a job default; use one of {POLICY_FIELDS}")
-        self.swept_error_message = swept_error_message
+        self.swept_error_message = swept_error_message or _SWEPT_ERROR_MESSAGE
         self.instrumentation = list(instrumentation)
         self._before_enqueues: dict[int, BeforeEnqueue] = {}
         self._connected = False

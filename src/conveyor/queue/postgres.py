@@ -127,10 +127,7 @@ class PostgresQueue(Queue):
             backend = PostgresBackend(
                 name, settings, pool=pool, manage_pool_lifecycle=manage_pool_lifecycle
             )
-        swept = {} if swept_error_message is None else {"swept_error_message": swept_error_message}
-        super().__init__(
-            backend, name, dump, load, defaults, instrumentation=instrumentation, **swept
-        )
+        super().__init__(backend, name, dump, load, defaults, swept_error_message, instrumentation)
 
     @classmethod
     def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> Queue:

@@ -78,10 +78,7 @@ class RedisQueue(Queue):
             backend = RedisBackend(
                 redis, name, prefix, owns_client=True, max_concurrent_ops=max_concurrent_ops
             )
-        swept = {} if swept_error_message is None else {"swept_error_message": swept_error_message}
-        super().__init__(
-            backend, name, dump, load, defaults, instrumentation=instrumentation, **swept
-        )
+        super().__init__(backend, name, dump, load, defaults, swept_error_message, instrumentation)
 
     @classmethod
     def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> Queue:
