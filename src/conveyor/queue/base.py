@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 import time
 import traceback as tb_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conveyor import lifecycle
 from conveyor.backends import backend_for_urls
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
-from conveyor.errors import ConfigurationError, JobError, JobNotFoundError, LeaseLostError
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidUrlError,
+    JobError,
+    JobNotFoundError,
+    LeaseLostError,
+)
 from conveyor.job import (
     POLICY_FIELDS,
     TERMINAL_STATUSES,
@@ -48,6 +55,17 @@ _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - {"function", 
 _QUEUE_OPTIONS = frozenset(
     {"name", "dump", "load", "defaults", "swept_error_message", "instrumentation"}
 )
+#: The error recorded on a job whose worker died, unless the queue is given another.
+_SWEPT_ERROR_MESSAGE = "worker died while running the job (lease expired)"
+#: The class of the queue that :meth:`Queue.from_url` returns for a scheme: SAQ's classes,
+#: so that ``isinstance(Queue.from_url("redis://..."), RedisQueue)`` holds as in SAQ.
+_QUEUE_CLASSES = {
+    "redis": ("conveyor.queue.redis", "RedisQueue"),
+    "rediss": ("conveyor.queue.redis", "RedisQueue"),
+    "unix": ("conveyor.queue.redis", "RedisQueue"),
+    "postgres": ("conveyor.queue.postgres", "PostgresQueue"),
+    "postgresql": ("conveyor.queue.postgres", "PostgresQueue"),
+}
 #: The longest single wait between two reads in :meth:`Queue.wait` and :meth:`Queue.listen`:
 #: a notification lost to a dropped connection costs at most this, never the whole wait.
 _MAX_WAIT_SLICE = 1.0
@@ -67,10 +85,15 @@ class Queue:
         defaults: Defaults for the policy fields of jobs enqueued here (``timeout``,
             ``retries``, ``ttl``, ``retry_delay``, ``retry_backoff``, ``heartbeat``); a value
             given on the job itself wins.
-        swept_error_message: The error recorded on a job whose worker died.
+        swept_error_message: The error recorded on a job whose worker died (None: the
+            default message, as SAQ's None is).
         instrumentation: Metrics and tracing hooks
             (:class:`conveyor.observability.instrumentation.Instrumentation`).
     """
+
+    #: The URL schemes that :meth:`from_url` accepts on this class: all of them here, an
+    #: engine's on SAQ's engine classes (``RedisQueue``, ``PostgresQueue``).
+    url_schemes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -79,7 +102,7 @@ class Queue:
         dump: Dumper | None = None,
         load: Loader | None = None,
         defaults: dict[str, Any] | None = None,
-        swept_error_message: str = "worker died while running the job (lease expired)",
+        swept_error_message: str | None = None,
         instrumentation: Sequence[Instrumentation] = (),
     ) -> None:
         self.backend = backend
@@ -90,13 +113,13 @@ class Queue:
         for field in self.defaults:
             if field not in POLICY_FIELDS:
                 raise ValueError(f"{field!r} is not a job default; use one of {POLICY_FIELDS}")
-        self.swept_error_message = swept_error_message
+        self.swept_error_message = swept_error_message or _SWEPT_ERROR_MESSAGE
         self.instrumentation = list(instrumentation)
         self._before_enqueues: dict[int, BeforeEnqueue] = {}
         self._connected = False
 
     def __repr__(self) -> str:
-        return f"Queue<name={self.name!r}, backend={self.backend.name}>"
+        return f"{type(self).__name__}<name={self.name!r}, backend={self.backend.name}>"
 
     @classmethod
     def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> Queue:
@@ -113,18 +136,39 @@ class Queue:
                 and ``instrumentation`` go to the queue; the rest to the backend of ``url``
                 (the run store takes its options from ``runs_url``).
 
+        Returns:
+            A :class:`~conveyor.queue.redis.RedisQueue` for a Redis URL, a
+            :class:`~conveyor.queue.postgres.PostgresQueue` for a PostgreSQL URL (as SAQ's
+            ``Queue.from_url``), else a :class:`Queue`; called on a subclass, an instance
+            of that subclass.
+
         Raises:
             UnsupportedURLError: For an unknown scheme, listing the supported ones.
+            InvalidUrlError: When called on an engine's class (``RedisQueue``,
+                ``PostgresQueue``) with another engine's URL.
             MissingDependencyError: When the backend's extra is not installed.
             ConfigurationError: When the backend of ``runs_url`` cannot keep another
                 store's runs (Redis).
         """
+        scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+        if cls.url_schemes and scheme not in cls.url_schemes:
+            raise InvalidUrlError(
+                f"{cls.__name__}.from_url needs a URL of scheme "
+                f"{', '.join(s + '://' for s in sorted(cls.url_schemes))}, not {url!r}; "
+                "Queue.from_url takes any"
+            )
         queue_kwargs = {k: v for k, v in kwargs.items() if k in _QUEUE_OPTIONS}
         backend_kwargs = {k: v for k, v in kwargs.items() if k not in _QUEUE_OPTIONS}
         name = queue_kwargs.get("name", "default")
         load = queue_kwargs.get("load")
         backend = backend_for_urls(url, runs_url, name, load, **backend_kwargs)
-        return cls(backend, **queue_kwargs)
+        queue_class: type[Queue] = cls
+        if scheme in _QUEUE_CLASSES:
+            module, class_name = _QUEUE_CLASSES[scheme]
+            engine_class = getattr(importlib.import_module(module), class_name)
+            if issubclass(engine_class, cls):
+                queue_class = engine_class
+        return queue_class(backend, **queue_kwargs)
 
     # Lifecycle
 

@@ -213,9 +213,13 @@ FROM (
 ORDER BY priority, ready_at, seq;
 
 -- name: fragment_claimable
--- The claimable jobs (claim's and claim_again's picked), before their order and limit.
+-- The claimable jobs (claim's and claim_again's picked), before their order and limit:
+-- those of the worker's priority window (SAQ's priorities; the whole integer range by
+-- default). The head of a group is its first job whatever the window: a group whose head
+-- is outside it waits for a worker whose window has it.
 SELECT j.key FROM {{schema}}.jobs j
     WHERE j.queue = %(queue)s AND j.status = 'queued' AND j.due <= %(now)s
+      AND j.priority BETWEEN %(lowest)s AND %(highest)s
       AND (j.group_key IS NULL OR (
           NOT EXISTS (
               SELECT 1 FROM {{schema}}.jobs r
