@@ -18,6 +18,7 @@ from conveyor.errors import ConfigurationError
 
 DEFAULT_FILE = "conveyor.db"
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_WAKEUPS = ("socket", "poll")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,12 +32,16 @@ class SQLiteSettings:
         busy_timeout_ms: How long a write waits for another process's write to finish.
         poll_interval: Seconds between two checks for commits by other connections while
             someone waits for work or for a job to finish.
+        wakeup: ``socket`` (the default): other processes of this host also wake waiters
+            at once through Unix datagram sockets (see :mod:`.doorbell`), the poll
+            catching the rest; ``poll``: the poll alone.
     """
 
     path: Path
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
     poll_interval: float = 0.02
+    wakeup: str = "socket"
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteSettings:
@@ -56,7 +61,7 @@ class SQLiteSettings:
 
     @classmethod
     def _build(cls, path: Path, options: dict[str, Any]) -> SQLiteSettings:
-        known = {"synchronous", "busy_timeout", "poll_interval"}
+        known = {"synchronous", "busy_timeout", "poll_interval", "wakeup"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
@@ -67,6 +72,9 @@ class SQLiteSettings:
             raise ConfigurationError(
                 f"synchronous={synchronous!r} is not one of {', '.join(_SYNCHRONOUS)}"
             )
+        wakeup = str(options.get("wakeup", "socket")).lower()
+        if wakeup not in _WAKEUPS:
+            raise ConfigurationError(f"wakeup={wakeup!r} is not one of {', '.join(_WAKEUPS)}")
         try:
             busy_timeout_ms = int(options.get("busy_timeout", 5000))
             poll_interval = float(options.get("poll_interval", 0.02))
@@ -76,7 +84,7 @@ class SQLiteSettings:
             raise ConfigurationError(
                 "busy_timeout (ms) must be >= 0 and poll_interval (seconds) in (0, 60]"
             )
-        return cls(path, synchronous, busy_timeout_ms, poll_interval)
+        return cls(path, synchronous, busy_timeout_ms, poll_interval, wakeup)
 
 
 def _path_of(location: str, url: str) -> Path:
