@@ -367,3 +367,22 @@ async def test_queues_sharing_a_file_are_woken_and_claim_only_their_own_jobs(
         for backend in (*waiters.values(), *producers.values()):
             await backend.drop()
     assert _sockets(waiters["a"].settings.path) == []
+
+
+async def test_a_datagram_between_two_waits_wakes_the_next_wait(short: Path) -> None:
+    url = _url(short)
+    waiter = SQLiteBackend.from_url(url, "wake")
+    other = SQLiteBackend.from_url(url, "wake")
+    await waiter.connect()
+    await other.connect()
+    try:
+        await waiter.wait_for_work(0.01)  # binds its socket; nobody waits after this
+        assert len(_sockets(waiter.settings.path)) == 1
+        await other.enqueue([NewJob("between", "f", "p")])  # as if while it claimed
+        started = time.monotonic()
+        await waiter.wait_for_work(LONG_WAIT)
+        assert time.monotonic() - started < LONG_WAIT - 1, "the datagram was lost"
+        assert [row.key for row in await waiter.claim("w", 1, 30, time.time())] == ["between"]
+    finally:
+        await other.disconnect()
+        await waiter.drop()
