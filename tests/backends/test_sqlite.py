@@ -148,13 +148,15 @@ def test_isolated_test_urls_are_absolute(tmp_path: Path) -> None:
 
 def test_url_options_and_keyword_options() -> None:
     settings = SQLiteBackend.from_url(
-        "sqlite:///x.db?synchronous=full&busy_timeout=100&poll_interval=0.05", "q"
+        "sqlite:///x.db?synchronous=full&busy_timeout=100&poll_interval=0.05&wakeup=POLL", "q"
     ).settings
-    assert (settings.synchronous, settings.busy_timeout_ms, settings.poll_interval) == (
-        "FULL",
-        100,
-        0.05,
-    )
+    assert (
+        settings.synchronous,
+        settings.busy_timeout_ms,
+        settings.poll_interval,
+        settings.wakeup,
+    ) == ("FULL", 100, 0.05, "poll")
+    assert SQLiteBackend.from_url("sqlite:///x.db", "q").settings.wakeup == "socket"
     assert (
         SQLiteBackend.from_url(
             "sqlite:///x.db?synchronous=full", "q", synchronous="OFF"
@@ -165,7 +167,12 @@ def test_url_options_and_keyword_options() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite:///x.db?colour=blue", "sqlite:///x.db?synchronous=sometimes", "sqlite:///:memory:"],
+    [
+        "sqlite:///x.db?colour=blue",
+        "sqlite:///x.db?synchronous=sometimes",
+        "sqlite:///x.db?wakeup=carrier-pigeon",
+        "sqlite:///:memory:",
+    ],
 )
 def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
