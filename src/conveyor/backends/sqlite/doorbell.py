@@ -83,6 +83,7 @@ class Doorbell:
         self._sender: socket.socket | None = None
         self._receiver: socket.socket | None = None
         self._address: str | None = None
+        self._bound_by = 0  # the pid that bound it: a forked child must not delete it
         self._unusable = False
 
     @classmethod
@@ -155,7 +156,7 @@ class Doorbell:
             except OSError:
                 receiver.close()
                 continue
-            self._receiver, self._address = receiver, path
+            self._receiver, self._address, self._bound_by = receiver, path, os.getpid()
             return receiver
         self._unusable = True
         return None
@@ -178,7 +179,7 @@ class Doorbell:
         address, self._address = self._address, None
         sender, self._sender = self._sender, None
         self._unusable = False
-        if address is not None:
+        if address is not None and self._bound_by == os.getpid():
             _unlink(address)  # first: a sender meanwhile gets ENOENT, not a dead socket
         for sock in (receiver, sender):
             if sock is not None:
