@@ -103,10 +103,19 @@ async def producer(short: Path) -> AsyncIterator[SQLiteBackend]:
     await backend.drop()
 
 
-async def _start(script: str, url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, url, stdout=asyncio.subprocess.PIPE
+async def _start_waiting(script: str, database: Path) -> tuple[asyncio.subprocess.Process, Path]:
+    """Start ``script`` on ``database``; return it and its socket, once it waits."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, f"sqlite:///{database}?{NO_POLL}"
     )
+    try:
+        [address] = await wait_until(
+            lambda: _sockets(database), LONG_WAIT, message="the process's socket"
+        )
+    except BaseException:
+        await _stop(process)
+        raise
+    return process, address
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
@@ -119,12 +128,8 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 async def test_an_idle_worker_process_is_woken_by_a_datagram(
     producer: SQLiteBackend,
 ) -> None:
-    worker = await _start(_WORKER, f"sqlite:///{producer.settings.path}?{NO_POLL}")
+    worker, address = await _start_waiting(_WORKER, producer.settings.path)
     try:
-        # Its socket exists once it waits for work.
-        [address] = await wait_until(
-            lambda: _sockets(producer.settings.path), LONG_WAIT, message="the worker's socket"
-        )
         assert address.name.startswith(f"{kernel_tag()}-{worker.pid}-")
         assert address.parent == directories_for(producer.settings.path)[0]  # beside it
         enqueued = time.monotonic()
@@ -196,11 +201,8 @@ asyncio.run(main(sys.argv[1]))
 async def test_a_killed_processs_socket_is_deleted_by_the_next_writer(
     producer: SQLiteBackend,
 ) -> None:
-    waiter = await _start(_WAITER, f"sqlite:///{producer.settings.path}?{NO_POLL}")
+    waiter, address = await _start_waiting(_WAITER, producer.settings.path)
     try:
-        [address] = await wait_until(
-            lambda: _sockets(producer.settings.path), LONG_WAIT, message="the waiter's socket"
-        )
         os.kill(waiter.pid, signal.SIGKILL)
         await waiter.wait()
         assert address.exists()  # nobody cleaned up after it
