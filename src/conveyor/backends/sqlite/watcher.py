@@ -65,14 +65,14 @@ class ChangeWatcher:
             return
         loop = asyncio.get_running_loop()
         self._listen(loop)
-        if channel in self._rung:  # rung while nobody waited: the caller may have missed it
-            self._rung.discard(channel)
-            return
         future: asyncio.Future[None] = loop.create_future()
         waiters = self._waiters[channel]
         waiters.add(future)
-        self._ensure_poller(loop)
         try:
+            if channel in self._rung:  # rung while nobody waited: the caller may have missed it
+                self._rung.discard(channel)
+                return
+            self._ensure_poller(loop)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(future, timeout)
         finally:
