@@ -7,7 +7,8 @@ mode, so readers never block the writer, and writes take the lock with
 job to finish is served by :class:`.watcher.ChangeWatcher`: an in-process notification for
 this backend's own commits, a datagram (:mod:`.doorbell`) for those of other processes of
 this host, sent on the database thread right after the commit, and a ``PRAGMA
-data_version`` poll for everything else.
+data_version`` poll for everything else. Checkpoints of the WAL run on a thread of their own
+(:mod:`.checkpoints`), not in the commits of the operations.
 
 Fencing: a claim's run id is its lease's token (``jobs.token``); recover takes new tokens
 from the same AUTOINCREMENT sequence, so no two leases ever share one. Every write that
@@ -42,6 +43,7 @@ from conveyor.backends.base import (
     RunRecord,
     Transition,
 )
+from conveyor.backends.sqlite.checkpoints import Checkpoints
 from conveyor.backends.sqlite.connection import (
     SQLiteSettings,
     open_connection,
@@ -85,8 +87,9 @@ class SQLiteBackend:
         self._watch_conn: sqlite3.Connection | None = None
         self._watcher: ChangeWatcher | None = None
         self._doorbell: Doorbell | None = None
+        self._checkpoints: Checkpoints | None = None
         self._finalizer: (
-            weakref.finalize[[DatabaseThread, Doorbell | None], SQLiteBackend] | None
+            weakref.finalize[[DatabaseThread, Checkpoints, Doorbell | None], SQLiteBackend] | None
         ) = None
         # The latest `now` this backend claimed at: jobs due by then were already looked at,
         # so wait_for_work only needs the next due time after it.
@@ -137,9 +140,11 @@ class SQLiteBackend:
             raise
         self._jobs.owners.forget()  # rows remembered before may have been dropped since
         doorbell = Doorbell.for_database(settings.path) if settings.wakeup == "socket" else None
-        # A backend dropped without disconnect() must not leave its thread, file and socket
+        checkpoints = Checkpoints(settings.path, f"conveyor-sqlite-checkpoints-{self.queue_name}")
+        # A backend dropped without disconnect() must not leave its threads, file and socket
         # behind.
-        self._finalizer = weakref.finalize(self, _release, thread, doorbell)
+        self._finalizer = weakref.finalize(self, _release, thread, checkpoints, doorbell)
+        self._checkpoints = checkpoints
         self._watch_conn = watch_conn
         self._doorbell = doorbell
         self._watcher = ChangeWatcher(
@@ -154,6 +159,7 @@ class SQLiteBackend:
         thread, self._thread = self._thread, None
         watcher, self._watcher = self._watcher, None
         doorbell, self._doorbell = self._doorbell, None
+        checkpoints, self._checkpoints = self._checkpoints, None
         watch_conn, self._watch_conn = self._watch_conn, None
         if watcher is not None:
             await watcher.close()
@@ -164,6 +170,8 @@ class SQLiteBackend:
             self._finalizer = None
         if thread is not None:
             await thread.stop()
+        if checkpoints is not None:
+            await checkpoints.stop()
         if doorbell is not None:
             doorbell.close()  # after the thread: the thread rings with it
 
@@ -178,9 +186,12 @@ class SQLiteBackend:
         if thread is None:
             raise BackendError(self.name, "not connected: await connect() first")
         try:
-            return await thread.call(operation)
+            result = await thread.call(operation)
         except sqlite3.Error as exc:
             raise BackendError(self.name, f"{exc} (database {self.settings.path})", exc) from exc
+        if self._checkpoints is not None:
+            self._checkpoints.used()
+        return result
 
     async def _write(
         self,
@@ -434,8 +445,9 @@ def _finished(applied: list[bool]) -> tuple[str, ...]:
     return ("finish", "work")
 
 
-def _release(thread: DatabaseThread, doorbell: Doorbell | None) -> None:
-    """What a backend collected without disconnect() leaves: its thread and its socket."""
+def _release(thread: DatabaseThread, checkpoints: Checkpoints, doorbell: Doorbell | None) -> None:
+    """What a backend collected without disconnect() leaves: its threads and its socket."""
     thread.stop_soon()
+    checkpoints.stop_soon()
     if doorbell is not None:
         doorbell.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from conveyor.backends.sqlite.checkpoints import BACKSTOP_PAGES
 from conveyor.errors import ConfigurationError
 
 DEFAULT_FILE = "conveyor.db"
@@ -118,6 +119,8 @@ def open_connection(settings: SQLiteSettings) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
         _enable_wal(conn, settings.busy_timeout_ms / 1000)
         conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
+        # Checkpoints are the checkpoint thread's (see .checkpoints); this is a backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         conn.create_function("conveyor_contains", 2, contains, deterministic=True)
         conn.execute("SELECT json_valid('[]')")
     except sqlite3.Error:
