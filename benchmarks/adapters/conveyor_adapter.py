@@ -112,7 +112,7 @@ class ConveyorSqlite(_Conveyor):
 
     async def cleanup(self) -> None:
         for path in glob.glob(f"{self.target.workdir}/{self.target.token}.db*"):
-            if os.path.isdir(path):  # jobs.db-wake: the wake-up sockets' directory
-                shutil.rmtree(path)
+            if path.endswith("-wake"):  # the directory of the wake-up sockets
+                shutil.rmtree(path, ignore_errors=True)
             else:
                 os.unlink(path)
