@@ -60,7 +60,10 @@ class Checkpoints:
 
     def used(self) -> None:
         """Called after each operation of the backend, on the event loop's thread."""
-        if self._running is not None or time.monotonic() - self._last < INTERVAL:
+        running = self._running
+        if running is not None and not running.get_loop().is_closed():
+            return  # one at a time (one started on a loop since closed will never end)
+        if time.monotonic() - self._last < INTERVAL:
             return
         self._last = time.monotonic()
         self._running = asyncio.ensure_future(self._thread.call(checkpoint))
