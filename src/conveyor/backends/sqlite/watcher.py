@@ -100,7 +100,11 @@ class ChangeWatcher:
         receiver = self._doorbell.bind()
         if receiver is None:
             return
-        loop.add_reader(receiver.fileno(), self._on_datagrams)
+        try:
+            loop.add_reader(receiver.fileno(), self._on_datagrams)
+        except (NotImplementedError, OSError):  # a loop that cannot watch sockets: the poll
+            self._doorbell = None
+            return
         self._listening = (loop, receiver.fileno())
         self._on_datagrams()  # those that arrived while nobody listened
 
