@@ -150,14 +150,10 @@ class Doorbell:
             receiver = _datagram_socket()
             if receiver is None:
                 break  # no AF_UNIX datagrams on this platform
-            try:
-                _make_directory(directory, private=directory == self._private)
-                receiver.bind(path)
-            except OSError:
-                receiver.close()
-                continue
-            self._receiver, self._address, self._bound_by = receiver, path, os.getpid()
-            return receiver
+            if _bind(receiver, directory, path, private=directory == self._private):
+                self._receiver, self._address, self._bound_by = receiver, path, os.getpid()
+                return receiver
+            receiver.close()
         self._unusable = True
         return None
 
@@ -174,13 +170,16 @@ class Doorbell:
         return channels
 
     def close(self) -> None:
-        """Unbind and delete this backend's socket and close the sender. Idempotent."""
+        """Unbind and delete this backend's socket (and its directory, once nobody else's
+        socket is in it) and close the sender. Idempotent."""
         receiver, self._receiver = self._receiver, None
         address, self._address = self._address, None
         sender, self._sender = self._sender, None
         self._unusable = False
         if address is not None and self._bound_by == os.getpid():
             _unlink(address)  # first: a sender meanwhile gets ENOENT, not a dead socket
+            with contextlib.suppress(OSError):  # ENOTEMPTY: other processes wait there
+                os.rmdir(os.path.dirname(address))
         for sock in (receiver, sender):
             if sock is not None:
                 sock.close()
@@ -196,6 +195,20 @@ def _datagram_socket() -> socket.socket | None:
         return None
     sock.setblocking(False)
     return sock
+
+
+def _bind(receiver: socket.socket, directory: str, path: str, private: bool) -> bool:
+    # Twice: another process may remove the directory, found empty, between the two steps.
+    for _ in range(2):
+        try:
+            _make_directory(directory, private)
+            receiver.bind(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        return True
+    return False
 
 
 def _make_directory(directory: str, private: bool) -> None:
