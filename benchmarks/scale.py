@@ -22,12 +22,15 @@ script starts on a spare port, a PostgreSQL schema), in this order:
    service the console reads: the overview (``Admin.overview``: counts, latency, workers,
    24 h run totals), the overview's chart (``Admin.throughput`` over 24 h by the hour), the
    runs page (``Admin.runs``, 50 newest with the total) and ``Queue.info()``; the median
-   of 5 calls after one warm-up call.
+   of 5 calls after one warm-up call. On PostgreSQL once more after ``VACUUM (ANALYZE)`` of
+   the schema's tables, the state autovacuum leaves them in some time later (counts can
+   then be read from an index alone, without visiting each row).
 6. **purge while claiming**: the retention purge of every run stored in 2 (N runs, in its
    batches of 1,000; run in a separate process, as the cron job runs in some worker)
    while a worker at concurrency 100 keeps claiming the N waiting jobs. Prints the purge's
    time, its longest batch, and the longest claim (``backend.claim`` call) and the longest
-   gap between two job starts while it ran.
+   gap between two job starts while it ran; and for comparison the longest claim in the
+   half second before it started (the load of the machine, not the purge).
 
 Everything created is deleted at the end of each case. Prints a table; asserts nothing.
 The machine's other load matters (the figures are printed with the load average).
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -64,6 +68,8 @@ from conveyor.observability.retention import purge_runs_older_than
 HERE = Path(__file__).resolve().parent
 ENQUEUE_CHUNK = 10_000
 ADMIN_CALLS = 5
+#: Seconds of claiming measured before the purge starts.
+BASELINE_S = 0.5
 
 
 def log(message: str) -> None:
@@ -199,6 +205,7 @@ class Case:
         }[backend]
         self.started_at: list[float] = []
         self.slice_done = asyncio.Event()
+        self.hundred_started = asyncio.Event()
         self.slice_t = 0.0
         self.claims: list[tuple[float, float]] = []
 
@@ -207,6 +214,8 @@ class Case:
 
     async def noop(self, ctx: dict[str, Any]) -> None:
         self.started_at.append(time.perf_counter())
+        if len(self.started_at) == 100:
+            self.hundred_started.set()
         if len(self.started_at) == self.result["slice"]:
             self.slice_t = time.perf_counter()
             self.slice_done.set()
@@ -288,7 +297,15 @@ class Case:
         else:
             self.result["redis_used_after_churn"] = await self.args.redis_server.used_memory()
 
-    async def admin_pages(self, queue: Queue) -> None:
+    async def vacuum(self) -> None:
+        """VACUUM (ANALYZE) this schema's tables, as autovacuum does in time."""
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(self.args.pg_url, autocommit=True) as conn:
+            for table in ("jobs", "runs"):
+                await conn.execute(f'VACUUM (ANALYZE) "{self.token}".{table}')
+
+    async def admin_pages(self, queue: Queue, suffix: str = "") -> None:
         admin = Admin(queue, {"noop": self.noop})
         now = time.time()
         until = (now // 3600 + 1) * 3600
@@ -305,8 +322,8 @@ class Case:
                 t0 = time.perf_counter()
                 await call()
                 times.append((time.perf_counter() - t0) * 1000)
-            self.result[f"{name}_ms"] = statistics.median(times)
-            self.result[f"{name}_max_ms"] = max(times)
+            self.result[f"{name}{suffix}_ms"] = statistics.median(times)
+            self.result[f"{name}{suffix}_max_ms"] = max(times)
         overview = await admin.overview()
         page = await admin.runs(limit=50)
         self.result["seen_queued"] = overview.queued
@@ -314,12 +331,16 @@ class Case:
 
     async def purge_while_claiming(self, queue: Queue, cutoff: float) -> None:
         self.started_at.clear()
+        self.hundred_started.clear()
         self.claims.clear()
         self.timed_claims(queue)
         worker = Worker(queue, [("noop", self.noop)], concurrency=100, retention_s=None)
         task = asyncio.create_task(worker.start())
-        while len(self.started_at) < 100:  # the worker is claiming
-            await asyncio.sleep(0.01)
+        await self.hundred_started.wait()  # the worker is claiming
+        # The same worker's claims just before the purge: what a claim takes without it.
+        baseline_t = time.perf_counter()
+        await asyncio.sleep(BASELINE_S)
+        baseline = [length for start, length in self.claims if start >= baseline_t]
         command = [sys.executable, __file__, "--purge-child", self.url, str(cutoff)]
         t0 = time.perf_counter()
         child = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
@@ -330,7 +351,7 @@ class Case:
         await task
         purge = json.loads(out.decode().strip().splitlines()[-1])
         starts = [t for t in self.started_at if t0 <= t <= t1]
-        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
         during = [length for start, length in self.claims if t0 <= start <= t1]
         self.result.update(
             purge_s=t1 - t0,
@@ -339,6 +360,7 @@ class Case:
             purge_jobs_run=ran,
             purge_claims=len(during),
             purge_claim_max_ms=max(during) * 1000 if during else None,
+            baseline_claim_max_ms=max(baseline) * 1000 if baseline else None,
             purge_claim_p50_ms=statistics.median(during) * 1000 if during else None,
             purge_start_gap_max_ms=max(gaps) * 1000 if gaps else None,
             purge_ran_dry=ran < 100 or len(self.started_at) >= self.n,
@@ -362,6 +384,10 @@ class Case:
                 self.result["redis_bytes_per_waiting_job"] = (after - before) / self.n
             log(f"{self.backend} N={self.n:,}: admin pages")
             await self.admin_pages(queue)
+            if self.backend == "postgres":
+                log(f"{self.backend} N={self.n:,}: admin pages after VACUUM (ANALYZE)")
+                await self.vacuum()
+                await self.admin_pages(queue, "_vacuumed")
             log(f"{self.backend} N={self.n:,}: purge while claiming")
             await self.purge_while_claiming(queue, cutoff)
             log(f"{self.backend} N={self.n:,}: done")
@@ -419,8 +445,9 @@ def table(results: list[dict[str, Any]]) -> str:
         "| backend | N | bulk enqueue (jobs/s) | drain c=100, first 10k (jobs/s) | whole drain "
         "(jobs/s) | worker CPU/job (ms) | server CPU/job (ms) | overview (ms) | chart (ms) "
         "| runs page (ms) | info() (ms) | purge of N runs (s) | longest purge batch (ms) "
-        "| longest claim during purge (ms) | longest gap between job starts (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| longest claim during purge (ms) | longest claim before it (ms) "
+        "| longest gap between job starts (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -429,8 +456,23 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{_cpu(r.get('server_cpu_ms'))} | "
             f"{_ms(r['overview_ms'])} | {_ms(r['chart_ms'])} | {_ms(r['runs_ms'])} | "
             f"{_ms(r['info_ms'])} | {r['purge_s']:,.1f} | {_ms(r['purge_batch_max_ms'])} | "
-            f"{_ms(r['purge_claim_max_ms'])} | {_ms(r['purge_start_gap_max_ms'])} |"
+            f"{_ms(r['purge_claim_max_ms'])} | {_ms(r.get('baseline_claim_max_ms'))} | "
+            f"{_ms(r['purge_start_gap_max_ms'])} |"
         )
+    vacuumed = [r for r in results if "overview_vacuumed_ms" in r]
+    if vacuumed:
+        lines += [
+            "",
+            "| backend | N | after VACUUM (ANALYZE): overview (ms) | chart (ms) | runs page (ms) "
+            "| info() (ms) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in vacuumed:
+            lines.append(
+                f"| {r['backend']} | {r['n']:,} | {_ms(r['overview_vacuumed_ms'])} | "
+                f"{_ms(r['chart_vacuumed_ms'])} | {_ms(r['runs_vacuumed_ms'])} | "
+                f"{_ms(r['info_vacuumed_ms'])} |"
+            )
     sizes = [r for r in results if r["backend"] != "redis"]
     redis = [r for r in results if r["backend"] == "redis"]
     if sizes:
@@ -504,7 +546,8 @@ if __name__ == "__main__":
     parser.add_argument("--table", nargs="*", help="print the table of saved JSON-lines files")
     parsed = parser.parse_args()
     if parsed.table:
-        saved = [json.loads(line) for f in parsed.table for line in open(f) if line.strip()]
+        lines = [line for f in parsed.table for line in Path(f).read_text().splitlines()]
+        saved = [json.loads(line) for line in lines if line.strip()]
         print(table(saved))
     else:
         asyncio.run(main(parsed))
