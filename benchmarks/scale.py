@@ -4,7 +4,8 @@ For each size N (10,000, 100,000 and 1,000,000 by default) and each backend (SQL
 Redis, PostgreSQL), on a storage of its own (a file, a key prefix on a Redis server this
 script starts on a spare port, a PostgreSQL schema), in this order:
 
-1. **bulk enqueue**: N no-op jobs through ``Queue.enqueue_many``, 10,000 per call; jobs/s.
+1. **bulk enqueue**: N no-op jobs through ``Queue.enqueue_many``, 10,000 per call; jobs/s,
+   and the server's CPU per job (measured as in 2).
 2. **drain**: one worker (the ``Worker`` class in this process, defaults: run records and
    log capture on) at concurrency 100 runs all N. The drain rate is taken over the first
    ``--slice`` jobs (10,000: from the worker's start until the slice's last job has
@@ -80,6 +81,12 @@ def log(message: str) -> None:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def remove_files(directory: Path, token: str) -> None:
+    """Delete a SQLite case's database file and its -wal and -shm companions."""
+    for path in directory.glob(f"{token}.db*"):
+        path.unlink()
 
 
 # Servers and their CPU
@@ -277,6 +284,20 @@ class Case:
             server_cpu_ms=used / done * 1000 if used is not None else None,
         )
 
+    async def slice_rate(self, queue: Queue) -> float:
+        """Jobs/s of a new worker at c=100 over the queue's next ``slice`` jobs."""
+        self.started_at.clear()
+        self.slice_done.clear()
+        self.hundred_started.clear()
+        worker = Worker(queue, [("noop", self.noop)], concurrency=100, retention_s=None)
+        t0 = time.perf_counter()
+        task = asyncio.create_task(worker.start())
+        await self.slice_done.wait()
+        rate = float(self.result["slice"] / (self.slice_t - t0))
+        await worker.stop()
+        await task
+        return rate
+
     async def sizes(self, queue: Queue) -> None:
         if self.backend == "postgres":
             import psycopg
@@ -371,7 +392,12 @@ class Case:
         await queue.connect()
         try:
             log(f"{self.backend} N={self.n:,}: bulk enqueue")
+            server_cpu = await self.server_cpu_begin()
             self.result["enqueue_rate"] = await self.enqueue(queue)
+            used = await server_cpu()
+            self.result["enqueue_server_cpu_ms"] = (
+                used / self.n * 1000 if used is not None else None
+            )
             log(f"{self.backend} N={self.n:,}: drain ({self.result['enqueue_rate']:,.0f}/s)")
             await self.drain(queue)
             cutoff = time.time()
@@ -395,9 +421,49 @@ class Case:
             with contextlib.suppress(Exception):
                 await queue.backend.drop()
             await queue.disconnect()
-            for path in self.workdir.glob(f"{self.token}.db*"):
-                path.unlink()
+            remove_files(self.workdir, self.token)
         return self.result
+
+
+async def drain_pairs(
+    args: argparse.Namespace, backend: str, n: int, workdir: Path
+) -> dict[str, Any]:
+    """The drain rate over ``slice`` jobs from a queue of ``slice`` and from one of ``n``,
+    taking turns ``rounds`` times (a change in the machine's load hits both sides)."""
+    small, big = Case(args, backend, args.slice, workdir), Case(args, backend, n, workdir)
+    small_queue, big_queue = small.queue(), big.queue()
+    await small_queue.connect()
+    await big_queue.connect()
+    rates: dict[str, list[float]] = {"small": [], "big": []}
+    try:
+        log(f"{backend}: {n:,} jobs for the drain pairs")
+        await big.enqueue(big_queue)
+        for round_ in range(args.rounds):
+            await small.enqueue(small_queue)
+            rates["small"].append(await small.slice_rate(small_queue))
+            rates["big"].append(await big.slice_rate(big_queue))
+            log(
+                f"{backend} round {round_ + 1}: {rates['small'][-1]:,.0f} / {rates['big'][-1]:,.0f}"
+            )
+    finally:
+        for case, queue in ((small, small_queue), (big, big_queue)):
+            with contextlib.suppress(Exception):
+                await queue.backend.drop()
+            await queue.disconnect()
+            remove_files(workdir, case.token)
+    ratios = [b / a for a, b in zip(rates["small"], rates["big"], strict=True)]
+    return {
+        "kind": "drain_pairs",
+        "backend": backend,
+        "n": n,
+        "slice": args.slice,
+        "small_rates": rates["small"],
+        "big_rates": rates["big"],
+        "small_rate": statistics.median(rates["small"]),
+        "big_rate": statistics.median(rates["big"]),
+        "ratio": statistics.median(ratios),
+        "load": os.getloadavg()[0],
+    }
 
 
 async def purge_child(url: str, cutoff: float) -> None:
@@ -439,8 +505,26 @@ def _mib(value: float) -> str:
     return f"{value / 1048576:,.0f}"
 
 
+def pairs_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| backend | waiting jobs | drain c=100 over 10k jobs, queue of 10k (jobs/s) "
+        "| same, queue of N (jobs/s) | ratio (median of the rounds) | rounds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['backend']} | {r['n']:,} | {r['small_rate']:,.0f} | {r['big_rate']:,.0f} "
+            f"| {r['ratio']:.2f} | {len(r['small_rates'])} |"
+        )
+    return lines
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """The results as Markdown tables (one row per backend and size)."""
+    pairs = [r for r in results if r.get("kind") == "drain_pairs"]
+    results = [r for r in results if r.get("kind") != "drain_pairs"]
+    if not results:
+        return "\n".join(pairs_table(pairs))
     lines = [
         "| backend | N | bulk enqueue (jobs/s) | drain c=100, first 10k (jobs/s) | whole drain "
         "(jobs/s) | worker CPU/job (ms) | server CPU/job (ms) | overview (ms) | chart (ms) "
@@ -503,6 +587,8 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {r['n']:,} | {r['redis_bytes_per_waiting_job']:,.0f} | "
                 f"{_mib(r['redis_used_after_churn'])} |"
             )
+    if pairs:
+        lines += ["", *pairs_table(pairs)]
     return "\n".join(lines)
 
 
@@ -518,7 +604,10 @@ async def main(args: argparse.Namespace) -> None:
         log(f"load average {os.getloadavg()[0]:.2f}; sizes {sizes}; backends {backends}")
         for n in sizes:
             for backend in backends:
-                result = await Case(args, backend, n, workdir).run()
+                if args.drain_pairs:
+                    result = await drain_pairs(args, backend, n, workdir)
+                else:
+                    result = await Case(args, backend, n, workdir).run()
                 result["load"] = os.getloadavg()[0]
                 results.append(result)
                 if args.out:
@@ -543,6 +632,12 @@ if __name__ == "__main__":
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--workdir", default=None, help="where SQLite files go (default /tmp)")
     parser.add_argument("--out", help="append each case's figures to this file (JSON lines)")
+    parser.add_argument(
+        "--drain-pairs",
+        action="store_true",
+        help="only the drain rate: a queue of --slice jobs and one of N, taking turns",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="turns of --drain-pairs")
     parser.add_argument("--table", nargs="*", help="print the table of saved JSON-lines files")
     parsed = parser.parse_args()
     if parsed.table:
