@@ -64,7 +64,7 @@ from typing import Any
 
 from conveyor import Job, Queue, Worker
 from conveyor.admin import Admin
-from conveyor.observability.retention import purge_runs_older_than
+from conveyor.observability.retention import PURGE_BATCH, purge_runs_older_than
 
 HERE = Path(__file__).resolve().parent
 ENQUEUE_CHUNK = 10_000
@@ -469,7 +469,60 @@ async def drain_pairs(
     }
 
 
-async def purge_child(url: str, cutoff: float) -> None:
+async def seed_runs(case: Case, n: int) -> None:
+    """Store ``n`` complete runs of the last hours straight into the case's tables (a
+    drain takes minutes to make a million)."""
+    now = int(time.time() * 1000)
+    if case.backend == "postgres":
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(case.args.pg_url) as conn:
+            await conn.execute(
+                f'INSERT INTO "{case.token}".runs (queue, key, function, attempt, status, '
+                "started_ms, finished_ms) SELECT 'scale', md5(g::text), 'noop', 1, 'complete', "
+                "%s - g * 10, %s - g * 10 + 1 FROM generate_series(1, %s) AS g",
+                (now, now, n),
+            )
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(case.url.removeprefix("sqlite:///"))
+    with conn:
+        conn.execute(
+            "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?) "
+            "INSERT INTO runs (queue, key, function, attempt, status, started_ms, finished_ms) "
+            "SELECT 'scale', lower(hex(randomblob(16))), 'noop', 1, 'complete', ? - i * 10, "
+            "? - i * 10 + 1 FROM g",
+            (n, now, now),
+        )
+    conn.close()
+
+
+async def admin_seeded(
+    args: argparse.Namespace, backend: str, n: int, workdir: Path
+) -> dict[str, Any]:
+    """Only the admin pages, over ``n`` waiting jobs (enqueued) and ``n`` runs (stored by
+    SQL): minutes instead of the drain's hour, so that two versions can take turns."""
+    case = Case(args, backend, n, workdir)
+    case.result["kind"] = "admin_seeded"
+    queue = case.queue()
+    await queue.connect()
+    try:
+        log(f"{backend} N={n:,}: seeding")
+        await seed_runs(case, n)
+        await case.enqueue(queue)
+        log(f"{backend} N={n:,}: admin pages")
+        await case.admin_pages(queue)
+        if backend == "postgres":
+            await case.vacuum()
+            await case.admin_pages(queue, "_vacuumed")
+    finally:
+        await case.drop(queue)
+    case.result["load"] = os.getloadavg()[0]
+    return case.result
+
+
+async def purge_child(url: str, cutoff: float, batch: int = PURGE_BATCH) -> None:
     """The purge process: delete every run that started before ``cutoff``, in batches."""
     queue = Queue.from_url(url, name="scale")
     await queue.connect()
@@ -487,7 +540,7 @@ async def purge_child(url: str, cutoff: float) -> None:
 
     backend.purge_runs = timed  # type: ignore[method-assign]
     try:
-        deleted = await purge_runs_older_than(backend, 0, now=cutoff)
+        deleted = await purge_runs_older_than(backend, 0, now=cutoff, batch=batch)
     finally:
         await queue.disconnect()
     print(json.dumps({"deleted": deleted, "batch_max_ms": longest * 1000}), flush=True)
@@ -525,9 +578,11 @@ def pairs_table(results: list[dict[str, Any]]) -> list[str]:
 def table(results: list[dict[str, Any]]) -> str:
     """The results as Markdown tables (one row per backend and size)."""
     pairs = [r for r in results if r.get("kind") == "drain_pairs"]
-    results = [r for r in results if r.get("kind") != "drain_pairs"]
+    seeded = [r for r in results if r.get("kind") == "admin_seeded"]
+    results = [r for r in results if "kind" not in r]
+    extra = (pairs_table(pairs) if pairs else []) + (seeded_table(seeded) if seeded else [])
     if not results:
-        return "\n".join(pairs_table(pairs))
+        return "\n".join(extra)
     lines = [
         "| backend | N | bulk enqueue (jobs/s) | drain c=100, first 10k (jobs/s) | whole drain "
         "(jobs/s) | worker CPU/job (ms) | server CPU/job (ms) | overview (ms) | chart (ms) "
@@ -590,9 +645,30 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {r['n']:,} | {r['redis_bytes_per_waiting_job']:,.0f} | "
                 f"{_mib(r['redis_used_after_churn'])} |"
             )
-    if pairs:
-        lines += ["", *pairs_table(pairs)]
+    if extra:
+        lines += ["", *extra]
     return "\n".join(lines)
+
+
+def seeded_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| backend | waiting jobs and runs | overview (ms) | chart (ms) | runs page (ms) "
+        "| info() (ms) | after VACUUM: overview / chart / runs / info() (ms) | load |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        vacuumed = (
+            " / ".join(
+                _ms(r[f"{name}_vacuumed_ms"]) for name in ("overview", "chart", "runs", "info")
+            )
+            if "overview_vacuumed_ms" in r
+            else "–"
+        )
+        lines.append(
+            f"| {r['backend']} | {r['n']:,} | {_ms(r['overview_ms'])} | {_ms(r['chart_ms'])} "
+            f"| {_ms(r['runs_ms'])} | {_ms(r['info_ms'])} | {vacuumed} | {r['load']:.1f} |"
+        )
+    return lines
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -607,7 +683,9 @@ async def main(args: argparse.Namespace) -> None:
         log(f"load average {os.getloadavg()[0]:.2f}; sizes {sizes}; backends {backends}")
         for n in sizes:
             for backend in backends:
-                if args.drain_pairs:
+                if args.admin_seeded:
+                    result = await admin_seeded(args, backend, n, workdir)
+                elif args.drain_pairs:
                     result = await drain_pairs(args, backend, n, workdir)
                 else:
                     result = await Case(args, backend, n, workdir).run()
@@ -625,8 +703,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--purge-child":
-        asyncio.run(purge_child(sys.argv[2], float(sys.argv[3])))
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--purge-child":
+        batch = int(sys.argv[4]) if len(sys.argv) == 5 else PURGE_BATCH
+        asyncio.run(purge_child(sys.argv[2], float(sys.argv[3]), batch))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -639,6 +718,11 @@ if __name__ == "__main__":
         "--drain-pairs",
         action="store_true",
         help="only the drain rate: a queue of --slice jobs and one of N, taking turns",
+    )
+    parser.add_argument(
+        "--admin-seeded",
+        action="store_true",
+        help="only the admin pages, over N enqueued jobs and N runs stored by SQL",
     )
     parser.add_argument("--rounds", type=int, default=3, help="turns of --drain-pairs")
     parser.add_argument("--table", nargs="*", help="print the table of saved JSON-lines files")
