@@ -583,8 +583,11 @@ WHERE queue = %(queue)s AND expire_at > %(now)s;
 
 -- name: list_runs
 -- One page of runs, newest first, and the total that match: always at least one row (the
--- total), whose run columns are NULL when the page is empty.
-WITH matching AS (
+-- total), whose run columns are NULL when the page is empty. matching is NOT MATERIALIZED:
+-- used twice, it would be materialized by default, every matching run with its detail
+-- copied before the count (2.7 s for a million runs); inlined, the count reads an index
+-- (runs_status_idx, runs_list_idx) and the page only its rows (0.36 s and 0.2 s).
+WITH matching AS NOT MATERIALIZED (
     SELECT id, key, function, attempt, worker_id, status, started_ms, finished_ms, error,
         detail, detail_text, external_id
     FROM {{schema}}.runs
