@@ -98,6 +98,20 @@ def test_every_table_has_a_queue_column(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_a_purge_batch_deletes_its_runs_by_rowid(tmp_path: Path) -> None:
+    # Through the queue index, every batch read every run of the queue: a purge of a
+    # million runs was quadratic (13 minutes, batches of up to 3.5 s holding the lock).
+    _migrated_file(tmp_path / "p.db", use_schema=True)
+    statement = load_queries()["delete_runs"]
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        plan = conn.execute(
+            f"EXPLAIN QUERY PLAN {statement}", {"queue": "q", "run_ids": "[1, 2]"}
+        ).fetchall()
+    conn.close()
+    runs_access = [detail for *_, detail in plan if " runs " in f" {detail} "]
+    assert runs_access == ["SEARCH runs USING INTEGER PRIMARY KEY (rowid=?)"], plan
+
+
 async def test_reconnect_applies_nothing_and_newer_schema_is_refused(
     url: str, tmp_path: Path
 ) -> None:

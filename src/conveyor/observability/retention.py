@@ -6,7 +6,10 @@ They are kept for a retention period (7 days by default) and then deleted by a d
 job, :func:`retention_cron_job`, which a worker runs like any other cron job: each slot is
 enqueued once however many workers there are. It deletes in batches of
 :data:`PURGE_BATCH` runs, one backend call each, so no single statement or script holds
-the storage for long.
+the storage for long, and pauses after each batch for as long as the batch took, so that
+the workers' claims and finishes get the storage between batches (on SQLite a writer that
+waits for the write lock retries at growing intervals, and a purge that took the lock
+again at once kept a claim waiting 0.8 s).
 
 Usage without any worker support::
 
@@ -31,8 +34,10 @@ logger = logging.getLogger("conveyor.retention")
 DEFAULT_RETENTION_S = 7 * 86400
 #: The purge runs daily at 03:00 (in the worker's ``cron_tz``, UTC by default).
 DEFAULT_RETENTION_CRON = "0 3 * * *"
-#: Runs deleted per backend call.
-PURGE_BATCH = 1000
+#: Runs deleted per backend call: a batch holds SQLite's write lock, or the Redis server,
+#: while it runs (a batch of 1,000 runs took 106 ms at the median on SQLite with a million
+#: runs stored, one of 250 took 13 ms, on the project's loaded benchmark machine).
+PURGE_BATCH = 250
 #: Seconds the purge job may run; a backlog left over is deleted the next day.
 PURGE_TIMEOUT_S = 3600
 
@@ -48,7 +53,8 @@ async def purge_runs_older_than(
     """Delete finished runs that started more than ``older_than_s`` ago, with their logs.
 
     Runs still running are never deleted. Deletes in batches of ``batch`` until a batch
-    comes back short (nothing older is left) or ``max_runs`` were deleted.
+    comes back short (nothing older is left) or ``max_runs`` were deleted, and waits after
+    each batch for as long as it took: the purge has the storage at most half the time.
 
     Args:
         backend: The queue's backend.
@@ -72,11 +78,12 @@ async def purge_runs_older_than(
     before_ms = int(((time.time() if now is None else now) - older_than_s) * 1000) + 1
     deleted = 0
     while True:
+        started = time.monotonic()
         count = await backend.purge_runs(before_ms, batch)
         deleted += count
         if count < batch or (max_runs is not None and deleted >= max_runs):
             return deleted
-        await asyncio.sleep(0)  # let the worker's other tasks run between batches
+        await asyncio.sleep(time.monotonic() - started)
 
 
 async def purge_run_history(

@@ -66,6 +66,8 @@ from conveyor.errors import BackendError, ConfigurationError
 
 #: Every status a job row can have (the jobs_status constraint).
 STATUSES = ("queued", "active", "aborting", "complete", "failed", "aborted")
+#: The columns of the count query, in order.
+_COUNTED = (*STATUSES, "scheduled")
 #: How often a claim that lost the race for a group to another claim is run again.
 _GROUP_CONFLICT_RETRIES = 3
 
@@ -575,15 +577,11 @@ class PostgresBackend:
     async def count(self, statuses: Sequence[str]) -> dict[str, int]:
         """Jobs per status; ``scheduled`` counts queued jobs not yet due."""
         out = dict.fromkeys(statuses, 0)
-        wanted = {s for s in statuses if s != "scheduled"}
-        if "scheduled" in out:
-            wanted.add("queued")
-        rows = await self._fetch("count", self._params(statuses=sorted(wanted), now=time.time()))
-        for status, total, not_due in rows:
+        params = self._params(statuses=sorted(out), now=time.time())
+        [counts] = await self._fetch("count", params)
+        for status, total in zip(_COUNTED, counts, strict=True):
             if status in out:
-                out[status] = int(total)
-            if status == "queued" and "scheduled" in out:
-                out["scheduled"] = int(not_due)
+                out[status] = int(total or 0)
         return out
 
     async def wait_for_finish(self, keys: Sequence[str], timeout: float) -> None:

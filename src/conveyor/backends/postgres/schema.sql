@@ -102,6 +102,8 @@ CREATE UNIQUE INDEX runs_external_idx ON {{schema}}.runs (queue, external_id)
     WHERE external_id IS NOT NULL;
 CREATE INDEX runs_list_idx ON {{schema}}.runs (queue, started_ms, id);
 CREATE INDEX runs_key_idx ON {{schema}}.runs (queue, key);
+-- Counting runs of one status over a period (the overview's complete and failed totals).
+CREATE INDEX runs_status_idx ON {{schema}}.runs (queue, status, started_ms);
 
 -- Captured log lines of runs.
 CREATE TABLE {{schema}}.logs (

@@ -93,6 +93,9 @@ CREATE INDEX runs_started ON runs (queue, started_ms);
 
 CREATE INDEX runs_key ON runs (queue, key, started_ms);
 
+-- Counting runs of one status over a period (the overview's complete and failed totals).
+CREATE INDEX runs_status ON runs (queue, status, started_ms);
+
 -- Captured log lines of runs.
 CREATE TABLE logs (
     queue TEXT NOT NULL,
