@@ -19,6 +19,8 @@ _SCHEMES: dict[str, tuple[str, str, str | None, str | None]] = {
     "unix": ("conveyor.backends.redis", "RedisBackend", "redis", "redis"),
     "postgres": ("conveyor.backends.postgres", "PostgresBackend", "psycopg", "postgres"),
     "postgresql": ("conveyor.backends.postgres", "PostgresBackend", "psycopg", "postgres"),
+    "http": ("conveyor.backends.http", "HttpBackend", "httpx", "http"),
+    "https": ("conveyor.backends.http", "HttpBackend", "httpx", "http"),
 }
 
 
