@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.testing.backends import KINDS
-from conveyor.testing.fixtures import backend_url_for, make_queue  # noqa: F401
+from conveyor.testing.backends import KINDS, proxied_kind
+from conveyor.testing.fixtures import (  # noqa: F401
+    backend_url_for,
+    conveyor_http_proxy,
+    make_queue,
+)
 
 
 @pytest.fixture(params=KINDS)
 def conveyor_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An isolated queue URL for each backend in turn."""
-    return backend_url_for(str(request.param), tmp_path)
+    """An isolated queue URL for each backend in turn (``http-X``: X behind an HttpProxy)."""
+    kind = str(request.param)
+    proxy = request.getfixturevalue("conveyor_http_proxy") if proxied_kind(kind) else None
+    return backend_url_for(kind, tmp_path, proxy)
