@@ -21,7 +21,7 @@ import dataclasses
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from conveyor.backends.http import HttpBackend, wire
@@ -58,6 +58,10 @@ class ProxyRequest:
     client: tuple[str, int] | None
     scope: Mapping[str, Any]
 
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 #: The application's auth hook: ``(request) -> bool``, sync or async. False refuses the call
 #: with 401; raising an exception whose ``status_code`` is 401 or 403 (Starlette's, FastAPI's
@@ -180,9 +184,9 @@ class HttpProxy:
 
     async def __call__(
         self,
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[dict[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """The ASGI application: ``POST`` a request body, get its answer."""
         if scope["type"] == "lifespan":
@@ -272,8 +276,8 @@ class HttpProxy:
 
     async def _lifespan(
         self,
-        receive: Callable[[], Awaitable[dict[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        receive: Receive,
+        send: Send,
     ) -> None:
         # Served as the whole application: connect the queues at startup, close them at exit.
         while True:
@@ -289,9 +293,7 @@ class HttpProxy:
                 return
 
 
-async def _respond(
-    send: Callable[[dict[str, Any]], Awaitable[None]], status: int, body: bytes
-) -> None:
+async def _respond(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
