@@ -222,7 +222,8 @@ async def test_a_proxy_out_of_reach_fails_reads_after_bounded_retries(
 
 def test_http_urls_make_http_queues_and_others_are_refused() -> None:
     queue = Queue.from_url("https://user:pw@jobs.example/queue", name="emails")
-    assert isinstance(queue.backend, HttpBackend) and queue.name == "emails"
+    assert isinstance(queue, HttpQueue) and isinstance(queue.backend, HttpBackend)
+    assert queue.name == "emails"
     assert queue.backend.describe()["url"] == "https://user:***@jobs.example/queue"
     assert isinstance(HttpQueue.from_url("http://jobs.example/queue"), HttpQueue)
     with pytest.raises(ConfigurationError, match="http:// or https://"):

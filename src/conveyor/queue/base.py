@@ -109,7 +109,9 @@ class Queue:
         Args:
             url: ``sqlite:///path.db`` (``sqlite://`` for ``conveyor.db`` in the working
                 directory), ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
-                ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted).
+                ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted),
+                ``http://`` / ``https://`` (an :class:`~conveyor.queue.http.HttpQueue`
+                through the application's :class:`~conveyor.queue.http.HttpProxy`).
             runs_url: Keep run records and their logs in this other store (any URL above),
                 for example ``postgresql://...?schema=runs`` under a queue on Redis (see
                 :class:`conveyor.backends.split.SplitBackend`).
@@ -123,6 +125,11 @@ class Queue:
             ConfigurationError: When the backend of ``runs_url`` cannot keep another
                 store's runs (Redis).
         """
+        if cls is Queue and url.split("://", 1)[0].lower() in ("http", "https"):
+            # As in SAQ: an http(s) URL is an HttpQueue, whichever class was asked.
+            from conveyor.queue.http import HttpQueue
+
+            return HttpQueue.from_url(url, runs_url, **kwargs)
         queue_kwargs = {k: v for k, v in kwargs.items() if k in _QUEUE_OPTIONS}
         backend_kwargs = {k: v for k, v in kwargs.items() if k not in _QUEUE_OPTIONS}
         name = queue_kwargs.get("name", "default")

@@ -254,9 +254,8 @@ class HttpProxy:
             raise _Refused("unauthorized", "the application's auth hook refused the call")
 
     async def _run(self, queue: Queue, kind: str, arguments: dict[str, Any]) -> Any:
-        if not queue._connected:
-            async with self._connecting:
-                await queue.connect()
+        async with self._connecting:  # once, not once per concurrent first request
+            await queue.connect()
         backend = queue.backend
         if kind == "hello":
             return {
