@@ -60,6 +60,9 @@ async def test_the_auth_hook_refuses_calls_without_credentials(served: Queue) ->
         await stranger.enqueue("echo", key="sneaky")
     assert refused.value.status == 401 and "headers=" in str(refused.value)
     assert await served.job("sneaky") is None
+    # Refused before anything is looked up: a stranger learns no queue name.
+    with pytest.raises(AccessDeniedError):
+        await client_of(proxy, name="payroll").connect()
 
     friend = client_of(proxy, headers={"Authorization": f"Bearer {TOKEN}"})
     job = await friend.enqueue("echo", key="welcome")

@@ -164,12 +164,10 @@ class HttpProxy:
         """
         try:
             kind, name, arguments = self._parse(body)
-            queue = self.queue_for(name)
-            if queue is None:
-                served = ", ".join(map(repr, self.queues)) or "none"
-                raise _Refused("unknown_queue", f"no queue {name!r} here; served: {served}")
+            # The hook first: a stranger learns nothing of the queues and kinds served.
             if request is not None and self.auth is not None:
                 await self._authorize(request(kind, name))
+            queue = self._served(kind, name)
             result = await self._run(queue, kind, arguments)
         except _Refused as refused:
             return self._error(refused.error, refused.message)
@@ -195,14 +193,15 @@ class HttpProxy:
         if scope["type"] != "http":
             raise ConfigurationError(f"HttpProxy serves HTTP, not {scope['type']}")
         if scope["method"] != "POST":
-            await _respond(send, 405, b'{"error":{"type":"bad_request","message":"POST"}}')
+            await _respond(send, 405, self._error("bad_request", "POST a JSON request")[1])
             return
         body = bytearray()
         while True:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
-                await _respond(send, 413, b'{"error":{"type":"bad_request","message":"413"}}')
+                too_large = f"the body is larger than {self.max_body_bytes} bytes"
+                await _respond(send, 413, self._error("bad_request", too_large)[1])
                 return
             if not message.get("more_body", False):
                 break
@@ -229,6 +228,9 @@ class HttpProxy:
         name = arguments.pop("queue", None)
         if name is None and len(self.queues) == 1:
             name = self.queue.name
+        return kind, str(name), arguments
+
+    def _served(self, kind: str, name: str) -> Queue:
         if kind != "hello" and kind not in OPERATIONS:
             raise _Refused("bad_request", f"unknown kind {kind!r}")
         if kind != "hello" and kind not in self.kinds:
@@ -236,7 +238,11 @@ class HttpProxy:
                 "not_served",
                 f"this proxy does not serve {kind!r} (HttpProxy(..., kinds=...) decides)",
             )
-        return kind, str(name), arguments
+        queue = self.queue_for(name)
+        if queue is None:
+            served = ", ".join(map(repr, self.queues)) or "none"
+            raise _Refused("unknown_queue", f"no queue {name!r} here; served: {served}")
+        return queue
 
     async def _authorize(self, request: ProxyRequest) -> None:
         assert self.auth is not None
