@@ -241,3 +241,26 @@ def test_a_missing_http_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPa
         HttpQueue("http://jobs.example/queue")
     with pytest.raises(MissingDependencyError, match=r'pip install "conveyor\[http\]"'):
         Queue.from_url("http://jobs.example/queue")
+
+
+async def test_refusals_and_failures_in_front_of_the_proxy_are_told_apart() -> None:
+    async def guard(request: Request) -> Response:
+        return Response("login first", status_code=401)
+
+    async def gateway(request: Request) -> Response:
+        return Response("bad gateway", status_code=502)
+
+    app = Starlette(
+        routes=[
+            Route("/guarded", guard, methods=["POST"]),
+            Route("/down", gateway, methods=["POST"]),
+        ]
+    )
+    transport = httpx.ASGITransport(app=app)
+    guarded = HttpQueue("http://app.test/guarded", transport=transport)
+    with pytest.raises(AccessDeniedError) as refused:
+        await guarded.connect()
+    assert refused.value.status == 401
+    down = HttpQueue("http://app.test/down", transport=transport, attempts=2)
+    with pytest.raises(BackendError, match="answered 502: the application"):
+        await down.connect()

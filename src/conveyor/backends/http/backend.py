@@ -237,12 +237,19 @@ class HttpBackend:
             answer = None
         where = redacted(self.url)
         if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
-            if response.status_code in (401, 403):
-                raise AccessDeniedError(where, response.status_code, kind)
+            status = response.status_code
+            if status in (401, 403):
+                raise AccessDeniedError(where, status, kind)
+            if status >= 500:
+                raise BackendError(
+                    self.name,
+                    f"{kind}: {where} answered {status}: the application serving the proxy, "
+                    "or a gateway in front of it, failed",
+                )
             raise BackendError(
                 self.name,
-                f"{kind}: {where} answered {response.status_code} without a Conveyor answer; "
-                "is an HttpProxy mounted at that address?",
+                f"{kind}: {where} answered {status} without a Conveyor answer; is an "
+                "HttpProxy mounted at that address?",
             )
         if "error" not in answer:
             return answer["result"]
