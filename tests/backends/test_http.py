@@ -153,6 +153,39 @@ async def test_a_mounted_proxy_serves_under_its_path(served: Queue) -> None:
     await queue.disconnect()
 
 
+class RefusesConnections(httpx.AsyncBaseTransport):
+    """A transport whose first connections are refused: the requests never leave."""
+
+    def __init__(self, app: Any, refusals: int) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.refusals = refusals
+        self.sent: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refusals:
+            self.refusals -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        self.sent.append(request.content.decode())
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_request_that_never_left_is_sent_again_whatever_it_is(served: Queue) -> None:
+    transport = RefusesConnections(HttpProxy(served), refusals=0)
+    queue = HttpQueue("http://app.test/queue", transport=transport, attempts=3)
+    await queue.connect()
+    transport.refusals = 2
+    assert await queue.enqueue("echo", key="persistent") is not None
+    transport.refusals = 2
+    claimed = await queue.backend.claim("w", 1, 60, time.time())
+    assert [row.key for row in claimed] == ["persistent"]
+    assert [body.count('"kind":"enqueue"') for body in transport.sent].count(1) == 1
+    transport.refusals = 3  # more than attempts: the caller hears of it
+    with pytest.raises(BackendError, match="could not be reached"):
+        await queue.enqueue("echo", key="never")
+    assert await served.job("never") is None
+    await queue.disconnect()
+
+
 # Lost replies, with a real server behind a fault proxy.
 
 
