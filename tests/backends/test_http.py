@@ -24,6 +24,7 @@ from conveyor.errors import (
     AccessDeniedError,
     BackendError,
     ConfigurationError,
+    InvalidUrlError,
     MissingDependencyError,
 )
 from conveyor.job import Status
@@ -262,10 +263,14 @@ def test_http_urls_make_http_queues_and_others_are_refused() -> None:
     assert queue.name == "emails"
     assert queue.backend.describe()["url"] == "https://user:***@jobs.example/queue"
     assert isinstance(HttpQueue.from_url("http://jobs.example/queue"), HttpQueue)
-    with pytest.raises(ConfigurationError, match="http:// or https://"):
+    with pytest.raises(InvalidUrlError, match="http://, https://"):
         HttpQueue.from_url("redis://localhost")
+    with pytest.raises(InvalidUrlError, match="http:// or https://"):
+        HttpQueue("sqlite:///jobs.db")
     with pytest.raises(ConfigurationError, match="runs_url"):
         HttpQueue.from_url("http://jobs.example/queue", runs_url="sqlite://")
+    with pytest.raises(ConfigurationError, match="runs_url"):
+        Queue.from_url("http://jobs.example/queue", runs_url="sqlite://")
 
 
 def test_a_missing_http_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,11 +22,12 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from conveyor.backends.base import Backend
 from conveyor.backends.http import HttpBackend, wire
 from conveyor.backends.http.wire import DEFAULT_KINDS, OPERATIONS, PRODUCER_KINDS
-from conveyor.errors import BackendError, ConfigurationError, ConveyorError
+from conveyor.errors import BackendError, ConfigurationError, ConveyorError, InvalidUrlError
 from conveyor.queue.base import Queue
 from conveyor.serialization import Dumper, Loader
 
@@ -334,31 +335,36 @@ class HttpQueue(Queue):
             ``httpx.AsyncClient`` options (``verify``, ``auth``, ``transport`` ...).
 
     Raises:
-        ConfigurationError: For a URL that is not ``http://`` or ``https://``.
+        InvalidUrlError: For a URL that is not ``http://`` or ``https://``.
         MissingDependencyError: When httpx is not installed (``pip install "conveyor[http]"``).
     """
 
     backend: HttpBackend
+    url_schemes: ClassVar[frozenset[str]] = frozenset({"http", "https"})
 
     def __init__(
         self,
-        url: str,
+        url: str | Backend,
         name: str = "default",
         *,
         dump: Dumper | None = None,
         load: Loader | None = None,
         defaults: dict[str, Any] | None = None,
-        swept_error_message: str = "worker died while running the job (lease expired)",
+        swept_error_message: str | None = None,
         instrumentation: Sequence[Any] = (),
         **options: Any,
     ) -> None:
-        if url.split("://", 1)[0].lower() not in ("http", "https"):
-            raise ConfigurationError(
-                f"HttpQueue needs an http:// or https:// URL, not {url.split('://', 1)[0]!r}; "
-                "use Queue.from_url for redis://, postgresql:// and sqlite:// URLs"
+        if isinstance(url, HttpBackend):  # Queue.from_url passes the backend it built
+            backend = url
+        elif isinstance(url, str) and url.split("://", 1)[0].lower() in self.url_schemes:
+            backend = HttpBackend(url, name, **options)
+        else:
+            raise InvalidUrlError(
+                f"HttpQueue needs an http:// or https:// URL, not {url!r}; use "
+                "Queue.from_url for redis://, postgresql:// and sqlite:// URLs"
             )
         super().__init__(
-            HttpBackend(url, name, **options),
+            backend,
             name=name,
             dump=dump,
             load=load,
@@ -366,21 +372,7 @@ class HttpQueue(Queue):
             swept_error_message=swept_error_message,
             instrumentation=instrumentation,
         )
-        self.url = url
-
-    @classmethod
-    def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> HttpQueue:
-        """An :class:`HttpQueue` for the proxy at ``url`` (keyword arguments as for the class).
-
-        Raises:
-            ConfigurationError: For ``runs_url``: the proxy's queue keeps its own runs.
-        """
-        if runs_url is not None:
-            raise ConfigurationError(
-                "an HttpQueue keeps its runs where its proxy's queue keeps them; give the "
-                "proxy's queue the runs_url instead"
-            )
-        return cls(url, **kwargs)
+        self.url = backend.url
 
 
 __all__ = ["DEFAULT_KINDS", "PRODUCER_KINDS", "AuthHook", "HttpProxy", "HttpQueue", "ProxyRequest"]

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conveyor.queue import Queue
-from conveyor.testing.backends import isolated_url, proxied_kind, unreachable_reason
+from conveyor.testing.backends import (
+    isolated_url,
+    postgres_url,
+    proxied_kind,
+    unreachable_reason,
+)
+from conveyor.testing.pgbouncer import PgBouncer
 from conveyor.worker import Worker
 
 if TYPE_CHECKING:
@@ -65,6 +71,19 @@ def conveyor_http_proxy() -> Iterator[ProxyServer]:
 
     with ProxyServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test PostgreSQL server, for the whole
+    session (each pytest-xdist worker starts its own); skips (or fails under ``CI=true``)
+    without the server or the ``pgbouncer`` executable."""
+    require_backend("pgbouncer")
+    bouncer = PgBouncer(postgres_url(), tmp_path_factory.mktemp("pgbouncer")).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture
@@ -122,6 +141,7 @@ __all__ = [
     "backend_url_for",
     "conveyor_http_proxy",
     "make_queue",
+    "pgbouncer",
     "running_worker",
     "worker_process_command",
 ]
