@@ -6,15 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.testing.backends import KINDS
-from conveyor.testing.fixtures import backend_url_for, make_queue, pgbouncer  # noqa: F401
+from conveyor.testing.backends import KINDS, proxied_kind
+from conveyor.testing.fixtures import (  # noqa: F401
+    backend_url_for,
+    conveyor_http_proxy,
+    make_queue,
+    pgbouncer,
+)
 from conveyor.testing.pgbouncer import PgBouncer
 
 
 @pytest.fixture(params=KINDS)
 def conveyor_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An isolated queue URL for each backend in turn."""
-    if request.param == "pgbouncer":  # PostgreSQL through a PgBouncer of the session's
+    """An isolated queue URL for each backend in turn (``http-X``: X behind an HttpProxy)."""
+    kind = str(request.param)
+    if kind == "pgbouncer":  # PostgreSQL through a PgBouncer of the session's
         bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
         return bouncer.queue_url()
-    return backend_url_for(str(request.param), tmp_path)
+    proxy = request.getfixturevalue("conveyor_http_proxy") if proxied_kind(kind) else None
+    return backend_url_for(kind, tmp_path, proxy)

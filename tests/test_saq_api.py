@@ -66,7 +66,7 @@ SAQ_NAMES: dict[str, list[str]] = {
         "WorkerStats",
     ],
 }
-#: Built on another branch (the HTTP queue); checked once it is there.
+#: The HTTP queue's module (skipped where it is not built).
 HTTP_NAMES = {"conveyor.queue.http": ["HttpProxy", "HttpQueue"]}
 
 # SAQ's signatures, as parameter lists: (module, class, method or "" for the constructor).
@@ -100,6 +100,10 @@ SIGNATURES: dict[tuple[str, str, str], str] = {
     ("conveyor.queue", "Queue", "from_url"): "url, **kwargs",
     ("conveyor.queue.redis", "RedisQueue", "from_url"): "url, **kwargs",
     ("conveyor.queue.postgres", "PostgresQueue", "from_url"): "url, **kwargs",
+    ("conveyor.queue.http", "HttpQueue", ""): "url, name='default', **kwargs",
+    ("conveyor.queue.http", "HttpQueue", "from_url"): "url, **kwargs",
+    ("conveyor.queue.http", "HttpProxy", ""): "queue",
+    ("conveyor.queue.http", "HttpProxy", "process"): "self, body",
     ("conveyor.queue", "Queue", "connect"): "self",
     ("conveyor.queue", "Queue", "disconnect"): "self",
     ("conveyor.queue", "Queue", "enqueue"): "self, job_or_func, **kwargs",

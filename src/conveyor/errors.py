@@ -17,6 +17,7 @@ The tree::
     ├── JobNotFoundError            no job with that key (also a RuntimeError, as SAQ raises)
     ├── LeaseLostError              a write about an attempt whose lease another owner took
     ├── BackendError                the storage engine failed or is unreachable
+    │   └── AccessDeniedError       the HTTP queue's proxy refused the call (401/403)
     └── AdminError                  a request the admin service cannot carry out as asked
         ├── RunNotFoundError        no run with that id (never existed, or purged)
         ├── UnknownQueueError       a queue name the admin service does not serve
@@ -229,6 +230,27 @@ class BackendError(ConveyorError):
         self.backend = backend
         self.detail = detail
         super().__init__(f"{backend}: {message}")
+
+
+class AccessDeniedError(BackendError):
+    """The HTTP queue's proxy refused a call: the application's auth hook said no.
+
+    Attributes:
+        url: The proxy's address (without password).
+        status: The HTTP status of the refusal (401 or 403).
+        kind: The operation refused (``enqueue``, ``claim`` ...).
+    """
+
+    def __init__(self, url: str, status: int, kind: str, reason: str = "") -> None:
+        self.url = url
+        self.status = status
+        self.kind = kind
+        why = f": {reason}" if reason else ""
+        super().__init__(
+            "http",
+            f"the proxy at {url} refused {kind} ({status}){why}; give the HttpQueue the "
+            "credentials the application's auth hook expects (headers=...)",
+        )
 
 
 class AdminError(ConveyorError):

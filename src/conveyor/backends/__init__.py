@@ -19,6 +19,8 @@ _SCHEMES: dict[str, tuple[str, str, str | None, str | None]] = {
     "unix": ("conveyor.backends.redis", "RedisBackend", "redis", "redis"),
     "postgres": ("conveyor.backends.postgres", "PostgresBackend", "psycopg", "postgres"),
     "postgresql": ("conveyor.backends.postgres", "PostgresBackend", "psycopg", "postgres"),
+    "http": ("conveyor.backends.http", "HttpBackend", "httpx", "http"),
+    "https": ("conveyor.backends.http", "HttpBackend", "httpx", "http"),
 }
 
 
@@ -85,11 +87,17 @@ def backend_for_urls(
     Raises:
         UnsupportedURLError: For an unknown scheme, listing the supported ones.
         MissingDependencyError: When a backend's extra is not installed.
-        ConfigurationError: When the run store's backend cannot keep another store's runs.
+        ConfigurationError: When the run store's backend cannot keep another store's runs,
+            or the job store is reached over HTTP.
     """
     backend = backend_from_url(url, queue_name, **kwargs)
     if runs_url is None:
         return backend
+    if backend.name == "http":
+        raise ConfigurationError(
+            "a queue reached over HTTP keeps its runs where its proxy's queue keeps them: "
+            "give the runs_url to the proxy's queue instead"
+        )
     loads = load or default_load
     # The URL's digest tells job stores apart in a shared run store; the name, queues.
     digest = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:8]

@@ -65,6 +65,8 @@ _QUEUE_CLASSES = {
     "unix": ("conveyor.queue.redis", "RedisQueue"),
     "postgres": ("conveyor.queue.postgres", "PostgresQueue"),
     "postgresql": ("conveyor.queue.postgres", "PostgresQueue"),
+    "http": ("conveyor.queue.http", "HttpQueue"),
+    "https": ("conveyor.queue.http", "HttpQueue"),
 }
 #: The longest single wait between two reads in :meth:`Queue.wait` and :meth:`Queue.listen`:
 #: a notification lost to a dropped connection costs at most this, never the whole wait.
@@ -128,7 +130,9 @@ class Queue:
         Args:
             url: ``sqlite:///path.db`` (``sqlite://`` for ``conveyor.db`` in the working
                 directory), ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
-                ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted).
+                ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted),
+                ``http://`` / ``https://`` (an :class:`~conveyor.queue.http.HttpQueue`
+                through the application's :class:`~conveyor.queue.http.HttpProxy`).
             runs_url: Keep run records and their logs in this other store (any URL above),
                 for example ``postgresql://...?schema=runs`` under a queue on Redis (see
                 :class:`conveyor.backends.split.SplitBackend`).
@@ -138,7 +142,8 @@ class Queue:
 
         Returns:
             A :class:`~conveyor.queue.redis.RedisQueue` for a Redis URL, a
-            :class:`~conveyor.queue.postgres.PostgresQueue` for a PostgreSQL URL (as SAQ's
+            :class:`~conveyor.queue.postgres.PostgresQueue` for a PostgreSQL URL, an
+            :class:`~conveyor.queue.http.HttpQueue` for an HTTP one (as SAQ's
             ``Queue.from_url``), else a :class:`Queue`; called on a subclass, an instance
             of that subclass.
 

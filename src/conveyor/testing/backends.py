@@ -24,7 +24,24 @@ from urllib.parse import urlparse
 
 from conveyor.testing import pgbouncer
 
-KINDS = ("memory", "sqlite", "redis", "postgres", "pgbouncer")
+#: The backends under test. ``http-X`` is backend ``X`` behind an
+#: :class:`~conveyor.queue.http.HttpProxy`, reached by an HTTP queue (see
+#: :class:`conveyor.testing.http_server.ProxyServer`).
+KINDS = (
+    "memory",
+    "sqlite",
+    "redis",
+    "postgres",
+    "pgbouncer",
+    "http-sqlite",
+    "http-redis",
+    "http-postgres",
+)
+
+
+def proxied_kind(kind: str) -> str | None:
+    """The backend behind the proxy for an ``http-X`` kind (``X``), None for the others."""
+    return kind.removeprefix("http-") if kind.startswith("http-") else None
 
 
 def redis_url() -> str:
@@ -49,6 +66,7 @@ def reachable(url: str) -> bool:
 
 def unreachable_reason(kind: str) -> str | None:
     """Why ``kind`` cannot be tested here, or None when it can."""
+    kind = proxied_kind(kind) or kind
     if kind == "redis" and not reachable(redis_url()):
         return f"Redis is not reachable at {redis_url()}"
     if kind in ("postgres", "pgbouncer") and not reachable(postgres_url()):
@@ -62,7 +80,9 @@ def isolated_url(kind: str, tmp_path: Path) -> str:
     """A URL for ``kind`` that no other test shares.
 
     Args:
-        kind: One of :data:`KINDS`.
+        kind: One of :data:`KINDS` but the ``http-X`` ones, whose URLs a
+            :class:`~conveyor.testing.http_server.ProxyServer` gives
+            (:func:`conveyor.testing.fixtures.backend_url_for` with ``proxy=``).
         tmp_path: A directory owned by the test (for SQLite files).
     """
     token = uuid.uuid4().hex[:10]

@@ -16,14 +16,22 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conveyor.queue import Queue
-from conveyor.testing.backends import isolated_url, postgres_url, unreachable_reason
+from conveyor.testing.backends import (
+    isolated_url,
+    postgres_url,
+    proxied_kind,
+    unreachable_reason,
+)
 from conveyor.testing.pgbouncer import PgBouncer
 from conveyor.worker import Worker
+
+if TYPE_CHECKING:
+    from conveyor.testing.http_server import ProxyServer
 
 QueueFactory = Callable[..., Any]
 
@@ -38,10 +46,31 @@ def require_backend(*kinds: str) -> None:
             pytest.skip(reason)
 
 
-def backend_url_for(kind: str, tmp_path: Path) -> str:
-    """An isolated URL for ``kind``; skips (or fails under ``CI=true``) when unreachable."""
+def backend_url_for(kind: str, tmp_path: Path, proxy: ProxyServer | None = None) -> str:
+    """An isolated URL for ``kind``; skips (or fails under ``CI=true``) when unreachable.
+
+    Args:
+        kind: One of :data:`~conveyor.testing.backends.KINDS`.
+        tmp_path: A directory owned by the test.
+        proxy: The server that an ``http-X`` kind goes through (the
+            :func:`conveyor_http_proxy` fixture); other kinds ignore it.
+    """
     require_backend(kind)
-    return isolated_url(kind, tmp_path)
+    proxied = proxied_kind(kind)
+    if proxied is None:
+        return isolated_url(kind, tmp_path)
+    if proxy is None:
+        raise ValueError(f"backend kind {kind!r} needs proxy= (the conveyor_http_proxy fixture)")
+    return proxy.url_for(isolated_url(proxied, tmp_path))
+
+
+@pytest.fixture(scope="session")
+def conveyor_http_proxy() -> Iterator[ProxyServer]:
+    """One HTTP proxy server for the session (for each xdist worker), started on first use."""
+    from conveyor.testing.http_server import ProxyServer
+
+    with ProxyServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +139,7 @@ def worker_process_command(url: str, queue_name: str, *args: str) -> list[str]:
 
 __all__ = [
     "backend_url_for",
+    "conveyor_http_proxy",
     "make_queue",
     "pgbouncer",
     "running_worker",
