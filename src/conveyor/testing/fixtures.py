@@ -14,14 +14,19 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor.queue import Queue
-from conveyor.testing.backends import isolated_url, unreachable_reason
+from conveyor.testing.backends import (
+    REDIS_CLUSTER_VARIABLE,
+    isolated_url,
+    redis_cluster_url,
+    unreachable_reason,
+)
 from conveyor.worker import Worker
 
 QueueFactory = Callable[..., Any]
@@ -35,6 +40,32 @@ def require_backend(*kinds: str) -> None:
             if os.environ.get("CI") == "true":
                 pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
             pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def conveyor_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The ``redis+cluster://`` URL of a Redis Cluster for the session (for each pytest-xdist
+    worker): ``CONVEYOR_TEST_REDIS_CLUSTER`` when set, else three local masters started here
+    with ``redis-server --cluster-enabled yes`` and ``redis-cli --cluster create`` on spare
+    ports, and stopped at the end. None when they cannot be started (``require_backend``
+    then skips with the reason, or fails under ``CI=true``)."""
+    given = redis_cluster_url()
+    if given is not None:
+        yield given
+        return
+    from conveyor.testing.redis_servers import cluster_url, missing_tools, redis_cluster
+
+    missing = missing_tools()
+    if missing is not None:
+        yield None
+        return
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as ports:
+        url = cluster_url(ports)
+        os.environ[REDIS_CLUSTER_VARIABLE] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop(REDIS_CLUSTER_VARIABLE, None)
 
 
 def backend_url_for(kind: str, tmp_path: Path) -> str:
@@ -96,6 +127,7 @@ def worker_process_command(url: str, queue_name: str, *args: str) -> list[str]:
 
 __all__ = [
     "backend_url_for",
+    "conveyor_redis_cluster",
     "make_queue",
     "running_worker",
     "worker_process_command",
