@@ -1,0 +1,193 @@
+"""The Redis backend on a real local Redis Cluster (three masters, started once per session):
+queues spread over the masters, a ``RedisCluster`` client given to the backend, and a
+queue whose slot is moved to another master while it is in use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from backends.test_redis import _blocked_clients, done, job, kind_url
+from conveyor.backends.base import Lease
+from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.keys import KeyScheme
+from conveyor.errors import ConfigurationError
+from conveyor.testing import wait_until
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return kind_url(request, "redis-cluster", tmp_path)
+
+
+@pytest.fixture
+async def masters(url: str) -> AsyncIterator[dict[str, Redis]]:
+    """A client to each master, by its node id."""
+    ports = [int(a.rsplit(":", 1)[1]) for a in url.split("://")[1].split("?")[0].split(",")]
+    clients = {}
+    for port in ports:
+        client = Redis(host="127.0.0.1", port=port)
+        clients[(await client.execute_command("CLUSTER", "MYID")).decode()] = client
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+
+
+def prefix_of(url: str) -> str:
+    return url.rsplit("prefix=", 1)[1]
+
+
+async def owner(masters: dict[str, Redis], key: str) -> str:
+    """The id of the master owning ``key``'s slot."""
+    slot = key_slot(key.encode())
+    client = next(iter(masters.values()))
+    for start, end, primary, *_ in await client.execute_command("CLUSTER", "SLOTS"):
+        if start <= slot <= end:
+            for node, client in masters.items():
+                if client.connection_pool.connection_kwargs["port"] == primary[1]:
+                    return node
+    raise AssertionError(f"slot {slot} is not covered")
+
+
+async def move_slot(masters: dict[str, Redis], key: str, target: str) -> None:
+    """Move ``key``'s slot, with its keys, to the master ``target`` (as a resharding does)."""
+    slot = key_slot(key.encode())
+    source = await owner(masters, key)
+    src, dst = masters[source], masters[target]
+    await dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source)
+    await src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target)
+    port = dst.connection_pool.connection_kwargs["port"]
+    while keys := await src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        await src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+    for client in (dst, src, *(c for n, c in masters.items() if n not in (source, target))):
+        await client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target)
+
+
+async def test_queues_spread_over_the_masters_and_each_works(
+    url: str, masters: dict[str, Redis]
+) -> None:
+    prefix = prefix_of(url)
+    by_node: dict[str, str] = {}
+    for i in range(64):
+        name = f"queue{i}"
+        by_node.setdefault(await owner(masters, KeyScheme(prefix, name).key("ready")), name)
+        if len(by_node) == 2:
+            break
+    (node_a, name_a), (node_b, name_b) = by_node.items()
+    a = RedisBackend.from_url(url, name_a)
+    b = RedisBackend.from_url(url, name_b)
+    try:
+        for backend in (a, b):
+            await backend.connect()
+            assert await backend.enqueue([job("x")]) == [True]
+            [row] = await backend.claim("w", 1, 30, time.time())
+            waiter = asyncio.create_task(backend.wait_for_finish(["x"], 30))
+            await waiter  # the first wait subscribes
+            waiter = asyncio.create_task(backend.wait_for_finish(["x"], 30))
+            assert await backend.finish([done("x", row.run_id, token=row.token)]) == [True]
+            await asyncio.wait_for(waiter, 10)  # woken by the sharded announcement
+            [stored] = await backend.get(["x"])
+            assert stored is not None and stored.status == "complete"
+        assert a.describe()["address"] != b.describe()["address"]
+        # Each queue's keys are on its own master only.
+        for node, name, other in ((node_a, name_a, node_b), (node_b, name_b, node_a)):
+            key = KeyScheme(prefix, name).job("x")
+            assert await masters[node].exists(key) == 1
+            assert (
+                await masters[other].execute_command(
+                    "CLUSTER", "COUNTKEYSINSLOT", key_slot(key.encode())
+                )
+                == 0
+            )
+    finally:
+        await a.drop()  # every queue of the prefix, on every master
+        for node in masters.values():
+            assert [k async for k in node.scan_iter(match=f"{prefix}:*")] == []
+        await a.disconnect()
+        await b.disconnect()
+
+
+async def test_a_redis_cluster_client_given_to_the_backend_is_used_and_left_open(
+    url: str,
+) -> None:
+    address = url.split("://")[1].split(",")[0]
+    client = RedisCluster.from_url(f"redis://{address}")
+    b = RedisBackend(client, "q", prefix_of(url))
+    try:
+        await b.connect()
+        assert b.describe()["deployment"] == "cluster"
+        assert await b.enqueue([job("a")]) == [True]
+        [row] = await b.claim("w", 1, 30, time.time())
+        assert await b.finish([done("a", row.run_id, token=row.token)]) == [True]
+        await b.drop()
+        await b.disconnect()
+        assert await client.ping()  # the user's client is not closed
+    finally:
+        await client.aclose()
+    decoding = RedisCluster.from_url(f"redis://{address}", decode_responses=True)
+    with pytest.raises(ConfigurationError, match="decode_responses=False"):
+        RedisBackend(decoding, "q")
+    await decoding.aclose()
+
+
+async def test_a_queue_whose_slot_moves_follows_it_with_its_scripts_and_wake_ups(
+    url: str, masters: dict[str, Redis]
+) -> None:
+    b = RedisBackend.from_url(url, "q")
+    other = RedisBackend.from_url(url, "q")
+    ready = b.keys.key("ready")
+    try:
+        await b.connect()
+        await b.enqueue([job("a"), job("b")])
+        [held] = await b.claim("w", 1, 30, time.time())
+        await b.wait_for_finish(["a"], 5)  # the listener is subscribed
+        source = await owner(masters, ready)
+        target = next(node for node in masters if node != source)
+        await masters[target].execute_command("FUNCTION", "FLUSH")  # as a new node would be
+
+        await move_slot(masters, ready, target)
+
+        # A pipelined call: every frame answered MOVED, sent again to the new master,
+        # whose missing function library is loaded on the way.
+        many = [job(f"k{i}") for i in range(1200)]
+        assert await b.enqueue(many) == [True] * 1200
+        port = masters[target].connection_pool.connection_kwargs["port"]
+        assert b.describe()["address"] == f"127.0.0.1:{port}"
+        assert await masters[target].execute_command("FUNCTION", "LIST")
+        assert (
+            await masters[source].execute_command(
+                "CLUSTER", "COUNTKEYSINSLOT", key_slot(ready.encode())
+            )
+            == 0
+        )
+        # The fencing of the claim made before the move holds after it.
+        renewal = await b.renew("w", [Lease(held.key, held.token)], 30, time.time())
+        assert renewal.lost == []
+        assert await b.finish([done("a", held.run_id, token="999999")]) == [False]
+        # Scripts unknown on the new master (EVALSHA after NOSCRIPT) are loaded again.
+        b._scripts._use(None)
+        [second] = await b.claim("w", 1, 30, time.time())
+        assert second.key == "b"
+        # Pub/sub and wake-ups on the new master.
+        await wait_until(lambda: b._listener._subscribed.is_set(), message="listener moved")
+        waiter = asyncio.create_task(b.wait_for_finish(["a"], 30))
+        assert await b.finish([done("a", held.run_id, token=held.token)]) == [True]
+        await asyncio.wait_for(waiter, 10)
+        assert len(await b.claim("w", 2000, 30, time.time())) == 1200
+        await masters[target].delete(b.keys.key("wake"))  # the tokens of the enqueues above
+        sleeper = asyncio.create_task(b.wait_for_work(30))
+        await wait_until(lambda: _blocked_clients(masters[target]), message="BLPOP on target")
+        await other.connect()  # located on the new master at once
+        await other.enqueue([job("late")])
+        await asyncio.wait_for(sleeper, 10)
+    finally:
+        await b.drop()
+        await b.disconnect()
+        await other.disconnect()
