@@ -162,24 +162,31 @@ def cluster_url(ports: list[int]) -> str:
 
 
 @contextlib.contextmanager
-def redis_sentinel(folder: Path, service: str = "conveyor", sentinels: int = 2) -> Iterator[
-    tuple[int, int, list[int]]
-]:
-    """A master, one replica and ``sentinels`` sentinels (quorum 1) watching it as
-    ``service``; yields (master port, replica port, sentinel ports).
+def redis_sentinel(
+    folder: Path, service: str = "conveyor", replicas: int = 1, sentinels: int = 2
+) -> Iterator[tuple[int, list[int], list[int]]]:
+    """A master, ``replicas`` replicas and ``sentinels`` sentinels (quorum 1) watching it
+    as ``service``; yields (master port, replica ports, sentinel ports).
+
+    Every server runs with ``maxmemory-policy noeviction``, as the docs advise.
 
     Raises:
         RuntimeError: When it does not come up.
     """
     servers = _Servers(folder)
     try:
-        master, replica, *watchers = spare_ports(2 + sentinels)
-        servers.start(master)
-        servers.start(replica, "--replicaof", "127.0.0.1", str(master))
-        _wait(
-            "the replica's link to its master",
-            lambda: "master_link_status:up" in _cli(replica, "INFO", "replication"),
-        )
+        master, *others = spare_ports(1 + replicas + sentinels)
+        followers, watchers = others[:replicas], others[replicas:]
+        advised = ("--maxmemory-policy", "noeviction")
+        servers.start(master, *advised)
+        for port in followers:
+            servers.start(port, "--replicaof", "127.0.0.1", str(master), *advised)
+        for port in followers:
+            _wait(
+                f"the link of replica {port} to its master",
+                lambda port=port: "master_link_status:up"  # type: ignore[misc]
+                in _cli(port, "INFO", "replication"),
+            )
         for port in watchers:
             servers.start(
                 port,
@@ -190,10 +197,11 @@ def redis_sentinel(folder: Path, service: str = "conveyor", sentinels: int = 2) 
             )
         for port in watchers:
             _wait(
-                f"sentinel on port {port} to see the replica",
-                lambda port=port: str(replica)  # type: ignore[misc]
-                in _cli(port, "SENTINEL", "REPLICAS", service),
+                f"sentinel on port {port} to see the replicas",
+                lambda port=port: all(  # type: ignore[misc]
+                    str(f) in _cli(port, "SENTINEL", "REPLICAS", service) for f in followers
+                ),
             )
-        yield master, replica, watchers
+        yield master, followers, watchers
     finally:
         servers.stop()

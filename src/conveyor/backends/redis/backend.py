@@ -49,7 +49,12 @@ from conveyor.backends.redis.keys import KeyScheme
 from conveyor.backends.redis.notify import Backoff, FinishListener
 from conveyor.backends.redis.presence import Presence
 from conveyor.backends.redis.scripts import Redirected, Scripts
-from conveyor.backends.redis.topology import MIGRATING, MOVED, ClusterTopology, Topology
+from conveyor.backends.redis.topology import (
+    ClusterTopology,
+    SentinelTopology,
+    Topology,
+    elsewhere,
+)
 from conveyor.backends.redis.topology import parse as parse_topology
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -144,6 +149,8 @@ class RedisBackend:
             pools = {"max_connections": MAX_CONNECTIONS, "timeout": pool_timeout}
             topology = ClusterTopology(redis, pools, owns=owns_client)
         self._topology = topology
+        if isinstance(topology, SentinelTopology):
+            topology.on_switch = self._switched
         sharded = isinstance(topology, ClusterTopology)
         self._script_args = self.keys.script_args(sharded)
         self._presence = Presence(self.keys.base, self.keys.key("presence"))
@@ -246,6 +253,10 @@ class RedisBackend:
         if self._topology is not None and (lost or _redirect(exc) is not None):
             self._stale = True
         return BackendError(self.name, f"{operation} failed: {exc}", exc)
+
+    def _switched(self) -> None:
+        """The sentinels announced a new master: locate it before the next call."""
+        self._stale = True
 
     async def _relocate(self, operation: str) -> None:
         """Locate the queue's server (Cluster, Sentinel) and talk to it from now on; the
@@ -430,7 +441,8 @@ class RedisBackend:
 
     async def _follow(self, operation: str, exc: Exception, deadline: float | None) -> float:
         """After a call was answered that the queue is not served here (Cluster:
-        ``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``; Sentinel: ``READONLY``): wait a
+        ``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``; Sentinel: ``READONLY``,
+        ``NOREPLICAS``; see :func:`~conveyor.backends.redis.topology.elsewhere`): wait a
         little unless it is a first ``MOVED``, locate the queue's server again.
 
         Returns:
@@ -932,7 +944,7 @@ def _redirect(exc: BaseException | None) -> Exception | None:
     (the call did not run), or None."""
     if isinstance(exc, Redirected):
         return exc.replies[exc.missing[0]]  # type: ignore[no-any-return]
-    return exc if isinstance(exc, MOVED + MIGRATING) else None
+    return exc if isinstance(exc, Exception) and elsewhere(exc) else None
 
 
 async def _unlink_matching(client: Any, pattern: str, by_slot: bool) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
-from conveyor.backends.redis.topology import MIGRATING, MOVED
+from conveyor.backends.redis.topology import elsewhere
 from conveyor.backends.redis.wire import Line, Lines, pack
 
 NAMES = (
@@ -287,7 +287,7 @@ class Scripts:
                 raise
             raise failure from exc
         await lines.release(line)
-        away = [i for i, reply in enumerate(replies) if isinstance(reply, MOVED + MIGRATING)]
+        away = [i for i, reply in enumerate(replies) if elsewhere(reply)]
         if away:
             raise Redirected(replies, away, sent)
         for reply in replies:

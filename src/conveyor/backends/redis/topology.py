@@ -20,7 +20,10 @@ URL forms (see :func:`parse`):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -30,10 +33,14 @@ from redis.exceptions import (
     ClusterDownError,
     MovedError,
     ReadOnlyError,
+    ResponseError,
     TryAgainError,
 )
 
+from conveyor.backends.redis.notify import Backoff
 from conveyor.errors import ConfigurationError
+
+logger = logging.getLogger("conveyor.backends.redis")
 
 #: Error replies that say the queue's slot is on its way to another node: the call did not
 #: run, and runs once the migration is over (then the node answers ``MOVED``).
@@ -41,6 +48,17 @@ MIGRATING = (TryAgainError,)
 #: Error replies after which the queue's server must be looked up again (the call did not
 #: run): the slot moved, the master was demoted, the cluster lost a master.
 MOVED = (MovedError, AskError, ReadOnlyError, ClusterDownError)
+
+
+def elsewhere(reply: object) -> bool:
+    """Whether an error reply says that the call did not run because the queue is not
+    served there now: :data:`MOVED`, :data:`MIGRATING`, or ``NOREPLICAS`` (a master set
+    with ``min-replicas-to-write`` that lost its replicas, as when Sentinel promoted one)."""
+    if isinstance(reply, MOVED + MIGRATING):
+        return True
+    return isinstance(reply, ResponseError) and str(reply).startswith("NOREPLICAS")
+
+
 #: Query options of a sentinel URL that configure the sentinels, not the master.
 _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 
@@ -146,6 +164,11 @@ class ClusterTopology(Topology):
 class SentinelTopology(Topology):
     """The master that Sentinel names for a service.
 
+    Once located, it listens to the sentinels' ``+switch-master`` announcements (on one
+    sentinel at a time, the next when it fails) and calls :attr:`on_switch` when the
+    service's master changes: clients still connected to the old master would otherwise
+    go on writing there, and lose it, until the sentinels demote it (seconds later).
+
     Args:
         sentinel: A ``redis.asyncio.sentinel.Sentinel``.
         service: The monitored master's name.
@@ -165,14 +188,50 @@ class SentinelTopology(Topology):
         super().__init__(connection_kwargs, pool_kwargs)
         self._sentinel = sentinel
         self.service = service
+        #: Called when the sentinels announce a new master for the service.
+        self.on_switch: Callable[[], None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def locate(self, key: str, refresh: bool) -> tuple[str, int]:
         """The master the sentinels agree on now (asked every time: that is cheap)."""
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._switches(), name="conveyor-sentinel-watch")
         host, port = await self._sentinel.discover_master(self.service)
         self.address = (str(host), int(port))
         return self.address
 
+    async def _switches(self) -> None:
+        backoff = Backoff()
+        service = self.service.encode()
+        while True:
+            for client in self._sentinel.sentinels:
+                pubsub = client.pubsub()
+                try:
+                    await pubsub.subscribe("+switch-master")
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=5
+                        )
+                        backoff.reset()
+                        data = message and message.get("data")
+                        ours = isinstance(data, bytes) and data.split(b" ")[0] == service
+                        if ours and self.on_switch is not None:
+                            self.on_switch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.debug("sentinel watch: %s", exc)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+            await asyncio.sleep(backoff.next())
+
     async def close(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
         for client in self._sentinel.sentinels:
             with contextlib.suppress(Exception):
                 await client.aclose()
