@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -32,14 +32,20 @@ from conveyor.worker import Worker
 QueueFactory = Callable[..., Any]
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for ``reason`` (a server it needs is missing); fail instead under
+    ``CI=true``."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
+    pytest.skip(reason)
+
+
 def require_backend(*kinds: str) -> None:
     """Skip the test when a backend's server is unreachable; fail instead under ``CI=true``."""
     for kind in kinds:
         reason = unreachable_reason(kind)
         if reason is not None:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-            pytest.skip(reason)
+            unavailable(reason)
 
 
 @pytest.fixture(scope="session")

@@ -184,8 +184,10 @@ def redis_sentinel(
         for port in followers:
             _wait(
                 f"the link of replica {port} to its master",
-                lambda port=port: "master_link_status:up"  # type: ignore[misc]
-                in _cli(port, "INFO", "replication"),
+                lambda port=port: (
+                    "master_link_status:up"  # type: ignore[misc]
+                    in _cli(port, "INFO", "replication")
+                ),
             )
         for port in watchers:
             servers.start(

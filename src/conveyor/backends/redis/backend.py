@@ -215,7 +215,7 @@ class RedisBackend:
         owns = client is None
         prefix = options["prefix"] or "conveyor"
         deployment = urlsplit(url).scheme.lower().partition("+")[2]
-        if client is None and deployment in ("cluster", "sentinel"):
+        if client is None and deployment:  # redis+cluster, redis+sentinel
             pools = {
                 "max_connections": int(kwargs.pop("max_connections", 0) or _max_connections(query)),
                 "timeout": timeouts["pool_timeout"],
