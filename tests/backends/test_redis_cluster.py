@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -56,18 +57,41 @@ async def owner(masters: dict[str, Redis], key: str) -> str:
     raise AssertionError(f"slot {slot} is not covered")
 
 
-async def move_slot(masters: dict[str, Redis], key: str, target: str) -> None:
-    """Move ``key``'s slot, with its keys, to the master ``target`` (as a resharding does)."""
+async def start_moving(masters: dict[str, Redis], key: str, target: str) -> str:
+    """Mark ``key``'s slot as migrating to the master ``target``, and move ``key`` there
+    (the first step of a resharding); the id of the source."""
     slot = key_slot(key.encode())
     source = await owner(masters, key)
-    src, dst = masters[source], masters[target]
-    await dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source)
-    await src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target)
+    await masters[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source)
+    await masters[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target)
+    await _migrate(masters[source], masters[target], [key])
+    return source
+
+
+async def _migrate(src: Redis, dst: Redis, keys: list[Any]) -> None:
     port = dst.connection_pool.connection_kwargs["port"]
+    await src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+
+
+async def finish_moving(masters: dict[str, Redis], key: str, source: str, target: str) -> None:
+    """Move the rest of ``key``'s slot to ``target`` and give it the slot."""
+    slot = key_slot(key.encode())
+    src, dst = masters[source], masters[target]
     while keys := await src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-        await src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+        await _migrate(src, dst, keys)
     for client in (dst, src, *(c for n, c in masters.items() if n not in (source, target))):
         await client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target)
+
+
+async def move_slot(masters: dict[str, Redis], key: str, target: str) -> None:
+    """Move ``key``'s slot, with its keys, to the master ``target`` (as a resharding does)."""
+    source = await start_moving(masters, key, target)
+    await finish_moving(masters, key, source, target)
+
+
+async def tryagain_replies(client: Redis) -> int:
+    stats = await client.info("errorstats")
+    return int(stats.get("errorstat_TRYAGAIN", {}).get("count", 0))
 
 
 async def test_queues_spread_over_the_masters_and_each_works(
@@ -191,3 +215,35 @@ async def test_a_queue_whose_slot_moves_follows_it_with_its_scripts_and_wake_ups
         await b.drop()
         await b.disconnect()
         await other.disconnect()
+
+
+async def test_a_call_made_while_the_queue_s_slot_migrates_waits_for_the_end(
+    url: str, masters: dict[str, Redis]
+) -> None:
+    b = RedisBackend.from_url(url, "q")
+    ready = b.keys.key("ready")
+    try:
+        await b.connect()
+        await b.enqueue([job("a")])
+        source = await owner(masters, ready)
+        target = next(node for node in masters if node != source)
+        before = await tryagain_replies(masters[source])
+        await start_moving(masters, ready, target)
+        # Some of the claim's keys have moved, others not: the source answers TRYAGAIN
+        # (the script does not run), and the call is sent again until the move is over.
+        claim = asyncio.create_task(b.claim("w", 1, 30, time.time()))
+        await wait_until(
+            lambda: _more(tryagain_replies(masters[source]), before), message="TRYAGAIN"
+        )
+        assert not claim.done()
+        await finish_moving(masters, ready, source, target)
+        [row] = await asyncio.wait_for(claim, 10)
+        assert row.key == "a"
+        assert await b.finish([done("a", row.run_id, token=row.token)]) == [True]
+    finally:
+        await b.drop()
+        await b.disconnect()
+
+
+async def _more(count: Any, than: int) -> bool:
+    return bool(await count > than)
