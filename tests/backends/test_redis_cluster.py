@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.crc import key_slot
 
 from backends.test_redis import _blocked_clients, done, job, kind_url
 from conveyor.backends.base import Lease
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.keys import KeyScheme
+from conveyor.backends.redis.topology import ClusterTopology
 from conveyor.errors import ConfigurationError
 from conveyor.testing import wait_until
 
@@ -247,3 +249,27 @@ async def test_a_call_made_while_the_queue_s_slot_migrates_waits_for_the_end(
 
 async def _more(count: Any, than: int) -> bool:
     return bool(await count > than)
+
+
+def test_cluster_urls_name_the_nodes_and_their_settings() -> None:
+    url = "rediss+cluster://user:secret@10.0.0.1:7000,[::1]:7001?socket_timeout=3&prefix=p"
+    backend = RedisBackend.from_url(url, "q", max_connections=9)
+    topology = backend._topology
+    assert isinstance(topology, ClusterTopology) and backend.keys.prefix == "p"
+    cluster = topology._cluster
+    assert [(n.host, n.port) for n in cluster.startup_nodes] == [
+        ("10.0.0.1", 7000),
+        ("::1", 7001),
+    ]
+    settings = cluster.connection_kwargs
+    assert (settings["username"], settings["password"]) == ("user", "secret")
+    assert settings["socket_timeout"] == 3.0 and settings["connection_class"] is SSLConnection
+    assert topology._pool_kwargs["max_connections"] == 9
+    assert backend.describe() == {
+        "engine": "redis",
+        "address": None,  # until connected
+        "db": 0,
+        "prefix": "p",
+        "queue": "q",
+        "deployment": "cluster",
+    }

@@ -25,7 +25,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.exceptions import BusyLoadingError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -443,7 +450,9 @@ class RedisBackend:
         """After a call was answered that the queue is not served here (Cluster:
         ``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``; Sentinel: ``READONLY``,
         ``NOREPLICAS``; see :func:`~conveyor.backends.redis.topology.elsewhere`): wait a
-        little unless it is a first ``MOVED``, locate the queue's server again.
+        little unless it is a first ``MOVED``, then locate the queue's server again (not
+        for ``ASK`` and ``TRYAGAIN``: the slot is on its way, and the node that owns it
+        answers until it has moved).
 
         Returns:
             The deadline of these attempts (:data:`REDIRECT_TIMEOUT` from the first).
@@ -463,8 +472,9 @@ class RedisBackend:
         else:
             wait = 0.05
         await asyncio.sleep(wait)
-        self._stale = True
-        await self._relocate(operation)
+        if isinstance(away, MovedError) or not isinstance(away, AskError | TryAgainError):
+            self._stale = True  # not a slot being migrated: the queue is elsewhere
+            await self._relocate(operation)
         return deadline
 
     async def _call(self, operation: str, frames: Iterable[tuple[bytes, int]]) -> list[Any]:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import (
@@ -75,6 +75,10 @@ def _hosts(netloc: str, url: str) -> tuple[str, list[tuple[str, int]]]:
             )
         nodes.append((host.strip("[]"), int(port)))
     return (userinfo + "@" if userinfo else ""), nodes
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _safe(url: str) -> str:
@@ -157,6 +161,7 @@ class ClusterTopology(Topology):
 
     async def close(self) -> None:
         if self._owns:
+            self._ready = False  # read the layout again if used again
             with contextlib.suppress(Exception):
                 await self._cluster.aclose()
 
@@ -264,12 +269,12 @@ def parse(url: str, pool_kwargs: dict[str, Any], **kwargs: Any) -> Topology:
                 f"{_safe(url)}: a Redis Cluster has one database, so the URL takes no "
                 "/db or other path"
             )
-        first = f"{base}://{userinfo}{nodes[0][0]}:{nodes[0][1]}"
+        first = f"{base}://{userinfo}{_netloc(*nodes[0])}"
         options: dict[str, Any] = dict(
             parse_url(first + (f"?{parts.query}" if parts.query else ""))
         )
-        options.pop("connection_class", None)
-        options.pop("db", None)
+        for name in ("connection_class", "db", "host", "port"):
+            options.pop(name, None)
         options.update(kwargs)
         if tls:
             options["ssl"] = True
@@ -295,7 +300,7 @@ def parse(url: str, pool_kwargs: dict[str, Any], **kwargs: Any) -> Topology:
             else:
                 rest.append(item)
         query = "&".join(rest)
-        master = f"{base}://{userinfo}{quote(nodes[0][0])}:{nodes[0][1]}/{db or 0}"
+        master = f"{base}://{userinfo}{_netloc(*nodes[0])}/{db or 0}"
         options = dict(parse_url(master + (f"?{query}" if query else "")))
         options.pop("host", None)
         options.pop("port", None)
