@@ -257,7 +257,7 @@ def test_cluster_urls_name_the_nodes_and_their_settings() -> None:
     topology = backend._topology
     assert isinstance(topology, ClusterTopology) and backend.keys.prefix == "p"
     cluster = topology._cluster
-    assert [(n.host, n.port) for n in cluster.startup_nodes] == [
+    assert [(n.host, n.port) for n in cluster.nodes_manager.startup_nodes.values()] == [
         ("10.0.0.1", 7000),
         ("::1", 7001),
     ]

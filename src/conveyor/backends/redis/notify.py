@@ -170,12 +170,9 @@ class FinishListener:
     async def _run(self) -> None:
         backoff = Backoff()
         while True:
-            pubsub = self._client.pubsub()
+            pubsub = _Sharded(self._client) if self._sharded else self._client.pubsub()
             try:
-                if self._sharded:
-                    await pubsub.ssubscribe(self._channel)
-                else:
-                    await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel)
                 while True:
                     raise_if_cancel_lost(0)  # see conveyor.backends.redis.cancellation
                     message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=5)
@@ -205,6 +202,31 @@ class FinishListener:
             finally:
                 with contextlib.suppress(Exception):
                     await _close(pubsub)
+
+
+class _Sharded:
+    """A subscription to a sharded channel on a connection of its own, with the part of
+    ``PubSub``'s interface that the listener uses (redis-py's asyncio ``PubSub`` has no
+    ``ssubscribe`` before 8.0)."""
+
+    def __init__(self, client: Any) -> None:
+        self._conn = client.connection_pool.make_connection()
+
+    async def subscribe(self, channel: str) -> None:
+        await self._conn.connect()
+        await self._conn.send_command("SSUBSCRIBE", channel)
+
+    async def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float = 5.0
+    ) -> dict[str, Any] | None:
+        reply = await self._conn.read_response(timeout=timeout)
+        if not isinstance(reply, list) or len(reply) < 3:
+            return None
+        kind = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return {"type": kind, "channel": reply[1], "data": reply[2]}
+
+    async def aclose(self) -> None:
+        await self._conn.disconnect()
 
 
 async def _close(pubsub: Any) -> None:
