@@ -1,12 +1,15 @@
 """The Redis backend on a real local Redis Cluster (three masters, started once per session):
-queues spread over the masters, a ``RedisCluster`` client given to the backend, and a
-queue whose slot is moved to another master while it is in use."""
+queues spread over the masters, a ``RedisCluster`` client given to the backend, a queue
+whose slot is moved to another master while it is in use; and on a cluster whose masters
+have replicas, the queue's master dying in the middle of a drain."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +18,20 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backends.test_redis import _blocked_clients, done, job, kind_url
-from conveyor.backends.base import Lease
+from conveyor.backends.base import Lease, RunFilter
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.backends.redis.topology import ClusterTopology
-from conveyor.errors import ConfigurationError
+from conveyor.errors import BackendError, ConfigurationError
+from conveyor.job import Status
+from conveyor.queue import Queue
 from conveyor.testing import wait_until
+from conveyor.testing.faults import WorkerProcess
+from conveyor.testing.fixtures import unavailable
+from conveyor.testing.redis_servers import cluster_url, missing_tools, redis_cluster
 
 
 @pytest.fixture
@@ -273,3 +282,76 @@ def test_cluster_urls_name_the_nodes_and_their_settings() -> None:
         "queue": "q",
         "deployment": "cluster",
     }
+
+
+@pytest.fixture(scope="module")
+def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A cluster of its own whose masters have a replica each, failing over within a
+    second."""
+    reason = missing_tools()
+    if reason is not None:
+        unavailable(reason)
+    with redis_cluster(
+        tmp_path_factory.mktemp("replicated"), replicas=1, node_timeout_ms=1000
+    ) as ports:
+        yield cluster_url(ports)
+
+
+@pytest.mark.slow
+async def test_a_master_failover_in_the_middle_of_a_drain_loses_no_job(
+    replicated_cluster: str,
+) -> None:
+    url = f"{replicated_cluster}?prefix=test-{uuid.uuid4().hex[:10]}"
+    queue = Queue.from_url(url)
+    await queue.connect()
+    backend = queue.backend
+    assert isinstance(backend, RedisBackend)
+    keys = [f"job-{n}" for n in range(120)]
+    options: dict[str, Any] = {"retries": 3, "timeout": 60}
+    for key in keys:
+        await queue.enqueue("sleep", key=key, seconds=0.1, value=key, **options)
+    master = backend.describe()["address"]
+    try:
+        async with WorkerProcess(url, lease_s=2.0, concurrency=4) as worker:
+            await wait_until(lambda: _completed(queue, 10), message="the drain under way")
+            host, port = master.rsplit(":", 1)
+            doomed = Redis(host=host, port=int(port))
+            with contextlib.suppress(RedisConnectionError):
+                await doomed.execute_command("SHUTDOWN", "NOSAVE")  # the queue's master dies
+            await doomed.aclose()
+            counts = await _counts(queue)
+            assert counts is None or counts < len(keys)  # in the middle of the drain
+            later = [f"later-{n}" for n in range(10)]
+            await wait_until(lambda: _enqueued(queue, later), timeout=60, message="new master")
+            jobs = await queue.wait(keys + later, timeout=90)
+            assert worker.alive, worker.output()
+            output = worker.output()
+        assert backend.describe()["address"] != master  # its replica took over
+        for job in jobs:
+            assert job.status == Status.COMPLETE and job.result == job.key, (job, output)
+            runs, _ = await backend.list_runs(RunFilter(key=job.key), 0, 10)
+            assert [run.status for run in runs].count("complete") == 1, (job.key, runs)
+    finally:
+        await backend.drop()
+        await queue.disconnect()
+
+
+async def _counts(queue: Queue) -> int | None:
+    try:
+        counts = await queue.backend.count([Status.COMPLETE.value])
+    except BackendError:
+        return None  # the failover is under way
+    return counts[Status.COMPLETE.value]
+
+
+async def _completed(queue: Queue, at_least: int) -> bool:
+    return (await _counts(queue) or 0) >= at_least
+
+
+async def _enqueued(queue: Queue, keys: list[str]) -> bool:
+    try:
+        for key in keys:
+            await queue.enqueue("sleep", key=key, seconds=0.01, value=key, retries=3)
+    except BackendError:
+        return False
+    return True

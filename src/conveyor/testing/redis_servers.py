@@ -109,16 +109,19 @@ class _Servers:
 
 
 @contextlib.contextmanager
-def redis_cluster(folder: Path, masters: int = 3) -> Iterator[list[int]]:
-    """A Redis Cluster of ``masters`` masters without replicas, on spare ports; yields the
-    ports.
+def redis_cluster(
+    folder: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 5000
+) -> Iterator[list[int]]:
+    """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each, on spare
+    ports; yields the ports (``CLUSTER SLOTS`` tells which are masters). A master that
+    stops answering for ``node_timeout_ms`` is replaced by one of its replicas.
 
     Raises:
         RuntimeError: When it does not come up.
     """
     servers = _Servers(folder)
     try:
-        ports = spare_ports(masters)
+        ports = spare_ports(masters * (1 + replicas))
         for port in ports:
             servers.start(
                 port,
@@ -127,7 +130,7 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[list[int]]:
                 "--cluster-config-file",
                 f"nodes-{port}.conf",
                 "--cluster-node-timeout",
-                "5000",
+                str(node_timeout_ms),
             )
         created = subprocess.run(
             [
@@ -136,7 +139,7 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[list[int]]:
                 "create",
                 *(f"127.0.0.1:{port}" for port in ports),
                 "--cluster-replicas",
-                "0",
+                str(replicas),
                 "--cluster-yes",
             ],
             capture_output=True,
@@ -151,6 +154,14 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[list[int]]:
                 f"the cluster as seen from port {port}",
                 lambda port=port: "cluster_state:ok" in _cli(port, "CLUSTER", "INFO"),  # type: ignore[misc]
             )
+            if "role:slave" in _cli(port, "INFO", "replication"):
+                _wait(
+                    f"the replica on port {port} in sync",
+                    lambda port=port: (
+                        "master_link_status:up"  # type: ignore[misc]
+                        in _cli(port, "INFO", "replication")
+                    ),
+                )
         yield ports
     finally:
         servers.stop()
