@@ -118,7 +118,8 @@ class RedisBackend:
         loading_timeout: Seconds :meth:`connect` waits for a server that is loading its
             dataset (after a restart) before it fails with an error that says so.
         topology: Where the queue's server is when ``redis`` is not it (set by
-            :meth:`from_url` for ``redis+sentinel://`` URLs; ``redis`` is then None).
+            :meth:`from_url` for ``redis+cluster://`` and ``redis+sentinel://`` URLs; ``redis``
+            is then None).
 
     Raises:
         ConfigurationError: When the client decodes responses, or a name is unusable.
