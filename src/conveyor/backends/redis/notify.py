@@ -170,9 +170,16 @@ class FinishListener:
     async def _run(self) -> None:
         backoff = Backoff()
         while True:
-            pubsub = _Sharded(self._client) if self._sharded else self._client.pubsub()
+            pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                if not self._sharded:
+                    await pubsub.subscribe(self._channel)
+                elif hasattr(pubsub, "ssubscribe"):
+                    await pubsub.ssubscribe(self._channel)
+                else:
+                    await _close(pubsub)
+                    pubsub = _Sharded(self._client)
+                    await pubsub.subscribe(self._channel)
                 while True:
                     raise_if_cancel_lost(0)  # see conveyor.backends.redis.cancellation
                     message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=5)
@@ -206,8 +213,9 @@ class FinishListener:
 
 class _Sharded:
     """A subscription to a sharded channel on a connection of its own, with the part of
-    ``PubSub``'s interface that the listener uses (redis-py's asyncio ``PubSub`` has no
-    ``ssubscribe`` before 8.0)."""
+    ``PubSub``'s interface that the listener uses, for redis-py before 8.0, whose asyncio
+    ``PubSub`` has no ``ssubscribe`` (RESP2 replies: redis-py 8 may speak RESP3, whose
+    messages its own ``PubSub`` reads)."""
 
     def __init__(self, client: Any) -> None:
         self._conn = client.connection_pool.make_connection()
