@@ -4,7 +4,7 @@ Run: ``python benchmarks/sqlite_backend.py [--jobs 5000] [--events 60]``. Prints
 asserts nothing. Throughput: a backlog of jobs with ~400-byte payloads is drained by one
 backend calling ``claim(limit=B)`` then ``finish`` of the whole batch, as a worker does.
 Wake-up: another process enqueues one job at random moments; an idle backend blocked in
-``wait_for_work`` claims it; the latency is from just before ``enqueue`` in the producer to
+``wait_for_work`` (woken by the poll alone, or by datagrams too: ``wakeup=socket``) claims it; the latency is from just before ``enqueue`` in the producer to
 just after ``claim`` returned in the consumer (same host, same clock).
 """
 
@@ -72,9 +72,12 @@ async def throughput(directory: Path, jobs: int, batch: int) -> float:
     return jobs / elapsed
 
 
-async def wake_latency(directory: Path, events: int, poll_interval: float) -> list[float]:
+async def wake_latency(
+    directory: Path, events: int, poll_interval: float, wakeup: str
+) -> list[float]:
     """Milliseconds from another process's enqueue to this process's claim, per event."""
-    url = f"sqlite:///{directory / f'wake-{poll_interval}.db'}?poll_interval={poll_interval}"
+    name = f"wake-{wakeup}-{poll_interval}.db"
+    url = f"sqlite:///{directory / name}?poll_interval={poll_interval}&wakeup={wakeup}"
     backend = SQLiteBackend.from_url(url, "wake")
     await backend.connect()
     producer = await asyncio.create_subprocess_exec(
@@ -104,9 +107,11 @@ async def wake_latency(directory: Path, events: int, poll_interval: float) -> li
     return latencies
 
 
-async def idle_cpu(directory: Path, poll_interval: float, seconds: float = 3.0) -> float:
+async def idle_cpu(
+    directory: Path, poll_interval: float, wakeup: str, seconds: float = 3.0
+) -> float:
     """Share of one core used by a backend waiting for work that never comes."""
-    url = f"sqlite:///{directory / 'idle.db'}?poll_interval={poll_interval}"
+    url = f"sqlite:///{directory / 'idle.db'}?poll_interval={poll_interval}&wakeup={wakeup}"
     backend = SQLiteBackend.from_url(url, "idle")
     await backend.connect()
     await backend.wait_for_work(0.1)
@@ -129,15 +134,17 @@ async def main() -> None:
         for batch in (1, 10, 100):
             rate = await throughput(directory, args.jobs, batch)
             print(f"  batch {batch:>3}: {rate:>8.0f} jobs/s")
-        for interval in (0.02, 0.05):
-            print(f"wake-up, poll_interval={interval * 1000:.0f} ms, {args.events} events:")
-            lat = sorted(await wake_latency(directory, args.events, interval))
+        for wakeup, interval in (("poll", 0.02), ("poll", 0.05), ("socket", 0.02)):
+            print(
+                f"wake-up {wakeup}, poll_interval={interval * 1000:.0f} ms, {args.events} events:"
+            )
+            lat = sorted(await wake_latency(directory, args.events, interval, wakeup))
             p95 = lat[int(len(lat) * 0.95) - 1]
             print(
                 f"    enqueue -> claim: p50 {statistics.median(lat):.1f} ms, "
                 f"p95 {p95:.1f} ms, max {lat[-1]:.1f} ms"
             )
-            share = await idle_cpu(directory, interval)
+            share = await idle_cpu(directory, interval, wakeup)
             print(f"    idle waiter CPU: {share * 100:.2f} % of one core")
 
 

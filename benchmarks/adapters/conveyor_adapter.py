@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import shutil
 from typing import Any
 
 import probe
@@ -111,4 +112,7 @@ class ConveyorSqlite(_Conveyor):
 
     async def cleanup(self) -> None:
         for path in glob.glob(f"{self.target.workdir}/{self.target.token}.db*"):
-            os.unlink(path)
+            if path.endswith("-wake"):  # the directory of the wake-up sockets
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)

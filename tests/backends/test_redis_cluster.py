@@ -265,7 +265,7 @@ def test_cluster_urls_name_the_nodes_and_their_settings() -> None:
     backend = RedisBackend.from_url(url, "q", max_connections=9)
     topology = backend._topology
     assert isinstance(topology, ClusterTopology) and backend.keys.prefix == "p"
-    cluster = topology._cluster
+    cluster = topology.cluster
     assert [(n.host, n.port) for n in cluster.nodes_manager.startup_nodes.values()] == [
         ("10.0.0.1", 7000),
         ("::1", 7001),

@@ -30,6 +30,7 @@ from conveyor.backends.sqlite.schema import migrate
 from conveyor.backends.sqlite.sql import load_migrations, load_queries
 from conveyor.errors import BackendError, ConfigurationError
 from conveyor.testing.backends import isolated_url
+from conveyor.testing.helpers import wait_until
 
 # Generous: a wait that is not woken up runs into it, and the test says so.
 LONG_WAIT = 30.0
@@ -148,13 +149,15 @@ def test_isolated_test_urls_are_absolute(tmp_path: Path) -> None:
 
 def test_url_options_and_keyword_options() -> None:
     settings = SQLiteBackend.from_url(
-        "sqlite:///x.db?synchronous=full&busy_timeout=100&poll_interval=0.05", "q"
+        "sqlite:///x.db?synchronous=full&busy_timeout=100&poll_interval=0.05&wakeup=POLL", "q"
     ).settings
-    assert (settings.synchronous, settings.busy_timeout_ms, settings.poll_interval) == (
-        "FULL",
-        100,
-        0.05,
-    )
+    assert (
+        settings.synchronous,
+        settings.busy_timeout_ms,
+        settings.poll_interval,
+        settings.wakeup,
+    ) == ("FULL", 100, 0.05, "poll")
+    assert SQLiteBackend.from_url("sqlite:///x.db", "q").settings.wakeup == "socket"
     assert (
         SQLiteBackend.from_url(
             "sqlite:///x.db?synchronous=full", "q", synchronous="OFF"
@@ -165,7 +168,12 @@ def test_url_options_and_keyword_options() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite:///x.db?colour=blue", "sqlite:///x.db?synchronous=sometimes", "sqlite:///:memory:"],
+    [
+        "sqlite:///x.db?colour=blue",
+        "sqlite:///x.db?synchronous=sometimes",
+        "sqlite:///x.db?wakeup=carrier-pigeon",
+        "sqlite:///:memory:",
+    ],
 )
 def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
@@ -596,3 +604,39 @@ async def test_wait_for_finish_wakes_on_another_connection_finish(url: str) -> N
     finally:
         await worker.disconnect()
         await waiter.drop()
+
+
+async def test_the_wal_is_checkpointed_off_the_operations_path(backend: SQLiteBackend) -> None:
+    from conveyor.backends.sqlite.checkpoints import BACKSTOP_PAGES, INTERVAL
+
+    wal = backend.settings.path.with_name(backend.settings.path.name + "-wal")
+
+    def restarts() -> int:
+        # The WAL header's checkpoint sequence: SQLite adds one each time a write starts
+        # the WAL over after a complete checkpoint. (PRAGMA wal_checkpoint would
+        # checkpoint by itself.)
+        with wal.open("rb") as file:
+            return int.from_bytes(file.read(16)[12:16], "big")
+
+    # The operations' commits leave checkpoints to the thread up to a backstop far above
+    # SQLite's default (1,000 pages, a checkpoint in every fiftieth pickup or so).
+    threshold = await backend._run(
+        lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+    )
+    assert threshold == (BACKSTOP_PAGES,) and BACKSTOP_PAGES >= 4000
+    await backend.enqueue([NewJob("first", "f", "p")])
+    before = restarts()
+    for i in range(200):
+        await backend.enqueue([NewJob(f"k{i}", "f", "p" * 500)])
+    # Between bursts, the backend's own thread checkpoints, and the next write starts over.
+    checkpoints = backend._checkpoints
+    assert checkpoints is not None
+
+    async def started_over() -> bool:
+        await asyncio.sleep(INTERVAL)
+        await backend.count(["queued"])  # used: starts a checkpoint on its thread
+        await wait_until(lambda: checkpoints._running is None)
+        await backend.enqueue([NewJob(f"late-{time.monotonic()}", "f", "p")])
+        return restarts() > before
+
+    await wait_until(started_over, LONG_WAIT, message="the WAL started over")

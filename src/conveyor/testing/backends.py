@@ -10,6 +10,10 @@ Cluster at ``CONVEYOR_TEST_REDIS_CLUSTER`` (a ``redis+cluster://`` URL; the
 ``conveyor_redis_cluster`` fixture starts one of its own and sets it when it is unset). When
 a server is unreachable its tests are skipped with a reason, except with ``CI=true``, where
 they fail.
+
+``pgbouncer`` is PostgreSQL through a PgBouncer in transaction mode that the tests start
+(:mod:`conveyor.testing.pgbouncer`; its URL comes from the ``pgbouncer`` fixture, not from
+:func:`isolated_url`): it needs the ``pgbouncer`` executable besides the server.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-KINDS = ("memory", "sqlite", "redis", "redis-cluster", "postgres")
+from conveyor.testing import pgbouncer
+
+KINDS = ("memory", "sqlite", "redis", "redis-cluster", "postgres", "pgbouncer")
 #: The environment variable naming the Redis Cluster under test.
 REDIS_CLUSTER_VARIABLE = "CONVEYOR_TEST_REDIS_CLUSTER"
 
@@ -54,7 +60,7 @@ def unreachable_reason(kind: str) -> str | None:
     """Why ``kind`` cannot be tested here, or None when it can."""
     if kind == "redis" and not reachable(redis_url()):
         return f"Redis is not reachable at {redis_url()}"
-    if kind == "postgres" and not reachable(postgres_url()):
+    if kind in ("postgres", "pgbouncer") and not reachable(postgres_url()):
         return f"PostgreSQL is not reachable at {postgres_url()}"
     if kind == "redis-cluster":
         cluster = redis_cluster_url()
@@ -63,6 +69,8 @@ def unreachable_reason(kind: str) -> str | None:
         first = cluster.split("://", 1)[1].split(",", 1)[0].rsplit("@", 1)[-1]
         if not reachable(f"redis://{first}"):
             return f"the Redis Cluster is not reachable at {first}"
+    if kind == "pgbouncer" and pgbouncer.binary() is None:
+        return "pgbouncer is not installed (apt-get install -y pgbouncer)"
     return None
 
 
@@ -84,4 +92,6 @@ def isolated_url(kind: str, tmp_path: Path) -> str:
         return f"{redis_cluster_url()}?prefix=test-{token}"
     if kind == "postgres":
         return f"{postgres_url()}?schema=test_{token}"
+    if kind == "pgbouncer":
+        raise ValueError("a pgbouncer URL needs a running PgBouncer: use the pgbouncer fixture")
     raise ValueError(f"unknown backend kind {kind!r}; use one of {KINDS}")

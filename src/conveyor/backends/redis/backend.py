@@ -120,9 +120,13 @@ class RedisBackend:
         topology: Where the queue's server is when ``redis`` is not it (set by
             :meth:`from_url` for ``redis+cluster://`` and ``redis+sentinel://`` URLs; ``redis``
             is then None).
+        max_concurrent_ops: At most this many connections of the client's pool in use by
+            the backend's operations at once (beside its own connection, and those of
+            blocking waits, notifications and presence); None leaves the bound to the pool.
 
     Raises:
-        ConfigurationError: When the client decodes responses, or a name is unusable.
+        ConfigurationError: When the client decodes responses, a name is unusable, or
+            ``max_concurrent_ops`` is below 1.
     """
 
     name = "redis"
@@ -140,6 +144,7 @@ class RedisBackend:
         pool_timeout: float = POOL_TIMEOUT,
         loading_timeout: float = LOADING_TIMEOUT,
         topology: Topology | None = None,
+        max_concurrent_ops: int | None = None,
     ) -> None:
         kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", None)
         if kwargs is None:
@@ -148,10 +153,15 @@ class RedisBackend:
             raise ConfigurationError(
                 "the Redis backend needs a client built with decode_responses=False"
             )
+        if max_concurrent_ops is not None and max_concurrent_ops < 1:
+            raise ConfigurationError(
+                f"max_concurrent_ops must be at least 1, not {max_concurrent_ops!r}"
+            )
         self.queue_name = queue_name
         self.keys = KeyScheme(prefix, queue_name)
         self._owns_client = owns_client
         self._pool_timeout = pool_timeout
+        self._max_borrowed = max_concurrent_ops
         self._loading_timeout = loading_timeout
         if topology is None and _is_cluster(redis):
             pools = {"max_connections": MAX_CONNECTIONS, "timeout": pool_timeout}
@@ -180,7 +190,11 @@ class RedisBackend:
         """Talk to the queue's server through ``client`` from now on."""
         self._redis = client
         self._scripts = Scripts(
-            client, self.keys.fixed_keys, self._script_args, pool_timeout=self._pool_timeout
+            client,
+            self.keys.fixed_keys,
+            self._script_args,
+            pool_timeout=self._pool_timeout,
+            max_borrowed=self._max_borrowed,
         )
         self._presence.use(client)
         self._listener.use(client)
@@ -198,8 +212,10 @@ class RedisBackend:
                 out; the rest goes to redis-py (``max_connections``, ``socket_timeout``,
                 ``db`` ...).
             queue_name: The queue's name.
-            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``,
-                ``pool_timeout``, ``loading_timeout``; anything else goes to redis-py's
+            **kwargs: ``redis`` (a client to use instead of building one; left open on
+                :meth:`disconnect` unless ``owns_client`` is given true), ``prefix``,
+                ``pool_timeout``, ``loading_timeout``, ``max_concurrent_ops``; anything
+                else goes to redis-py's
                 ``BlockingConnectionPool.from_url``: the client built here waits up to
                 ``pool_timeout`` for a connection when all ``max_connections`` (default
                 :data:`MAX_CONNECTIONS`) are in use, where redis-py's default pool fails.
@@ -220,7 +236,8 @@ class RedisBackend:
         # unix:/path, which redis-py 8 refuses.
         address = re.split(r"[?#]", url, maxsplit=1)[0]
         client = kwargs.pop("redis", None)
-        owns = client is None
+        owns = bool(kwargs.pop("owns_client", client is None))
+        max_ops = kwargs.pop("max_concurrent_ops", None)
         prefix = options["prefix"] or "conveyor"
         deployment = urlsplit(url).scheme.lower().partition("+")[2]
         if client is None and deployment:  # redis+cluster, redis+sentinel
@@ -229,14 +246,33 @@ class RedisBackend:
                 "timeout": timeouts["pool_timeout"],
             }
             topology = parse_topology(address + (f"?{rest}" if rest else ""), pools, **kwargs)
-            return cls(None, queue_name, prefix, owns_client=True, topology=topology, **timeouts)
+            return cls(
+                None,
+                queue_name,
+                prefix,
+                owns_client=True,
+                topology=topology,
+                max_concurrent_ops=max_ops,
+                **timeouts,
+            )
         if client is None:
             kwargs.setdefault("decode_responses", False)
             kwargs.setdefault("max_connections", MAX_CONNECTIONS)
             kwargs.setdefault("timeout", timeouts["pool_timeout"])
             address += f"?{rest}" if rest else ""
             client = Redis.from_pool(BlockingConnectionPool.from_url(address, **kwargs))
-        return cls(client, queue_name, prefix, owns_client=owns, **timeouts)
+        return cls(
+            client, queue_name, prefix, owns_client=owns, max_concurrent_ops=max_ops, **timeouts
+        )
+
+    @property
+    def client(self) -> Any:
+        """The client the backend was given: a ``redis.asyncio.Redis`` (the one the
+        operations use), or a ``RedisCluster``; with Sentinel, the client to the current
+        master (None until located)."""
+        if isinstance(self._topology, ClusterTopology):
+            return self._topology.cluster
+        return self._redis
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str) -> AsyncIterator[None]:

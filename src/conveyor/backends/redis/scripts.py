@@ -154,6 +154,8 @@ class Scripts:
         arguments: The key base and the announcing command (the first ``ARGV``, see
             :meth:`~conveyor.backends.redis.keys.KeyScheme.script_args`).
         pool_timeout: Seconds a call waits for a connection of a full pool.
+        max_borrowed: At most this many of the pool's connections at once (see
+            :class:`~conveyor.backends.redis.wire.Lines`).
     """
 
     def __init__(
@@ -163,9 +165,10 @@ class Scripts:
         arguments: tuple[str, ...],
         *,
         pool_timeout: float = 20.0,
+        max_borrowed: int | None = None,
     ) -> None:
         self._client = client
-        self.lines = Lines(client.connection_pool, pool_timeout)
+        self.lines = Lines(client.connection_pool, pool_timeout, max_borrowed)
         #: Whether text is sent as ``str.encode()`` does (UTF-8, strict): packers may
         #: then encode it themselves.
         self.plain_utf8 = (

@@ -134,13 +134,14 @@ class ClusterTopology(Topology):
 
     def __init__(self, cluster: Any, pool_kwargs: dict[str, Any], owns: bool = False) -> None:
         super().__init__({}, pool_kwargs)
-        self._cluster = cluster
+        #: The ``RedisCluster`` that tells the layout.
+        self.cluster = cluster
         self._owns = owns
         self._ready = False
 
     async def locate(self, key: str, refresh: bool) -> tuple[str, int]:
         """The master owning ``key``'s slot (``CLUSTER SLOTS`` read again on ``refresh``)."""
-        cluster = self._cluster
+        cluster = self.cluster
         if not self._ready:
             await cluster.initialize()
             self._ready = True
@@ -155,15 +156,15 @@ class ClusterTopology(Topology):
     async def masters(self) -> list[Redis]:
         """A client to every master of the cluster (for scans across queues); close them."""
         if not self._ready:
-            await self._cluster.initialize()
+            await self.cluster.initialize()
             self._ready = True
-        return [self.client((n.host, int(n.port))) for n in self._cluster.get_primaries()]
+        return [self.client((n.host, int(n.port))) for n in self.cluster.get_primaries()]
 
     async def close(self) -> None:
         if self._owns:
             self._ready = False  # read the layout again if used again
             with contextlib.suppress(Exception):
-                await self._cluster.aclose()
+                await self.cluster.aclose()
 
 
 class SentinelTopology(Topology):

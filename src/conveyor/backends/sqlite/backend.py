@@ -5,7 +5,10 @@ function submitted to it (one hop, one transaction, see :mod:`.thread`). The fil
 mode, so readers never block the writer, and writes take the lock with
 ``BEGIN IMMEDIATE``, so two processes never claim the same job. Waiting for work or for a
 job to finish is served by :class:`.watcher.ChangeWatcher`: an in-process notification for
-this backend's own commits, a ``PRAGMA data_version`` poll for everybody else's.
+this backend's own commits, a datagram (:mod:`.doorbell`) for those of other processes of
+this host, sent on the database thread right after the commit, and a ``PRAGMA
+data_version`` poll for everything else. Checkpoints of the WAL run on a thread of their own
+(:mod:`.checkpoints`), not in the commits of the operations.
 
 Fencing: a claim's run id is its lease's token (``jobs.token``); recover takes new tokens
 from the same AUTOINCREMENT sequence, so no two leases ever share one. Every write that
@@ -40,12 +43,14 @@ from conveyor.backends.base import (
     RunRecord,
     Transition,
 )
+from conveyor.backends.sqlite.checkpoints import Checkpoints
 from conveyor.backends.sqlite.connection import (
     SQLiteSettings,
     open_connection,
     open_watcher,
     read_data_version,
 )
+from conveyor.backends.sqlite.doorbell import Doorbell
 from conveyor.backends.sqlite.operations import JobOperations, immediate
 from conveyor.backends.sqlite.records import RecordOperations
 from conveyor.backends.sqlite.schema import migrate
@@ -81,7 +86,11 @@ class SQLiteBackend:
         self._thread: DatabaseThread | None = None
         self._watch_conn: sqlite3.Connection | None = None
         self._watcher: ChangeWatcher | None = None
-        self._finalizer: weakref.finalize[[], SQLiteBackend] | None = None
+        self._doorbell: Doorbell | None = None
+        self._checkpoints: Checkpoints | None = None
+        self._finalizer: (
+            weakref.finalize[[DatabaseThread, Checkpoints, Doorbell | None], SQLiteBackend] | None
+        ) = None
         # The latest `now` this backend claimed at: jobs due by then were already looked at,
         # so wait_for_work only needs the next due time after it.
         self._claimed_at = 0.0
@@ -130,11 +139,16 @@ class SQLiteBackend:
             await thread.stop()
             raise
         self._jobs.owners.forget()  # rows remembered before may have been dropped since
-        # A backend dropped without disconnect() must not leave its thread and file behind.
-        self._finalizer = weakref.finalize(self, thread.stop_soon)
+        doorbell = Doorbell.for_database(settings.path) if settings.wakeup == "socket" else None
+        checkpoints = Checkpoints(settings.path, f"conveyor-sqlite-checkpoints-{self.queue_name}")
+        # A backend dropped without disconnect() must not leave its threads, file and socket
+        # behind.
+        self._finalizer = weakref.finalize(self, _release, thread, checkpoints, doorbell)
+        self._checkpoints = checkpoints
         self._watch_conn = watch_conn
+        self._doorbell = doorbell
         self._watcher = ChangeWatcher(
-            functools.partial(read_data_version, watch_conn), settings.poll_interval
+            functools.partial(read_data_version, watch_conn), settings.poll_interval, doorbell
         )
 
     async def disconnect(self) -> None:
@@ -144,6 +158,8 @@ class SQLiteBackend:
         """
         thread, self._thread = self._thread, None
         watcher, self._watcher = self._watcher, None
+        doorbell, self._doorbell = self._doorbell, None
+        checkpoints, self._checkpoints = self._checkpoints, None
         watch_conn, self._watch_conn = self._watch_conn, None
         if watcher is not None:
             await watcher.close()
@@ -154,6 +170,10 @@ class SQLiteBackend:
             self._finalizer = None
         if thread is not None:
             await thread.stop()
+        if checkpoints is not None:
+            await checkpoints.stop()
+        if doorbell is not None:
+            doorbell.close()  # after the thread: the thread rings with it
 
     async def drop(self) -> None:
         """Delete every row of this queue from the file, then disconnect (for tests)."""
@@ -166,14 +186,35 @@ class SQLiteBackend:
         if thread is None:
             raise BackendError(self.name, "not connected: await connect() first")
         try:
-            return await thread.call(operation)
+            result = await thread.call(operation)
         except sqlite3.Error as exc:
             raise BackendError(self.name, f"{exc} (database {self.settings.path})", exc) from exc
+        if self._checkpoints is not None:
+            self._checkpoints.used()
+        return result
 
-    def _notify(self, *channels: str) -> None:
+    async def _write(
+        self,
+        operation: Callable[[sqlite3.Connection], T],
+        wakes: Callable[[T], tuple[str, ...]],
+    ) -> T:
+        """Run a writing operation, then wake the waiters of the channels ``wakes(result)``
+        names: other processes' right after the commit, from the database thread, and
+        this backend's own in this process."""
+        doorbell = self._doorbell
+
+        def write_and_ring(conn: sqlite3.Connection) -> T:
+            result = operation(conn)
+            channels = wakes(result)
+            if channels and doorbell is not None:
+                doorbell.ring(channels)
+            return result
+
+        result = await self._run(write_and_ring)
         if self._watcher is not None:
-            for channel in channels:
+            for channel in wakes(result):
                 self._watcher.notify(channel)
+        return result
 
     # Jobs
 
@@ -181,12 +222,10 @@ class SQLiteBackend:
         """Insert jobs; see :meth:`conveyor.backends.base.Backend.enqueue`."""
         if not jobs:
             return []
-        inserted = await self._run(
-            functools.partial(self._jobs.enqueue, jobs=list(jobs), now=time.time())
+        return await self._write(
+            functools.partial(self._jobs.enqueue, jobs=list(jobs), now=time.time()),
+            lambda inserted: ("work",) if any(inserted) else (),
         )
-        if any(inserted):
-            self._notify("work")
-        return inserted
 
     async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
@@ -226,30 +265,26 @@ class SQLiteBackend:
         """Apply transitions; see :meth:`conveyor.backends.base.Backend.finish`."""
         if not transitions:
             return []
-        applied = await self._run(
-            functools.partial(self._jobs.finish, transitions=list(transitions), now=time.time())
+        return await self._write(
+            functools.partial(self._jobs.finish, transitions=list(transitions), now=time.time()),
+            _finished,
         )
-        # Any finish may free a group, not only a re-queue: wake claimers too.
-        self._notify("finish", "work")
-        return applied
 
     async def update(self, key: str, payload: Payload, token: str | None = None) -> bool:
         """Store a payload; see :meth:`conveyor.backends.base.Backend.update`."""
-        found = await self._run(
+        return await self._write(
             functools.partial(
                 self._jobs.update, key=key, payload=payload, token=token, now=time.time()
-            )
+            ),
+            lambda found: ("finish",) if found else (),
         )
-        if found:
-            self._notify("finish")
-        return found
 
     async def abort(self, key: str, payload: Payload, now: float) -> str | None:
         """Abort a job; see :meth:`conveyor.backends.base.Backend.abort`."""
-        before = await self._run(functools.partial(self._jobs.abort, key=key, payload=payload))
-        if before in ("queued", "active"):
-            self._notify("finish")
-        return before
+        return await self._write(
+            functools.partial(self._jobs.abort, key=key, payload=payload),
+            lambda before: ("finish",) if before in ("queued", "active") else (),
+        )
 
     async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
         """Take over expired leases; see :meth:`conveyor.backends.base.Backend.recover`."""
@@ -369,16 +404,15 @@ class SQLiteBackend:
         run); returns what :meth:`finish` returns. The worker's writer uses it (see
         :class:`conveyor.backends.base.FinishesWithLogs`).
         """
-        applied = await self._run(
+        return await self._write(
             functools.partial(
                 self._finish_with_logs,
                 transitions=list(transitions),
                 rows=list(rows),
                 now=time.time(),
-            )
+            ),
+            _finished,
         )
-        self._notify("finish", "work")
-        return applied
 
     def _finish_with_logs(
         self,
@@ -404,3 +438,16 @@ class SQLiteBackend:
         return await self._run(
             functools.partial(self._records.purge_runs, before_ms=before_ms, limit=limit)
         )
+
+
+def _finished(applied: list[bool]) -> tuple[str, ...]:
+    # Any finish may free a group, not only a re-queue: wake claimers too.
+    return ("finish", "work")
+
+
+def _release(thread: DatabaseThread, checkpoints: Checkpoints, doorbell: Doorbell | None) -> None:
+    """What a backend collected without disconnect() leaves: its threads and its socket."""
+    thread.stop_soon()
+    checkpoints.stop_soon()
+    if doorbell is not None:
+        doorbell.close()

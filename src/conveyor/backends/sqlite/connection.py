@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from conveyor.backends.sqlite.checkpoints import BACKSTOP_PAGES
 from conveyor.errors import ConfigurationError
 
 DEFAULT_FILE = "conveyor.db"
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_WAKEUPS = ("socket", "poll")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,12 +33,16 @@ class SQLiteSettings:
         busy_timeout_ms: How long a write waits for another process's write to finish.
         poll_interval: Seconds between two checks for commits by other connections while
             someone waits for work or for a job to finish.
+        wakeup: ``socket`` (the default): other processes of this host also wake waiters
+            at once through Unix datagram sockets (see :mod:`.doorbell`), the poll
+            catching the rest; ``poll``: the poll alone.
     """
 
     path: Path
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
     poll_interval: float = 0.02
+    wakeup: str = "socket"
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteSettings:
@@ -56,7 +62,7 @@ class SQLiteSettings:
 
     @classmethod
     def _build(cls, path: Path, options: dict[str, Any]) -> SQLiteSettings:
-        known = {"synchronous", "busy_timeout", "poll_interval"}
+        known = {"synchronous", "busy_timeout", "poll_interval", "wakeup"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
@@ -67,6 +73,9 @@ class SQLiteSettings:
             raise ConfigurationError(
                 f"synchronous={synchronous!r} is not one of {', '.join(_SYNCHRONOUS)}"
             )
+        wakeup = str(options.get("wakeup", "socket")).lower()
+        if wakeup not in _WAKEUPS:
+            raise ConfigurationError(f"wakeup={wakeup!r} is not one of {', '.join(_WAKEUPS)}")
         try:
             busy_timeout_ms = int(options.get("busy_timeout", 5000))
             poll_interval = float(options.get("poll_interval", 0.02))
@@ -76,7 +85,7 @@ class SQLiteSettings:
             raise ConfigurationError(
                 "busy_timeout (ms) must be >= 0 and poll_interval (seconds) in (0, 60]"
             )
-        return cls(path, synchronous, busy_timeout_ms, poll_interval)
+        return cls(path, synchronous, busy_timeout_ms, poll_interval, wakeup)
 
 
 def _path_of(location: str, url: str) -> Path:
@@ -110,6 +119,8 @@ def open_connection(settings: SQLiteSettings) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
         _enable_wal(conn, settings.busy_timeout_ms / 1000)
         conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
+        # Checkpoints are the checkpoint thread's (see .checkpoints); this is a backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         conn.create_function("conveyor_contains", 2, contains, deterministic=True)
         conn.execute("SELECT json_valid('[]')")
     except sqlite3.Error:

@@ -150,6 +150,12 @@ class JobOperations:
             return []
         now_ms = int(now * 1000)
         taken: list[JobRow] = []
+        # Most claims of an idle worker find nothing (every datagram and poll that woke it
+        # claims): those read only, and leave the write lock to the writers that have work.
+        # A job committed after this read wakes the caller's next wait.
+        with snapshot(conn):
+            if not self._claimable(conn, 1, now):
+                return []
         owner = self.owners.recorded(worker_id)
         inserted = None
         with immediate(conn):

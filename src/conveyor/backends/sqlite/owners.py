@@ -47,12 +47,17 @@ def host_identity() -> str:
     """This host as processes that can see one another's pids share it: host name, boot id
     and PID namespace ("?" for a part this system does not tell).
     """
-    boot = _read_text("/proc/sys/kernel/random/boot_id")
+    boot = boot_id()
     try:
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         namespace = None
     return f"{socket.gethostname()} boot={boot or '?'} pidns={namespace or '?'}"
+
+
+def boot_id() -> str | None:
+    """The running kernel's boot id (Linux), the same for all its PID namespaces."""
+    return _read_text("/proc/sys/kernel/random/boot_id")
 
 
 def this_process() -> Process:
