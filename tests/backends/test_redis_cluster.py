@@ -355,3 +355,19 @@ async def _enqueued(queue: Queue, keys: list[str]) -> bool:
     except BackendError:
         return False
     return True
+
+
+async def test_a_redis_queue_built_on_a_cluster_client(url: str) -> None:
+    from conveyor.queue.redis import RedisQueue
+
+    address = url.split("://")[1].split(",")[0]
+    client = RedisCluster.from_url(f"redis://{address}")
+    queue = RedisQueue(client, name="q", prefix=prefix_of(url))
+    try:
+        assert queue.redis is client
+        job = await queue.enqueue("echo", key="a", value=1)  # connects on first use
+        assert job is not None and (await queue.job("a")) is not None
+        assert Queue.from_url(url, name="q").__class__ is RedisQueue
+    finally:
+        await queue.backend.drop()
+        await queue.disconnect()  # closes the client, as SAQ's RedisQueue does
