@@ -52,6 +52,7 @@ NOT_ALONE = {
     "tutorial/produce.py": "test_tutorial_producer_and_history_against_a_worker",
     "tutorial/history.py": "test_tutorial_producer_and_history_against_a_worker",
     "backends/postgres_transactional.py": "test_postgres_program",
+    "migrate/saq_queues.py": "test_saq_queues_program",
 }
 PROGRAM_TIMEOUT_S = 60
 
@@ -270,6 +271,44 @@ def test_postgres_program(tmp_path: Path) -> None:
             f"    conn.execute('DROP SCHEMA IF EXISTS {schema} CASCADE')\n"
         )
         subprocess.run([sys.executable, "-c", drop], check=False, timeout=30)
+
+
+async def test_saq_queues_program(capsys: pytest.CaptureFixture[str]) -> None:
+    """Run in this process (the tested source), on a queue name and a schema of its own."""
+    import importlib.util
+
+    import psycopg
+    from redis.asyncio import Redis
+
+    from conveyor.testing.backends import postgres_url, redis_url
+    from conveyor.testing.fixtures import require_backend
+
+    require_backend("redis", "postgres")
+    program = SNIPPETS / "migrate" / "saq_queues.py"
+    spec = importlib.util.spec_from_file_location("saq_queues_program", program)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    token = uuid.uuid4().hex[:10]
+    name, schema = f"docs-{token}", f"docs_{token}"
+    database_url = f"{postgres_url()}?options=-c%20search_path%3D{schema}"
+    try:
+        await module.with_redis(redis_url(), name)
+        await module.with_postgres(database_url, name)
+        assert module.queue_for("kafka://localhost") is None
+        assert isinstance(module.queue_for(redis_url()), module.RedisQueue)
+        printed = capsys.readouterr().out.splitlines()
+        assert printed == (SNIPPETS / "migrate" / "saq_queues.out").read_text().splitlines()[:2]
+        async with await psycopg.AsyncConnection.connect(postgres_url()) as conn:
+            cursor = await conn.execute(f'SELECT count(*) FROM "{schema}".jobs')
+            assert await cursor.fetchone() == (1,)
+    finally:
+        client = Redis.from_url(redis_url())
+        async for key in client.scan_iter(match=f"conveyor:{{{name}}}:*"):
+            await client.unlink(key)
+        await client.aclose()
+        async with await psycopg.AsyncConnection.connect(postgres_url(), autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_the_tutorial_tests_pass(tmp_path: Path) -> None:

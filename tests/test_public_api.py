@@ -7,7 +7,14 @@ import importlib
 import pytest
 
 import conveyor
-from conveyor.errors import ConfigurationError, MissingDependencyError, UnsupportedURLError
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidUrlError,
+    MissingDependencyError,
+    UnsupportedURLError,
+)
+from conveyor.queue.postgres import PostgresQueue
+from conveyor.queue.redis import RedisQueue
 
 
 def test_public_names_are_curated() -> None:
@@ -23,6 +30,7 @@ def test_public_names_are_curated() -> None:
             "CronExpressionError",
             "CronJob",
             "CronSchedule",
+            "InvalidUrlError",
             "Job",
             "JobError",
             "JobNotFoundError",
@@ -54,6 +62,11 @@ def test_public_names_are_curated() -> None:
         ("conveyor.queue", ["Queue", "JobError"]),
         ("conveyor.worker", ["Worker"]),
         ("conveyor.types", ["Context", "SettingsDict"]),
+        ("conveyor.queue.base", ["Queue", "JobError"]),
+        ("conveyor.queue.redis", ["RedisQueue"]),
+        ("conveyor.queue.postgres", ["PostgresQueue"]),
+        ("conveyor.errors", ["InvalidUrlError", "MissingDependencyError"]),
+        ("conveyor.utils", ["now", "now_seconds", "uuid1", "millis", "seconds"]),
     ],
 )
 def test_saq_import_paths_work(module: str, names: list[str]) -> None:
@@ -78,6 +91,52 @@ def test_unknown_scheme_lists_supported_ones() -> None:
         assert scheme in message
     with pytest.raises(UnsupportedURLError):
         conveyor.Queue.from_url("not a url")
+
+
+def test_saqs_invalid_url_error_catches_every_url_error() -> None:
+    # SAQ raises InvalidUrlError for a URL it cannot use; Conveyor's errors are ones.
+    for url in ("mongodb://localhost", "not a url"):
+        with pytest.raises(InvalidUrlError):
+            conveyor.Queue.from_url(url)
+    with pytest.raises(InvalidUrlError, match=r"RedisQueue\.from_url needs"):
+        RedisQueue.from_url("postgresql://localhost/db")
+    with pytest.raises(InvalidUrlError, match=r"PostgresQueue\.from_url needs"):
+        PostgresQueue.from_url("redis://localhost")
+    assert issubclass(InvalidUrlError, ConfigurationError)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://localhost:6379/0", "RedisQueue"),
+        ("rediss://localhost:6380/0", "RedisQueue"),
+        ("unix:///run/redis.sock", "RedisQueue"),
+        ("postgresql://localhost/db", "PostgresQueue"),
+        ("postgres://localhost/db", "PostgresQueue"),
+        ("postgresql+psycopg://localhost/db", "PostgresQueue"),
+        ("sqlite://", "Queue"),
+        ("memory://", "Queue"),
+    ],
+)
+def test_from_url_returns_saqs_class_of_the_engine(url: str, expected: str) -> None:
+    # Building the queue connects nothing: no server is needed.
+    queue = conveyor.Queue.from_url(url)
+    assert type(queue).__name__ == expected
+    assert isinstance(queue, conveyor.Queue)
+    assert isinstance(queue, RedisQueue) == (expected == "RedisQueue")
+    assert isinstance(queue, PostgresQueue) == (expected == "PostgresQueue")
+
+
+def test_from_url_on_a_subclass_keeps_the_subclass() -> None:
+    class AppQueue(conveyor.Queue):
+        pass
+
+    class AppRedisQueue(RedisQueue):
+        pass
+
+    assert type(AppQueue.from_url("redis://localhost")) is AppQueue
+    assert type(AppRedisQueue.from_url("redis://localhost")) is AppRedisQueue
+    assert type(RedisQueue.from_url("redis://localhost")) is RedisQueue
 
 
 def test_missing_extra_names_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:

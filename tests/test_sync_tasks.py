@@ -50,7 +50,8 @@ def alive(pid: int) -> bool:
 
 async def read_pid(pid_dir: Path, attempt: int) -> int:
     path = pid_dir / str(attempt)
-    await wait_until(path.exists, message=f"attempt {attempt} started its child")
+    # A child process starts a fresh interpreter: seconds on a loaded machine.
+    await wait_until(path.exists, timeout=30, message=f"attempt {attempt} started its child")
     return int(path.read_text())
 
 
@@ -197,7 +198,9 @@ async def test_process_task_past_its_timeout_is_killed_and_its_retry_runs(tmp_pa
             quick_from=2,
             pid_dir=str(tmp_path),
             ignore_sigterm=True,
-            timeout=1,
+            # Longer than a child's start on a loaded machine, so that attempt 1's child
+            # is running (and ignoring SIGTERM) when its timeout comes.
+            timeout=4,
             retries=2,
         )
         assert job is not None
@@ -212,7 +215,7 @@ async def test_process_task_past_its_timeout_is_killed_and_its_retry_runs(tmp_pa
     runs, _ = await queue.backend.list_runs(RunFilter(key="slow"), 0, 10)
     by_attempt = {run.attempt: run for run in runs}
     assert by_attempt[1].status == "retried"
-    assert by_attempt[1].error == "job timed out after 1s"
+    assert by_attempt[1].error == "job timed out after 4s"
     assert by_attempt[2].status == "complete"
 
 
@@ -263,8 +266,11 @@ async def test_process_task_exception_is_reported_with_its_traceback() -> None:
         job = await queue.enqueue("process_fail", key="fails", message="nope")
         assert job is not None
         await job.refresh(until_complete=20)
-    assert job.status == Status.FAILED and job.error == "ValueError: nope"
+    # As in SAQ, the job's error is the child's traceback; its last line is the summary.
+    assert job.status == Status.FAILED and job.error_summary == "ValueError: nope"
+    assert job.error is not None and "in sync_fail" in job.error
     runs, _ = await queue.backend.list_runs(RunFilter(key="fails"), 0, 10)
+    assert runs[0].error == "ValueError: nope"
     detail = queue.load(runs[0].detail)
     assert "in sync_fail" in detail["traceback"] and "ValueError: nope" in detail["traceback"]
 

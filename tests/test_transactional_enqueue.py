@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conveyor import ConfigurationError, Queue
 from conveyor.testing.fixtures import backend_url_for
+
+
+async def check_rollback_and_commit(queue: Queue, conn: Any) -> None:
+    """A job enqueued on ``conn`` and rolled back is gone; one committed is there and
+    claimable."""
+    job = await queue.enqueue("echo", key="rolled-back", connection=conn)
+    assert job is not None
+    await conn.rollback()
+    await queue.enqueue("echo", key="committed", value=1, connection=conn)
+    assert await queue.job("committed") is None  # not visible before commit
+    await conn.commit()
+    assert await queue.job("rolled-back") is None
+    committed = await queue.job("committed")
+    assert committed is not None and committed.kwargs == {"value": 1}
+    worker_sees = await queue.dequeue()
+    assert worker_sees is not None and worker_sees.key == "committed"
 
 
 async def test_rolled_back_transaction_leaves_no_job(tmp_path: Path) -> None:
@@ -21,17 +38,7 @@ async def test_rolled_back_transaction_leaves_no_job(tmp_path: Path) -> None:
     try:
         conninfo, _ = split_url(url)
         async with await psycopg.AsyncConnection.connect(conninfo) as conn:
-            job = await queue.enqueue("echo", key="rolled-back", connection=conn)
-            assert job is not None
-            await conn.rollback()
-            await queue.enqueue("echo", key="committed", value=1, connection=conn)
-            assert await queue.job("committed") is None  # not visible before commit
-            await conn.commit()
-        assert await queue.job("rolled-back") is None
-        committed = await queue.job("committed")
-        assert committed is not None and committed.kwargs == {"value": 1}
-        worker_sees = await queue.dequeue()
-        assert worker_sees is not None and worker_sees.key == "committed"
+            await check_rollback_and_commit(queue, conn)
     finally:
         await queue.backend.drop()  # type: ignore[attr-defined]
         await queue.disconnect()

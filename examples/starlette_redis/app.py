@@ -62,7 +62,7 @@ async def add_numbers(request: Request) -> JSONResponse:
     except TimeoutError:
         return JSONResponse({"detail": f"no result within {timeout}s; try again later"}, 504)
     except JobError as exc:
-        return JSONResponse({"detail": f"the job failed: {exc.job.error}"}, 502)
+        return JSONResponse({"detail": f"the job failed: {exc.job.error_summary}"}, 502)
     return JSONResponse({"result": result})
 
 

@@ -4,15 +4,17 @@ The tree::
 
     ConveyorError
     ├── ConfigurationError          settings, URLs, options that cannot work
-    │   ├── UnsupportedURLError     a queue URL whose scheme no backend handles
+    │   ├── InvalidUrlError         a queue URL that cannot be used (SAQ's name)
+    │   │   └── UnsupportedURLError a queue URL whose scheme no backend handles
     │   ├── MissingDependencyError  an optional extra is not installed
     │   ├── SettingsImportError     a settings path that does not import
     │   └── CronExpressionError     a cron expression that is malformed or never fires
+    │                               (also a ValueError, as SAQ raises)
     ├── SerializationError          job arguments or results that cannot be serialized
     ├── ArgumentsError              arguments that do not fit a task's signature
     ├── UnknownFunctionError        a job names a function the worker does not have
     ├── JobError                    ``apply``/``map``: the job did not complete
-    ├── JobNotFoundError            no job with that key
+    ├── JobNotFoundError            no job with that key (also a RuntimeError, as SAQ raises)
     ├── LeaseLostError              a write about an attempt whose lease another owner took
     ├── BackendError                the storage engine failed or is unreachable
     └── AdminError                  a request the admin service cannot carry out as asked
@@ -21,7 +23,9 @@ The tree::
         └── JobStateError           an action the job's current status does not allow
 
 Errors carry the data they speak of as attributes, so callers can act on them without
-parsing messages.
+parsing messages. Where SAQ raises a built-in exception, Conveyor's error is that
+exception too, so SAQ code that catches ``ValueError`` or ``RuntimeError`` keeps working;
+SAQ's own ``saq.errors`` names (``InvalidUrlError``, ``MissingDependencyError``) are here.
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ class ConfigurationError(ConveyorError):
     """A setting, URL or option cannot work as given."""
 
 
-class UnsupportedURLError(ConfigurationError):
+class InvalidUrlError(ConfigurationError):
+    """A queue URL that cannot be used: SAQ's ``saq.errors.InvalidUrlError``.
+
+    Catching it catches every URL error of :meth:`conveyor.Queue.from_url`, including
+    :class:`UnsupportedURLError`.
+    """
+
+
+class UnsupportedURLError(InvalidUrlError):
     """A queue URL whose scheme no backend handles.
 
     Attributes:
@@ -88,8 +100,10 @@ class SettingsImportError(ConfigurationError):
         super().__init__(f"cannot load worker settings {path!r}: {reason}")
 
 
-class CronExpressionError(ConfigurationError):
+class CronExpressionError(ConfigurationError, ValueError):
     """A cron expression that is malformed or can never fire.
+
+    Also a ``ValueError``, the error SAQ raises for an invalid cron.
 
     Attributes:
         expression: The expression as given.
@@ -164,8 +178,10 @@ class JobError(ConveyorError):
         )
 
 
-class JobNotFoundError(ConveyorError):
+class JobNotFoundError(ConveyorError, RuntimeError):
     """No job with the given key exists in the queue.
+
+    Also a ``RuntimeError``, the error SAQ's ``refresh`` raises for a missing job.
 
     Attributes:
         key: The key looked up.

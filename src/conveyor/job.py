@@ -103,7 +103,9 @@ class Job:
         started: Epoch milliseconds when the current attempt started.
         touched: Epoch milliseconds of the latest change or heartbeat.
         result: The function's return value.
-        error: The error of the latest failed attempt.
+        error: The error of the latest failed attempt: its traceback when the task raised
+            (as SAQ stores it; :attr:`error_summary` is its last line), else a one-line
+            reason (a timeout, an abort's reason).
         status: The job's :class:`Status`.
         priority: Lower numbers run first; 0 by default.
         group_key: At most one job of a group runs at a time.
@@ -145,7 +147,7 @@ class Job:
         self.lease_token: str | None = None
 
     def __repr__(self) -> str:
-        kwargs = ", ".join(f"{k}={v!r}" for k, v in self.info(full=False).items())
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in self.info_dict(full=False).items())
         return f"Job<{kwargs}>"
 
     def __hash__(self) -> int:
@@ -162,18 +164,54 @@ class Job:
         return f"conveyor:job:{self.queue_name}:{self.key}"
 
     @property
+    def error_summary(self) -> str | None:
+        """The error in one line: the last line of the traceback that :attr:`error` holds
+        (``ValueError: bad input``), or :attr:`error` itself when it is no traceback."""
+        error = self.error
+        if not error or not error.startswith("Traceback (most recent call last):"):
+            return error
+        lines = [line for line in error.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else error
+
+    @property
     def queue_name(self) -> str | None:
         """The name of the job's queue, if it has one."""
         return self.queue.name if self.queue else None
 
-    def info(self, full: bool = False) -> dict[str, Any]:
-        """A summary of the job for logs and displays.
+    def info(self, full: bool = False) -> str:
+        """The job as one line of text, SAQ's form: ``Job<function: f, queue: q, key: k ...>``.
+
+        Lists the fields that differ from their defaults (the queue by its name, the
+        status by its value); without ``full``, only those that name the job and say
+        where it is in its life (function, queue, key, attempts and times, worker).
+
+        Args:
+            full: List every field that is not at its default (arguments, result, error,
+                status, options ...).
+        """
+        fields = self.info_dict(full=False)
+        if "queue" in fields:  # SAQ's order: the queue after the arguments
+            fields = {
+                "function": fields.pop("function"),
+                "kwargs": fields.pop("kwargs", None),
+                "queue": fields.pop("queue"),
+                **fields,
+            }
+            if fields["kwargs"] is None:
+                del fields["kwargs"]
+        if not full:
+            fields = {k: v for k, v in fields.items() if k in _BRIEF_FIELDS}
+        return "Job<" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + ">"
+
+    def info_dict(self, full: bool = False) -> dict[str, Any]:
+        """A summary of the job for displays, as a dict (what :meth:`info` writes as text).
 
         Args:
             full: Include every field, not only those that differ from their defaults.
 
         Returns:
-            A dict of field names to values.
+            A dict of field names to values, the status as its value and the queue as its
+            name.
         """
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
@@ -188,13 +226,28 @@ class Job:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The job as a plain dict for storage.
+        """The job as a plain dict, with SAQ's keys.
 
-        Fields that still hold their defaults are left out, so a default stays a default
-        (and may be replaced by a queue's or a worker's) when the job is loaded again.
+        The fields that differ from their defaults (``function`` and ``key`` always, ``meta``
+        when not empty, ``status`` unless ``new``), and ``queue`` as the queue's name when
+        the job has one. :meth:`from_dict` reads it back.
 
         Returns:
             A dict of JSON-friendly values.
+        """
+        out = self.stored_dict()
+        if out["status"] == Status.NEW.value:
+            del out["status"]
+        if self.queue is not None:
+            out["queue"] = self.queue.name
+        return out
+
+    def stored_dict(self) -> dict[str, Any]:
+        """The job as a queue stores it: :meth:`to_dict` without the queue's name (the
+        queue is where it is stored), with the status always.
+
+        Fields that still hold their defaults are left out, so a default stays a default
+        (and may be replaced by a queue's or a worker's) when the job is loaded again.
         """
         fields = self.__dict__
         out: dict[str, Any] = {name: fields[name] for name in _ALWAYS_FIELDS}
@@ -223,14 +276,14 @@ class Job:
 
         Args:
             data: The stored dict; unknown keys are ignored so that newer writers don't
-                break older readers.
+                break older readers, and so is ``queue`` (a name).
             queue: The queue to attach.
 
         Returns:
             The job.
         """
         known = _FIELD_NAMES
-        job = cls(**{k: v for k, v in data.items() if k in known})
+        job = cls(**{k: v for k, v in data.items() if k in known and k != "queue"})
         job.queue = queue
         return job
 
@@ -262,8 +315,9 @@ class Job:
 
     @property
     def stuck(self) -> bool:
-        """Whether an active job has outlived its timeout or missed its heartbeat."""
-        if self.status != Status.ACTIVE:
+        """Whether a running job (``active`` or ``aborting``) has outlived its timeout or
+        missed its heartbeat."""
+        if self.status not in (Status.ACTIVE, Status.ABORTING):
             return False
         now = now_ms()
         if self.timeout and self.started and now - self.started > self.timeout * 1000:
@@ -295,9 +349,22 @@ class Job:
         return self.queue
 
     async def enqueue(self, queue: Queue | None = None) -> Job | None:
-        """Enqueue this job on ``queue`` (or its own queue)."""
+        """Enqueue this job on ``queue`` (or its own queue).
+
+        When an incomplete job with the same key is stored already, this job is reloaded
+        from it (its fields become the stored job's), as in SAQ.
+
+        Returns:
+            This job when it was stored, None when it was reloaded instead.
+
+        Raises:
+            ValueError: The job belongs to another queue than ``queue``.
+        """
         target = queue or self._require_queue()
-        return await target.enqueue(self)
+        stored = await target.enqueue(self)
+        if stored is None:
+            await self.refresh()
+        return stored
 
     async def abort(self, error: str = "aborted", ttl: float = 5) -> None:
         """Abort the job: a queued job never starts, a running one is cancelled."""
@@ -312,15 +379,21 @@ class Job:
         await self._require_queue().retry(self, error)
 
     async def update(self, **kwargs: Any) -> None:
-        """Change fields (``progress``, ``meta`` ...) and store them; listeners are told."""
+        """Change fields (``progress``, ``meta`` ...) and store them; listeners are told.
+
+        A new ``status`` goes through the step of the job's life that makes it (see
+        :meth:`conveyor.queue.Queue.update`)."""
         await self._require_queue().update(self, **kwargs)
 
-    async def refresh(self, until_complete: float | None = None) -> None:
+    async def refresh(
+        self, until_complete: float | None = None, poll_interval: float = 0.5
+    ) -> None:
         """Reload the job from storage.
 
         Args:
             until_complete: Wait up to this many seconds for the job to finish; 0 waits
                 forever. None reloads once without waiting.
+            poll_interval: Ignored (SAQ's): the backend tells when the job changes.
 
         Raises:
             TimeoutError: When the job did not finish in time.
@@ -337,6 +410,20 @@ class Job:
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Job))
+#: The fields :meth:`Job.info` lists without ``full`` (SAQ's short form).
+_BRIEF_FIELDS = frozenset(
+    {
+        "function",
+        "queue",
+        "key",
+        "attempts",
+        "completed",
+        "queued",
+        "started",
+        "touched",
+        "worker_id",
+    }
+)
 
 # How to_dict decides, per field, whether a value is a default to leave out; computed once
 # from the dataclass (to_dict runs for every job written, so it avoids dataclasses.fields).

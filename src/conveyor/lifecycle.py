@@ -23,6 +23,14 @@ Transitions, and who makes them:
 * active or aborting, lease expired -> :meth:`Backend.recover` keeps the status under a new
   token, then :func:`recovery_transition`: aborting ends aborted; a job with attempts left
   is queued again, due after its backoff; any other fails.
+* ``Queue.update(job, status=...)`` (SAQ's way to set a status) adds no transition of its
+  own: a status other than the job's current one is made by the step above that makes it,
+  with that step's fencing. ``complete``, ``failed`` or ``aborted`` is ``Queue.finish``,
+  ``queued`` is ``Queue.retry``, ``aborting`` is ``Queue.abort``; ``active`` and ``new``
+  are refused (only a claim starts an attempt, only an enqueue stores a job). The job's
+  current status is stored as a plain update. A job that this process did not claim gets
+  no new status but ``aborting`` while it is active or aborting: the outcome of an attempt
+  is written by its lease holder only (the check reads the job before the unfenced write).
 
 Ownership (fencing) rules, for every write about a job:
 
@@ -33,7 +41,9 @@ Ownership (fencing) rules, for every write about a job:
   token. A refused write means the lease is lost: ``Queue`` raises
   :class:`~conveyor.errors.LeaseLostError`; a worker, which also learns it from
   :meth:`Backend.renew` (:attr:`Renewal.lost`), stops the attempt if it still runs and
-  writes nothing more about it. Once the attempt's outcome is written the token is spent.
+  writes nothing more about it. Once the attempt's outcome is written the token is spent;
+  when the task wrote it itself (``job.finish``, ``job.retry`` or ``job.update(status=...)``
+  on the job it runs), its worker writes nothing more about that attempt.
 * **Recovery's new token.** :meth:`Backend.recover` replaces the token, so that from then
   on the late writes of the owner that stopped renewing are refused; the recovery
   transition is written under the new token.
@@ -85,8 +95,10 @@ def transition(
         serialize: The queue's job serializer (``Queue.serialize``).
         dump: The queue's value serializer (``Queue.dump``), for the run's detail.
         result: The return value, for ``COMPLETE``.
-        error: The error message.
-        traceback: The formatted traceback, stored with the run.
+        error: The error message, one line: the run record's error, and the job's
+            :attr:`~conveyor.job.Job.error` when there is no traceback.
+        traceback: The formatted traceback: the job's ``error`` (as SAQ stores it), and
+            the run's detail.
         delay: For ``QUEUED``: seconds before the retry (the job's backoff by default).
 
     Returns:
@@ -94,10 +106,12 @@ def transition(
     """
     now = now_ms()
     job.touched = now
-    if error is not None:
-        job.error = storable_text(error)
     if traceback is not None:
         traceback = storable_text(traceback)
+    short = storable_text(error) if error is not None else None
+    if short is not None:
+        # As in SAQ, the job keeps the traceback; its run record keeps the one-line error.
+        job.error = traceback if traceback is not None else short
     # Only an attempt that is running has a run to end: a job waiting for its retry keeps
     # its previous attempt's run id in meta, and that run ended already.
     running = job.lease_token is not None or job.status in (Status.ACTIVE, Status.ABORTING)
@@ -121,7 +135,7 @@ def transition(
             status=run_status,
             finished_ms=now,
             detail=run_detail(job, result, traceback, dump),
-            error=job.error if run_status != "complete" else None,
+            error=(short or job.error_summary) if run_status != "complete" else None,
         )
     try:
         payload = serialize(job)

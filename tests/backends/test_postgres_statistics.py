@@ -103,6 +103,8 @@ async def test_after_the_sweep_claim_and_finish_read_their_jobs_not_the_queue(
         "lease_until": now + 60,
         "claim_id": 1,
         "present": False,
+        "lowest": -(2**31),
+        "highest": 2**31 - 1,
     }
     claim_100 = backend.sql.queries["claim"].replace("{{limit}}", "100")
     # The 100 jobs picked, then the 100 updated: not the 10,000 of the queue.

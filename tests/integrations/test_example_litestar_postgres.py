@@ -63,7 +63,7 @@ async def test_a_delayed_task_waits_for_its_time(postgres_url: str) -> None:
         body = (await client.get(accepted.json()["status_url"])).json()
         assert body["status"] == "queued" and body["runs"] == []
         assert before + 3600 <= body["scheduled"] <= time.time() + 3600
-        jobs = (await client.get("/queue/api/jobs", params={"status": "scheduled"})).json()
+        jobs = (await client.get("/queue/api/jobs", params={"state": "scheduled"})).json()
         assert [job["key"] for job in jobs["jobs"]] == [body["key"]]
 
 

@@ -6,10 +6,11 @@ The queue is the SQLite file named by ``CONVEYOR_WEB_TEST_DB``.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from conveyor import CronJob, Queue
 
@@ -42,13 +43,40 @@ async def fail(ctx: dict[str, Any], *, message: str = "boom") -> None:
     raise RuntimeError(message)
 
 
+async def fail_unless(ctx: dict[str, Any], *, path: str) -> str:
+    """Fails until ``path`` exists: a test decides when a retry succeeds."""
+    if not await asyncio.to_thread(Path(path).exists):
+        raise RuntimeError(f"{path} does not exist yet")
+    return "found"
+
+
+class ReportKind(enum.Enum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+async def report(
+    ctx: dict[str, Any],
+    *,
+    kind: ReportKind = ReportKind.DAILY,
+    currency: Literal["EUR", "USD"] = "EUR",
+    tags: list[str] | None = None,
+    limits: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Build a report (its arguments have types a form must respect)."""
+    return {"kind": kind, "currency": currency, "tags": tags, "limits": limits}
+
+
 async def nightly(ctx: dict[str, Any]) -> None:
     """The cron job of the tests."""
     log.info("nightly run")
 
 
-FUNCTIONS = [greet, wait_for_file, fail, nightly]
-CRON_JOBS = [CronJob(nightly, cron="30 3 * * *", timeout=60)]
+FUNCTIONS = [greet, wait_for_file, fail, fail_unless, report, nightly]
+CRON_JOBS = [
+    CronJob(nightly, cron="30 3 * * *", timeout=60),
+    CronJob(report, cron="0 6 * * 1", kwargs={"kind": "weekly", "currency": "USD"}),
+]
 TIMERS = {"stats": 1, "logs": 0.2, "sweep": 1, "abort": 0.3, "schedule": 1}
 
 

@@ -205,11 +205,22 @@ async def test_throughput_and_jobs_lists(
     series = (await client.get("/api/throughput", params={"range": "1h"})).json()
     assert sum(b["counts"].get("failed", 0) for b in series["buckets"]) == 1
     queued = (await client.get("/api/jobs", params={"state": "queued"})).json()
-    assert [(j["key"], j["due_later"]) for j in queued["jobs"]] == [(later, True)]
+    assert queued["jobs"] == []
+    scheduled = (await client.get("/api/jobs", params={"state": "scheduled"})).json()
+    assert [(j["key"], j["due_later"]) for j in scheduled["jobs"]] == [(later, True)]
+    await admin.abort(later)
     failed = (await client.get("/api/jobs", params={"state": "failed"})).json()
     assert [j["function"] for j in failed["jobs"]] == ["fail"]
-    assert failed["counts"] == {"queued": 1, "running": 0, "failed": 1}
+    assert failed["counts"] == {
+        "queued": 0,
+        "scheduled": 0,
+        "running": 0,
+        "failed": 1,
+        "aborted": 1,
+    }
     assert failed["total"] == 1 and failed["truncated"] is False
+    aborted = (await client.get("/api/jobs", params={"state": "aborted"})).json()
+    assert [j["key"] for j in aborted["jobs"]] == [later]
 
 
 # Acting
@@ -600,11 +611,13 @@ async def test_a_console_over_several_settings(
         assert {(j["key"], j["queue"]) for j in both["jobs"]} == {
             (here, "default"),
             (there, "billing"),
-            (later, "billing"),
         }
-        assert both["counts"]["queued"] == 3
+        assert (both["counts"]["queued"], both["counts"]["scheduled"]) == (2, 1)
         one = (await client.get("/api/jobs", params={"queue": "billing"})).json()
-        assert {j["key"]: j["due_later"] for j in one["jobs"]} == {there: False, later: True}
+        assert {j["key"]: j["due_later"] for j in one["jobs"]} == {there: False}
+        params = {"queue": "billing", "state": "scheduled"}
+        one = (await client.get("/api/jobs", params=params)).json()
+        assert {j["key"]: j["due_later"] for j in one["jobs"]} == {later: True}
         missing = await client.get("/api/jobs", params={"queue": "nowhere"})
         assert missing.status_code == 404 and error_of(missing)["type"] == "queue_not_found"
         health = await client.get("/api/health")

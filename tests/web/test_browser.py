@@ -8,6 +8,7 @@ installs both). Playwright's sync API; every wait is an auto-waiting ``expect``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -164,13 +165,24 @@ def browser(stack: Stack) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies) and page; dialogs are accepted."""
+    """A fresh browser context (no cookies) and page; dialogs are accepted.
+
+    The test fails if the page broke the console's Content-Security-Policy (a script or
+    style the policy blocked would leave part of the console dead)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     tab = context.new_page()
     tab.on("dialog", lambda dialog: dialog.accept())
+    blocked: list[str] = []
+    tab.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield tab
     context.close()
+    assert blocked == [], blocked
 
 
 def sign_in(page: Any, stack: Stack, user: tuple[str, str], path: str = "/") -> None:
@@ -245,18 +257,65 @@ def test_enqueue_from_the_generated_form(page: Any, stack: Stack) -> None:
     expect(page.locator("#logs")).to_contain_text("hello BROWSER (3 of 3)")
 
 
+def test_typed_fields_and_switching_between_form_and_raw_json(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, stack, ADMIN, "/enqueue")
+    page.get_by_role("link", name="report").click()
+    # An Enum parameter: a choice list with its default chosen (by value, not repr).
+    expect(page.locator("#f-kind")).to_have_value('"daily"')
+    expect(page.locator("#f-kind option")).to_have_text(["default", "daily", "weekly"])
+    page.locator("#f-currency").select_option(label="USD")
+    page.locator("#f-tags").fill('["a", "b"]')
+    # Form -> Raw JSON keeps what was typed, with the defaults of the fields left alone.
+    page.get_by_label("Raw JSON").check()
+    raw = page.locator("textarea[name=args]")
+    assert json.loads(raw.input_value()) == {
+        "kind": "daily",
+        "currency": "USD",
+        "tags": ["a", "b"],
+        "limits": None,
+    }
+    # ... and back.
+    raw.fill('{"kind": "weekly", "currency": "EUR", "tags": ["c"], "limits": {"x": 1}}')
+    page.get_by_label("Form").check()
+    expect(page.locator("#f-kind")).to_have_value('"weekly"')
+    expect(page.locator("#f-currency")).to_have_value('"EUR"')
+    expect(page.locator("#f-tags")).to_have_value('["c"]')
+    expect(page.locator("#f-limits")).to_have_value('{"x":1}')
+    page.get_by_role("button", name="Enqueue report").click()
+    expect(page.locator(".flash")).to_contain_text("Enqueued report")
+    expect(page.locator("tbody .status").first).to_have_text("complete")
+
+
 def test_abort_a_queued_job(page: Any, stack: Stack) -> None:
     from playwright.sync_api import expect
 
     key = stack.enqueue("greet", {"name": "never"}, scheduled_at=time.time() + 3600)
-    sign_in(page, stack, ADMIN, "/jobs")
+    sign_in(page, stack, ADMIN, "/")
+    # The Scheduled card leads to the scheduled jobs (not to the queued ones).
+    page.locator(".card", has_text="Scheduled").click()
+    expect(page).to_have_url(stack.base + "/jobs?state=scheduled")
     row = page.locator(f'tr[data-job-key="{key}"]')
     expect(row).to_contain_text("scheduled")
+    # Times show the browser's zone and how far away they are.
+    due = row.locator("time").last
+    expect(due).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ in (60|59) minutes$"))
     row.get_by_role("button", name="Abort").click()
     expect(page.locator(".flash")).to_contain_text(f"Job {key} is aborted.")
     expect(page.locator(f'tr[data-job-key="{key}"]')).to_have_count(0)
-    page.goto(stack.base + "/jobs?state=failed")
-    expect(page.locator(f'tr[data-job-key="{key}"] .status')).to_have_text("aborted")
+    # Aborted jobs have their own list; the failed one does not show them.
+    page.get_by_role("tab", name="failed").click()
+    expect(page.locator(f'tr[data-job-key="{key}"]')).to_have_count(0)
+    page.get_by_role("tab", name="aborted").click()
+    row = page.locator(f'tr[data-job-key="{key}"]')
+    expect(row.locator(".status")).to_have_text("aborted")
+    # Retrying it runs it now: the confirmation says its schedule is not kept.
+    messages: list[str] = []
+    page.on("dialog", lambda dialog: messages.append(dialog.message))
+    row.get_by_role("button", name="Retry").click()
+    expect(page.locator(".flash")).to_contain_text(f"Job {key} was queued again.")
+    assert len(messages) == 1 and "is not kept" in messages[0], messages
 
 
 def test_retry_one_failed_job_then_several(page: Any, stack: Stack) -> None:
@@ -288,6 +347,7 @@ def test_a_read_only_user_cannot_act(page: Any, stack: Stack) -> None:
     key = stack.enqueue("greet", {"name": "untouchable"}, scheduled_at=time.time() + 3600)
     sign_in(page, stack, VIEWER, "/jobs")
     expect(page.locator(".user")).to_contain_text("read-only")
+    page.get_by_role("tab", name="scheduled").click()
     row = page.locator(f'tr[data-job-key="{key}"]')
     expect(row).to_be_visible()
     expect(row.get_by_role("button")).to_have_count(0)
@@ -306,7 +366,7 @@ def test_a_read_only_user_cannot_act(page: Any, stack: Stack) -> None:
         key,
     )
     assert status == 403
-    job = stack.api.get("/api/jobs", params={"state": "queued"}).json()["jobs"]
+    job = stack.api.get("/api/jobs", params={"state": "scheduled"}).json()["jobs"]
     assert key in [j["key"] for j in job]
 
 
@@ -325,3 +385,45 @@ def test_live_updates_reconnect_when_the_console_restarts(page: Any, stack: Stac
     key = stack.enqueue("greet", {"name": "after restart"})
     stack.wait_for_run(key, "complete")
     expect(page.locator('[data-counter="completed"]')).to_have_text(str(before + 1))
+
+
+def test_tables_fit_a_phone_and_keep_every_value_visible(browser: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    message = "the provider refused the request because the account is suspended " + "z" * 70
+    key = stack.enqueue("fail", {"message": message})
+    stack.wait_for_run(key, "failed")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, stack, ADMIN, "/")
+        for path, label, value in (
+            (f"/runs?key={key}", "Error", message[:40]),
+            ("/jobs?state=failed", "Error", message[:40]),
+            ("/cron", "Schedule", "30 3 * * *"),
+        ):
+            page.goto(stack.base + path)
+            cell = page.locator(f'td[data-label="{label}"]', has_text=value).first
+            expect(cell).to_be_visible()
+            # Nothing runs off the right edge of the page or of any table.
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+            overflowing = page.evaluate(
+                """() => Array.from(document.querySelectorAll('table')).filter(
+                    (t) => t.scrollWidth > t.parentElement.clientWidth + 1).length"""
+            )
+            assert overflowing == 0, path
+            # Every labelled value lies within the screen's width, and text is not broken
+            # mid-word: each cell is wide enough for ordinary words.
+            boxes = page.evaluate(
+                """() => Array.from(document.querySelectorAll('td[data-label]'))
+                    .filter((td) => td.offsetParent !== null)
+                    .map((td) => { const r = td.getBoundingClientRect();
+                                   return [td.dataset.label, r.right, r.width]; })"""
+            )
+            assert boxes, path
+            assert all(right <= 390 and width >= 200 for _, right, width in boxes), boxes
+        page.goto(stack.base + "/cron")
+        expect(page.locator('td[data-label="Next run"]').first).to_be_visible()
+        expect(page.locator('td[data-label="Last run"]').first).to_be_visible()
+    finally:
+        context.close()

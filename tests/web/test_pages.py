@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -150,11 +151,18 @@ async def test_enqueue_form_at_a_chosen_time(admin: Admin, client_factory: Clien
     response = await post_greet(
         client, token, arg_name="later", when="at", scheduled_at="2999-01-01T10:00", tz_offset="-60"
     )
-    assert response.status_code == 303 and response.headers["location"] == "/jobs?state=queued"
-    [job] = (await client.get("/api/jobs")).json()["jobs"]
+    assert response.status_code == 303 and response.headers["location"] == "/jobs?state=scheduled"
+    [job] = (await client.get("/api/jobs", params={"state": "scheduled"})).json()["jobs"]
     # 10:00 in a zone one hour ahead of UTC (JavaScript's offset is -60) is 09:00 UTC.
     expected = datetime(2999, 1, 1, 9, 0, tzinfo=UTC).timestamp()
     assert job["due_later"] and job["scheduled"] == pytest.approx(expected)
+    past = await post_greet(
+        client, token, arg_name="late", when="at", scheduled_at="2020-01-01T10:00", tz_offset="0"
+    )
+    assert past.status_code == 422
+    field = past.text.split('name="scheduled_at"', 1)[1].split("</fieldset>", 1)[0]
+    assert "2020-01-01 10:00:00 UTC is in the past" in field
+    assert len((await client.get("/api/jobs", params={"state": "scheduled"})).json()["jobs"]) == 1
 
 
 async def test_form_actions_abort_retry_and_bulk(
@@ -165,7 +173,7 @@ async def test_form_actions_abort_retry_and_bulk(
         await admin.enqueue("greet", {"name": str(i)}, scheduled_at=time.time() + 3600)
         for i in range(3)
     ]
-    page = await client.get("/jobs?state=queued")
+    page = await client.get("/jobs?state=scheduled")
     token = csrf_of(page)
     assert all(key in page.text for key in later)
     one = await client.post(f"/jobs/{later[0]}/abort", data={"csrf_token": token, "next": "/jobs"})
@@ -202,7 +210,7 @@ async def test_read_only_users_see_no_actions_and_cannot_post(
     key = await admin.enqueue("greet", {"name": "x"}, scheduled_at=time.time() + 3600)
     page = await signed_in(client, "viewer", "viewer-password")
     assert "read-only" in page.text
-    jobs = await client.get("/jobs")
+    jobs = await client.get("/jobs?state=scheduled")
     assert key in jobs.text and "Abort" not in jobs.text
     enqueue = await client.get("/enqueue?job=greet")
     assert (
@@ -210,3 +218,35 @@ async def test_read_only_users_see_no_actions_and_cannot_post(
     )
     denied = await client.post(f"/jobs/{key}/abort", data={"csrf_token": csrf_of(jobs)})
     assert denied.status_code == 403 and "read-only" in denied.text
+
+
+async def test_the_favicon_is_served_under_any_mount_path(
+    admin: Admin, client_factory: Clients
+) -> None:
+    client = client_factory(create_app(admin))
+    icon = await client.get("/favicon.ico", follow_redirects=True)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    page = await client.get("/")
+    assert '<link rel="icon" href="/static/favicon.svg' in page.text
+
+
+async def test_retry_is_not_offered_on_a_failed_run_whose_job_completed_later(
+    admin: Admin, worker: Worker, client_factory: Clients, tmp_path: Path
+) -> None:
+    client = client_factory(create_app(admin))
+    flag = tmp_path / "flag"
+    key = await admin.enqueue("fail_unless", {"path": str(flag)})
+
+    async def runs_with(status: str) -> list[Any]:
+        return list((await admin.runs(key=key, status=status)).runs)
+
+    await wait_until(lambda: runs_with("failed"), timeout=15)
+    [failed] = await runs_with("failed")
+    page = await client.get(f"/runs/{failed.run_id}")
+    assert f'action="/jobs/{key}/retry"' in page.text
+    flag.touch()
+    await admin.retry(key)
+    await wait_until(lambda: runs_with("complete"), timeout=15)
+    page = await client.get(f"/runs/{failed.run_id}")
+    assert f'action="/jobs/{key}/retry"' not in page.text
+    assert "This job completed later" in page.text

@@ -26,10 +26,22 @@ def queue_on_pool(pool: AsyncConnectionPool[Any]) -> Queue:
 # --8<-- [end:pool]
 
 # --8<-- [start:pgbouncer]
-# Behind PgBouncer in transaction mode: LISTEN/NOTIFY does not pass through, so workers
-# poll every half second; before PgBouncer 1.21, also turn off prepared statements.
+# Behind PgBouncer in transaction mode: everything goes through PgBouncer, except LISTEN
+# and the workers' presence locks, which go straight to PostgreSQL (direct_url).
 behind_pgbouncer = Queue.from_url(
-    "postgresql://app@pgbouncer.internal:6432/shop?schema=jobs"
-    "&poll_interval=0.5&prepare_threshold=none"
+    "postgresql://app@pgbouncer.internal:6432/shop?schema=jobs&pgbouncer=transaction"
+    "&direct_url=postgresql://app@db.internal:5432/shop"
+)
+
+# A direct URL with a query string (or a password) of its own is easier as a keyword.
+with_tls = Queue.from_url(
+    "postgresql://app@pgbouncer.internal:6432/shop?schema=jobs&pgbouncer=transaction",
+    direct_url="postgresql://app@db.internal:5432/shop?sslmode=require",
+)
+
+# Or no direct connection at all: idle workers look for jobs every half second.
+polling = Queue.from_url(
+    "postgresql://app@pgbouncer.internal:6432/shop?schema=jobs&pgbouncer=transaction"
+    "&poll_interval=0.5"
 )
 # --8<-- [end:pgbouncer]

@@ -62,7 +62,7 @@ async def main() -> None:
         try:
             await queue.apply("fail")
         except JobError as exc:
-            print("JobError:", exc.job.status.value, exc.job.error)
+            print("JobError:", exc.job.status.value, str(exc.job.error).splitlines()[-1])
     finally:
         await worker.stop()
         await running

@@ -57,7 +57,7 @@ async def demonstrate(queue: Queue) -> None:
     try:
         await queue.apply("charge_card", order=8, retries=1)
     except JobError as exc:
-        print("JobError:", exc.job.error)
+        print("JobError:", exc.job.error_summary)
     # --8<-- [end:timeout]
 
     # --8<-- [start:abort]

@@ -8,6 +8,7 @@ Times are epoch seconds (floats), durations seconds. Values that came from users
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from typing import Any
 
@@ -17,9 +18,12 @@ from conveyor.backends.base import RunRecord
 def json_friendly(value: Any) -> Any:
     """``value`` with anything JSON cannot hold replaced by its ``repr``.
 
+    An ``Enum`` member becomes its value.
     Tuples become lists, non-string dict keys strings, and NaN or infinite floats their
     repr, so the result always goes through ``json.dumps``.
     """
+    if isinstance(value, enum.Enum):
+        return json_friendly(value.value)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -346,6 +350,7 @@ class ParameterInfo(Record):
         required: Whether it has no default.
         default: The default (JSON-friendly; a repr string when JSON cannot hold it), or
             None when required.
+        choices: The values a ``Literal`` or ``Enum`` annotation allows, else None.
     """
 
     name: str
@@ -353,6 +358,7 @@ class ParameterInfo(Record):
     annotation: str | None
     required: bool
     default: Any
+    choices: list[Any] | None = None
 
 
 @dataclasses.dataclass

@@ -1,16 +1,24 @@
 """Reading task signatures: what a console shows and how it checks arguments before enqueueing.
 
 A task is called ``fn(ctx, **kwargs)``: its first positional parameter receives the context
-and is left out. Arguments arrive as JSON, so a check compares JSON types with simple
-annotations (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``, their ``X | None``
-and ``Optional[X]`` forms, and parametrized forms such as ``list[int]``, checked on the
-outer type only). Anything else (``Any``, a class, a ``Literal``) accepts every value: the
-task itself stays the authority.
+and is left out. Arguments arrive as JSON, so a check compares each value with the
+parameter's annotation, resolved to a type (``typing.get_type_hints``): ``int``, ``float``,
+``str``, ``bool``, ``None``, unions and ``Optional``, ``Literal[...]`` and ``Enum`` classes
+(a value must be one of theirs; an ``Enum`` is given by its value), lists, tuples, sets and
+sequences (each item is checked), dicts and mappings (each value is checked), and
+``Annotated[X, ...]`` as ``X``. Anything else (``Any``, a class, a ``TypedDict``) accepts
+every value: the task itself stays the authority. An annotation that cannot be resolved
+(a name imported only for type checking) is checked from its text, on the outer type only.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import enum
 import inspect
+import json
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -83,9 +91,112 @@ def annotation_text(annotation: Any) -> str | None:
     return inspect.formatannotation(annotation)
 
 
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The task's annotations resolved to types; empty when they cannot all be resolved."""
+    try:
+        return typing.get_type_hints(task_callable(fn))
+    except Exception:  # a name that exists only for type checkers, a bad forward reference
+        return {}
+
+
+_SEQUENCES = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+    collections.abc.Collection,
+    collections.abc.Iterable,
+)
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    """JSON equality that keeps ``true`` and ``1`` apart."""
+    if isinstance(allowed, enum.Enum):
+        allowed = allowed.value
+    return isinstance(value, bool) == isinstance(allowed, bool) and value == allowed
+
+
+def choices(hint: Any) -> list[Any] | None:
+    """The values a ``Literal`` or ``Enum`` annotation allows (JSON-friendly), else None.
+
+    ``Optional[...]`` of one of them gives its choices too (leaving the field empty is how a
+    form gives None).
+    """
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return choices(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        return choices(members[0]) if len(members) == 1 else None
+    if origin is typing.Literal:
+        return [json_friendly(a) for a in typing.get_args(hint)]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return [json_friendly(member) for member in hint]
+    return None
+
+
+def value_error(value: Any, hint: Any) -> str | None:
+    """Why the JSON ``value`` does not fit the type ``hint``, or None when it fits (or when
+    the hint is one this check does not judge)."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return value_error(value, args[0])
+    got = f"got {json_kind(value)} {value!r:.60}"
+    if hint is None or hint is type(None):
+        return None if value is None else f"expected null, {got}"
+    if origin in (typing.Union, types.UnionType):
+        errors = [value_error(value, member) for member in args]
+        if any(error is None for error in errors):
+            return None
+        others = [e for member, e in zip(args, errors, strict=True) if member is not type(None)]
+        if len(others) == 1:
+            return others[0]  # Optional[X]: say what is wrong with X
+        return f"expected {inspect.formatannotation(hint)}, {got}"
+    allowed = choices(hint)
+    if allowed is not None:
+        if any(_same(value, a) for a in allowed):
+            return None
+        return f"expected one of {', '.join(json.dumps(a) for a in allowed)}, {got}"
+    if hint in (bool, int, float, str):
+        kinds = _JSON_KINDS[hint.__name__]
+        return None if json_kind(value) in kinds else f"expected {hint.__name__}, {got}"
+    container = origin or hint
+    if container in _SEQUENCES:
+        if not isinstance(value, list):
+            return f"expected {inspect.formatannotation(hint)}, {got}"
+        if container is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return f"expected {len(args)} items, got {len(value)}"
+            items = list(zip(value, args, strict=True))
+        else:
+            items = [(item, args[0]) for item in value] if args else []
+        for index, (item, item_hint) in enumerate(items):
+            error = value_error(item, item_hint)
+            if error is not None:
+                return f"item {index}: {error}"
+        return None
+    if container in _MAPPINGS:
+        if not isinstance(value, dict):
+            return f"expected {inspect.formatannotation(hint)}, {got}"
+        for key, item in value.items() if len(args) == 2 else ():
+            error = value_error(item, args[1])
+            if error is not None:
+                return f"key {key!r}: {error}"
+        return None
+    return None
+
+
 def describe_parameters(fn: Callable[..., Any]) -> tuple[list[ParameterInfo], bool]:
     """The parameters of a task for display, and whether it accepts any argument name."""
     parameters, accepts_any = task_signature(fn)
+    hints = type_hints(fn)
     out = []
     for p in parameters:
         required = p.default is inspect.Parameter.empty and p.kind not in (
@@ -100,6 +211,7 @@ def describe_parameters(fn: Callable[..., Any]) -> tuple[list[ParameterInfo], bo
                 annotation=annotation_text(p.annotation),
                 required=required,
                 default=default,
+                choices=choices(hints[p.name]) if p.name in hints else None,
             )
         )
     return out, accepts_any
@@ -188,6 +300,7 @@ def check_arguments(name: str, fn: Callable[..., Any], args: Any) -> None:
     if not isinstance(args, Mapping):
         raise ArgumentsError(name, {"args": f"must be a JSON object, got {json_kind(args)}"})
     parameters, accepts_any = task_signature(fn)
+    hints = type_hints(fn)
     by_name = {
         p.name: p
         for p in parameters
@@ -204,6 +317,11 @@ def check_arguments(name: str, fn: Callable[..., Any], args: Any) -> None:
         if parameter.kind == inspect.Parameter.POSITIONAL_ONLY:
             errors[arg] = "positional-only: it cannot be given by name"
             continue
+        if arg in hints:
+            error = value_error(value, hints[arg])
+            if error is not None:
+                errors[arg] = error
+            continue
         kinds = json_kinds(annotation_text(parameter.annotation))
         if kinds is not None and json_kind(value) not in kinds:
             expected = annotation_text(parameter.annotation)
@@ -218,9 +336,12 @@ def check_arguments(name: str, fn: Callable[..., Any], args: Any) -> None:
 __all__ = [
     "annotation_text",
     "check_arguments",
+    "choices",
     "describe_parameters",
     "json_kind",
     "json_kinds",
     "task_callable",
     "task_signature",
+    "type_hints",
+    "value_error",
 ]

@@ -9,6 +9,7 @@ told apart here, in the core, from the job's ``scheduled`` time.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import inspect
 import logging
@@ -317,6 +318,21 @@ class AdminState(AdminQueries):
             workers=sum(h.alive for h in queues),
             queues=queues,
         )
+
+    async def ready(self, timeout_s: float = 2.0) -> bool:
+        """Whether every queue's backend answers a read (a key lookup) within ``timeout_s``.
+
+        For a readiness probe: it says nothing about workers (see :meth:`health`), and an
+        error or a late answer is simply "not ready".
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.connect()
+                for q in self._select(None):
+                    await q.job("conveyor-readiness-probe")
+        except Exception:
+            return False
+        return True
 
 
 def _job_statuses(statuses: Sequence[str] | None) -> tuple[str, ...]:

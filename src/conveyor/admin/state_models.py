@@ -69,7 +69,7 @@ class JobInfo(Record):
             started=job.started / 1000 if job.started else None,
             attempts=job.attempts,
             retries=int(job.retries),
-            error=job.error,
+            error=job.error_summary,
             progress=float(job.progress or 0.0),
             worker_id=job.worker_id,
             run_id=str(meta["run_id"]) if meta.get("run_id") is not None else None,

@@ -180,7 +180,7 @@ class JobStatusService:
             task=job.function,
             status=job.status.value,
             result=job.result,
-            error=job.error,
+            error=job.error_summary,  # one line, as the run's; never the traceback
             progress=job.progress,
             attempts=job.attempts,
             queued=_seconds(job.queued),

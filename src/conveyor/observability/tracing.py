@@ -157,7 +157,7 @@ class OpenTelemetryTracing(Instrumentation):
             return
         span.set_attribute("conveyor.run.status", run_status)
         if run_status != "complete":
-            self._fail(span, run_status, job.error or run_status)
+            self._fail(span, run_status, job.error_summary or run_status)
         span.end()
 
     def _fail(self, span: Span, error_type: str, description: str) -> None:

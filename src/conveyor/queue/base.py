@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 import time
 import traceback as tb_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conveyor import lifecycle
 from conveyor.backends import backend_for_urls
 from conveyor.backends.base import Backend, JobRow, NewJob, Transition
-from conveyor.errors import ConfigurationError, JobError, JobNotFoundError, LeaseLostError
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidUrlError,
+    JobError,
+    JobNotFoundError,
+    LeaseLostError,
+)
 from conveyor.job import (
     POLICY_FIELDS,
     TERMINAL_STATUSES,
@@ -48,16 +55,23 @@ _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - {"function", 
 _QUEUE_OPTIONS = frozenset(
     {"name", "dump", "load", "defaults", "swept_error_message", "instrumentation"}
 )
+#: The error recorded on a job whose worker died, unless the queue is given another.
+_SWEPT_ERROR_MESSAGE = "worker died while running the job (lease expired)"
+#: The class of the queue that :meth:`Queue.from_url` returns for a scheme: SAQ's classes,
+#: so that ``isinstance(Queue.from_url("redis://..."), RedisQueue)`` holds as in SAQ.
+_QUEUE_CLASSES = {
+    "redis": ("conveyor.queue.redis", "RedisQueue"),
+    "rediss": ("conveyor.queue.redis", "RedisQueue"),
+    "unix": ("conveyor.queue.redis", "RedisQueue"),
+    "postgres": ("conveyor.queue.postgres", "PostgresQueue"),
+    "postgresql": ("conveyor.queue.postgres", "PostgresQueue"),
+}
 #: The longest single wait between two reads in :meth:`Queue.wait` and :meth:`Queue.listen`:
 #: a notification lost to a dropped connection costs at most this, never the whole wait.
 _MAX_WAIT_SLICE = 1.0
-#: Statuses that :meth:`Queue.count` adds up for each kind.
-_COUNT_KINDS = {
-    "queued": ["queued"],
-    "active": ["active", "aborting"],
-    "scheduled": ["scheduled"],
-    "incomplete": ["queued", "active", "aborting"],
-}
+#: The kinds :meth:`Queue.count` counts, SAQ's meanings: ``queued`` is due now (not
+#: scheduled for later); ``active`` and ``incomplete`` leave out the jobs being aborted.
+_COUNT_KINDS = ("queued", "active", "scheduled", "incomplete")
 
 
 class Queue:
@@ -71,10 +85,15 @@ class Queue:
         defaults: Defaults for the policy fields of jobs enqueued here (``timeout``,
             ``retries``, ``ttl``, ``retry_delay``, ``retry_backoff``, ``heartbeat``); a value
             given on the job itself wins.
-        swept_error_message: The error recorded on a job whose worker died.
+        swept_error_message: The error recorded on a job whose worker died (None: the
+            default message, as SAQ's None is).
         instrumentation: Metrics and tracing hooks
             (:class:`conveyor.observability.instrumentation.Instrumentation`).
     """
+
+    #: The URL schemes that :meth:`from_url` accepts on this class: all of them here, an
+    #: engine's on SAQ's engine classes (``RedisQueue``, ``PostgresQueue``).
+    url_schemes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -83,7 +102,7 @@ class Queue:
         dump: Dumper | None = None,
         load: Loader | None = None,
         defaults: dict[str, Any] | None = None,
-        swept_error_message: str = "worker died while running the job (lease expired)",
+        swept_error_message: str | None = None,
         instrumentation: Sequence[Instrumentation] = (),
     ) -> None:
         self.backend = backend
@@ -94,13 +113,13 @@ class Queue:
         for field in self.defaults:
             if field not in POLICY_FIELDS:
                 raise ValueError(f"{field!r} is not a job default; use one of {POLICY_FIELDS}")
-        self.swept_error_message = swept_error_message
+        self.swept_error_message = swept_error_message or _SWEPT_ERROR_MESSAGE
         self.instrumentation = list(instrumentation)
         self._before_enqueues: dict[int, BeforeEnqueue] = {}
         self._connected = False
 
     def __repr__(self) -> str:
-        return f"Queue<name={self.name!r}, backend={self.backend.name}>"
+        return f"{type(self).__name__}<name={self.name!r}, backend={self.backend.name}>"
 
     @classmethod
     def from_url(cls, url: str, runs_url: str | None = None, **kwargs: Any) -> Queue:
@@ -117,18 +136,39 @@ class Queue:
                 and ``instrumentation`` go to the queue; the rest to the backend of ``url``
                 (the run store takes its options from ``runs_url``).
 
+        Returns:
+            A :class:`~conveyor.queue.redis.RedisQueue` for a Redis URL, a
+            :class:`~conveyor.queue.postgres.PostgresQueue` for a PostgreSQL URL (as SAQ's
+            ``Queue.from_url``), else a :class:`Queue`; called on a subclass, an instance
+            of that subclass.
+
         Raises:
             UnsupportedURLError: For an unknown scheme, listing the supported ones.
+            InvalidUrlError: When called on an engine's class (``RedisQueue``,
+                ``PostgresQueue``) with another engine's URL.
             MissingDependencyError: When the backend's extra is not installed.
             ConfigurationError: When the backend of ``runs_url`` cannot keep another
                 store's runs (Redis).
         """
+        scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+        if cls.url_schemes and scheme not in cls.url_schemes:
+            raise InvalidUrlError(
+                f"{cls.__name__}.from_url needs a URL of scheme "
+                f"{', '.join(s + '://' for s in sorted(cls.url_schemes))}, not {url!r}; "
+                "Queue.from_url takes any"
+            )
         queue_kwargs = {k: v for k, v in kwargs.items() if k in _QUEUE_OPTIONS}
         backend_kwargs = {k: v for k, v in kwargs.items() if k not in _QUEUE_OPTIONS}
         name = queue_kwargs.get("name", "default")
         load = queue_kwargs.get("load")
         backend = backend_for_urls(url, runs_url, name, load, **backend_kwargs)
-        return cls(backend, **queue_kwargs)
+        queue_class: type[Queue] = cls
+        if scheme in _QUEUE_CLASSES:
+            module, class_name = _QUEUE_CLASSES[scheme]
+            engine_class = getattr(importlib.import_module(module), class_name)
+            if issubclass(engine_class, cls):
+                queue_class = engine_class
+        return queue_class(backend, **queue_kwargs)
 
     # Lifecycle
 
@@ -137,6 +177,7 @@ class Queue:
         if not self._connected:
             await self.backend.connect()
             self._connected = True
+            self.started = self.started or now_ms()
 
     async def disconnect(self) -> None:
         """Disconnect the backend. Idempotent."""
@@ -168,7 +209,7 @@ class Queue:
         Raises:
             SerializationError: Naming the argument that cannot be serialized.
         """
-        return dump_job(self._dump, job.to_dict())
+        return dump_job(self._dump, job.stored_dict())
 
     def deserialize(self, payload: bytes | str | JobRow | None) -> Job | None:
         """A job from a payload or a backend row (whose columns win over the payload)."""
@@ -223,6 +264,12 @@ class Queue:
     def _build(self, job_or_func: str | Job | Task[Any, Any], kwargs: dict[str, Any]) -> Job:
         if isinstance(job_or_func, Job):
             job = job_or_func
+            if job.queue is not None and job.queue.name != self.name:
+                raise ValueError(
+                    f"job {job.key!r} belongs to queue {job.queue.name!r}, not {self.name!r}: "
+                    "enqueue it on its own queue, or a copy without a queue "
+                    "(Job.from_dict(job.to_dict())) on this one"
+                )
             for name, value in kwargs.items():
                 if name not in _JOB_FIELDS:
                     raise TypeError(f"{name!r} is not a Job field")
@@ -252,7 +299,8 @@ class Queue:
         for hook in self.instrumentation:
             hook.before_enqueue(job)
         job.status = Status.QUEUED
-        job.queued = job.touched = now_ms()
+        job.queued = now_ms()
+        job.touched = 0  # as in SAQ: set by the first change after the enqueue
         job.attempts = 0
         job.started = job.completed = 0
         job.worker_id = None
@@ -358,17 +406,23 @@ class Queue:
         return result
 
     async def apply(
-        self, job_or_func: str | Job | Task[Any, Any], timeout: float | None = None, **kwargs: Any
+        self,
+        job_or_func: str | Job | Task[Any, Any],
+        timeout: float | None = None,
+        poll_interval: float = 0.5,
+        **kwargs: Any,
     ) -> Any:
         """Enqueue a job and wait for its result.
 
         Args:
             job_or_func: As for :meth:`enqueue`.
             timeout: Seconds to wait; None or 0 waits forever.
+            poll_interval: Ignored (SAQ's): the backend tells when the job changes.
             **kwargs: As for :meth:`enqueue`.
 
         Returns:
-            The job's result.
+            The job's result; None when the job no longer exists once finished (a ``ttl``
+            of -1 deletes it at once), as in SAQ.
 
         Raises:
             JobError: When the job failed or was aborted.
@@ -378,8 +432,8 @@ class Queue:
             # A whole job: enqueue it as it is (its key, arguments and options) and wait.
             job = await self.enqueue(job_or_func, **kwargs)
             key = job.key if job is not None else job_or_func.key
-            [finished] = await self.wait([key], timeout)
-            return _results([finished], return_exceptions=False)[0]
+            finished = await self._wait([key], timeout, missing_ok=True)
+            return _results(finished, return_exceptions=False)[0]
         results = await self.map(job_or_func, [kwargs], timeout=timeout)
         return results[0]
 
@@ -389,6 +443,7 @@ class Queue:
         iter_kwargs: Sequence[dict[str, Any]],
         timeout: float | None = None,
         return_exceptions: bool = False,
+        poll_interval: float = 0.5,
         **kwargs: Any,
     ) -> list[Any]:
         """Enqueue one job per kwargs dict, wait for them all and return their results.
@@ -398,10 +453,12 @@ class Queue:
             iter_kwargs: One dict of arguments per job.
             timeout: Seconds to wait for all; None or 0 waits forever.
             return_exceptions: Put a :class:`JobError` in the list instead of raising.
+            poll_interval: Ignored (SAQ's): the backend tells when the jobs change.
             **kwargs: Arguments shared by every job.
 
         Returns:
-            The results, in the order of ``iter_kwargs``.
+            The results, in the order of ``iter_kwargs``; None for a job that no longer
+            exists once finished (``ttl`` -1), as in SAQ.
 
         Raises:
             JobError: For the first job that failed or was aborted, unless
@@ -417,7 +474,7 @@ class Queue:
         jobs = [self._build(template, {**kwargs, **one}) for one in iter_kwargs]
         # An existing job with the same key is awaited just the same.
         await self.enqueue_many(jobs)
-        finished = await self.wait([job.key for job in jobs], timeout)
+        finished = await self._wait([job.key for job in jobs], timeout, missing_ok=True)
         return _results(finished, return_exceptions)
 
     @contextlib.asynccontextmanager
@@ -475,37 +532,48 @@ class Queue:
     async def count(self, kind: str) -> int:
         """How many jobs are ``queued``, ``active``, ``scheduled`` or ``incomplete``.
 
-        ``queued`` and ``incomplete`` include the scheduled jobs (queued, not yet due);
-        ``active`` includes the aborting ones.
+        SAQ's meanings: ``queued`` is the jobs due now, waiting for a worker (a job
+        scheduled for later is ``scheduled``); ``active`` the jobs running; ``incomplete``
+        all three. A job being aborted (``aborting``, its worker not yet stopped) counts in
+        none of them, from the moment :meth:`abort` returns. ``queued``, ``active`` and
+        ``scheduled`` agree with :meth:`info`.
 
         Raises:
             ValueError: For an unknown kind, listing the known ones.
         """
-        await self._ensure_connected()
         if kind not in _COUNT_KINDS:
             raise ValueError(f"unknown count kind {kind!r}; use one of {', '.join(_COUNT_KINDS)}")
-        counts = await self.backend.count(_COUNT_KINDS[kind])
-        return sum(counts.values())
+        return (await self._counts())[kind]
+
+    async def _counts(self) -> dict[str, int]:
+        await self._ensure_connected()
+        raw = await self.backend.count(["queued", "active", "scheduled"])
+        return {
+            "queued": raw["queued"] - raw["scheduled"],
+            "active": raw["active"],
+            "scheduled": raw["scheduled"],
+            "incomplete": raw["queued"] + raw["active"],
+        }
 
     async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> dict[str, Any]:
         """The queue's state: workers, counts and (with ``jobs``) a page of incomplete jobs.
 
-        Unlike :meth:`count`, ``queued`` here leaves out the scheduled jobs.
+        ``queued``, ``active`` and ``scheduled`` are :meth:`count`'s; each job is its
+        :meth:`Job.to_dict`, as in SAQ.
         """
-        await self._ensure_connected()
-        counts = await self.backend.count(["queued", "active", "aborting", "scheduled"])
+        counts = await self._counts()
         workers = {wid: self.load(info) for wid, info in (await self.backend.workers()).items()}
         out: dict[str, Any] = {
             "name": self.name,
             "workers": workers,
-            "queued": counts["queued"] - counts["scheduled"],
-            "active": counts["active"] + counts["aborting"],
+            "queued": counts["queued"],
+            "active": counts["active"],
             "scheduled": counts["scheduled"],
             "jobs": [],
         }
         if jobs:
             rows = await self.backend.list_jobs(["queued", "active", "aborting"], offset, limit)
-            out["jobs"] = [j.info(full=True) for r in rows if (j := self.deserialize(r))]
+            out["jobs"] = [j.to_dict() for r in rows if (j := self.deserialize(r))]
         return out
 
     # Waiting: read the jobs, then wait for the backend's notification that one of them
@@ -522,19 +590,26 @@ class Queue:
             TimeoutError: When they did not all finish in time.
             JobNotFoundError: When a job does not exist (expired or never stored).
         """
+        finished = await self._wait(keys, timeout, missing_ok=False)
+        return [job for job in finished if job is not None]
+
+    async def _wait(
+        self, keys: Sequence[str], timeout: float | None, missing_ok: bool
+    ) -> list[Job | None]:
+        """:meth:`wait`; with ``missing_ok`` a job that does not exist is None, not an error."""
         await self._ensure_connected()
         deadline = time.monotonic() + timeout if timeout else None
         pending = list(dict.fromkeys(keys))
-        done: dict[str, Job] = {}
+        done: dict[str, Job | None] = {}
         while True:
             rows = await self.backend.get(pending)
             for key, row in zip(pending, rows, strict=True):
                 if row is None:
-                    raise JobNotFoundError(key, self.name)
-                if Status(row.status) in TERMINAL_STATUSES:
-                    job = self.deserialize(row)
-                    assert job is not None
-                    done[key] = job
+                    if not missing_ok:
+                        raise JobNotFoundError(key, self.name)
+                    done[key] = None
+                elif Status(row.status) in TERMINAL_STATUSES:
+                    done[key] = self.deserialize(row)
             pending = [k for k in pending if k not in done]
             if not pending:
                 return [done[k] for k in keys]
@@ -546,13 +621,16 @@ class Queue:
                 remaining = min(remaining, left)
             await self.backend.wait_for_finish(pending, remaining)
 
-    async def refresh(self, job: Job, until_complete: float | None = None) -> Job:
+    async def refresh(
+        self, job: Job, until_complete: float | None = None, poll_interval: float = 0.5
+    ) -> Job:
         """The stored state of ``job``; with ``until_complete``, once it has finished.
 
         Args:
             job: The job to reload.
             until_complete: Seconds to wait for it to finish; 0 waits forever; None does not
                 wait.
+            poll_interval: Ignored (SAQ's): the backend tells when the job changes.
 
         Raises:
             JobNotFoundError: When the job no longer exists.
@@ -571,8 +649,11 @@ class Queue:
         job_keys: Sequence[str],
         callback: ListenCallback,
         timeout: float | None = 10,
+        poll_interval: float = 0.5,
     ) -> None:
         """Call ``callback(key, status)`` on each change of the jobs until it returns truthy.
+
+        ``poll_interval`` is ignored (SAQ's): the backend tells when a job changes.
 
         The callback gets each job's status when the job is first read, and again whenever
         it reads changed (its status or its stored fields). The jobs are read again on each
@@ -610,19 +691,60 @@ class Queue:
     # Changing jobs
 
     async def update(self, job: Job, **kwargs: Any) -> None:
-        """Set fields on ``job`` and store it (status is not changed here).
+        """Set fields on ``job`` and store it.
 
-        A job claimed here is stored only while this process still holds its lease; any
-        other job is stored unfenced, whatever its state (see :mod:`conveyor.lifecycle`).
+        Without ``status`` (or with the status the job has), the job's fields are stored and
+        its status stays. A new ``status`` is stored as SAQ stores it, through the step of
+        the state machine that makes that change (:mod:`conveyor.lifecycle`), with the
+        fields set here: ``complete``, ``failed`` or ``aborted`` as :meth:`finish` (with the
+        job's ``result`` and ``error``), ``queued`` as :meth:`retry`, ``aborting`` as
+        :meth:`abort`. ``active`` and ``new`` are refused: only a worker's claim starts an
+        attempt, and only :meth:`enqueue` stores a job.
+
+        Every write is fenced as the step's own: a job claimed here is written only while
+        this process still holds its lease (and a status change ends the attempt: its lease
+        token is spent). A job not claimed here gets no new status but ``aborting`` while a
+        worker holds it (stored ``active`` or ``aborting``): only that worker, under its
+        lease, writes how the attempt ends. (The check reads the job first: a job claimed
+        between that read and the write is written unfenced, as :meth:`finish` writes a job
+        not claimed here.)
 
         Raises:
+            ValueError: ``status`` is ``active`` or ``new``, or another status than
+                ``aborting`` for a job a worker holds that was not claimed here; nothing is
+                stored.
+            JobNotFoundError: The job does not exist (for a status change).
             SerializationError: A field cannot be serialized; nothing is stored.
             LeaseLostError: ``job`` was claimed here and its lease is gone (another worker
                 recovered it): nothing is stored, and the attempt should stop.
         """
+        status = Status(kwargs.pop("status")) if "status" in kwargs else job.status
+        if status != job.status and status in (Status.ACTIVE, Status.NEW):
+            raise ValueError(
+                f"update cannot make job {job.key!r} {status.value}: only a worker's claim "
+                "makes a job active and only enqueue stores a new one"
+            )
         await self._ensure_connected()
+        if status != job.status and status != Status.ABORTING and job.lease_token is None:
+            [row] = await self.backend.get([job.key])
+            if row is None:
+                raise JobNotFoundError(job.key, self.name)
+            if row.status in (Status.ACTIVE.value, Status.ABORTING.value):
+                raise ValueError(
+                    f"job {job.key!r} is {row.status} on worker {row.worker_id!r}: only that "
+                    f"worker, under its lease, may make it {status.value}; abort it instead "
+                    "(status=aborting)"
+                )
         for name, value in kwargs.items():
             setattr(job, name, value)
+        if status != job.status:
+            if status in TERMINAL_STATUSES:
+                await self.finish(job, status, result=job.result, error=job.error)
+            elif status == Status.QUEUED:
+                await self.retry(job, job.error)
+            else:
+                await self.abort(job, job.error or "aborted")
+            return
         job.touched = now_ms()
         token = job.lease_token
         stored = await self.backend.update(job.key, self.serialize(job), token)
@@ -672,6 +794,7 @@ class Queue:
         """
         await self._ensure_connected()
         await self._write(job, self.transition(job, status, result=result, error=error))
+        self.count_ended(status)
 
     async def retry(self, job: Job, error: str | None = None) -> None:
         """Queue ``job`` for another attempt, after its retry delay (fenced as :meth:`finish` is).
@@ -681,6 +804,29 @@ class Queue:
         """
         await self._ensure_connected()
         await self._write(job, self.transition(job, Status.QUEUED, error=error))
+        self.count_ended(Status.QUEUED)
+
+    #: SAQ's counters of the attempts that ended through this queue object (its
+    #: ``finish`` and ``retry``, and the workers that run on it): ``queued`` again counts
+    #: as retried. Plain ints, per object (an increment makes the instance's own).
+    complete: int = 0
+    failed: int = 0
+    retried: int = 0
+    aborted: int = 0
+    #: Epoch ms of this object's first :meth:`connect` (SAQ's ``Queue.started``).
+    started: int = 0
+
+    def count_ended(self, status: Status) -> None:
+        """Count an attempt that ended with ``status`` (``queued``: retried) in SAQ's
+        counters :attr:`complete`, :attr:`failed`, :attr:`aborted` and :attr:`retried`."""
+        if status == Status.COMPLETE:
+            self.complete += 1
+        elif status == Status.FAILED:
+            self.failed += 1
+        elif status == Status.ABORTED:
+            self.aborted += 1
+        elif status == Status.QUEUED:
+            self.retried += 1
 
     async def _write(self, job: Job, transition: Transition) -> None:
         [applied] = await self.backend.finish([transition])
@@ -716,9 +862,16 @@ class Queue:
     # Worker-facing operations (SAQ keeps these on the queue too)
 
     async def dequeue(
-        self, timeout: float = 0, worker_id: str = "dequeue", lease_s: float = 60
+        self,
+        timeout: float = 0,
+        poll_interval: float = 0.0,
+        worker_id: str = "dequeue",
+        lease_s: float = 60,
     ) -> Job | None:
-        """Claim one job, waiting up to ``timeout`` seconds (0: do not wait).
+        """Claim one job, waiting up to ``timeout`` seconds for one (0, the default: until
+        there is one, as SAQ's ``dequeue`` does).
+
+        ``poll_interval`` is ignored (SAQ's): the backend wakes the wait.
 
         The job carries its lease's token: the writes about it are fenced (see
         :mod:`conveyor.lifecycle`). Nothing renews the lease here; a job not finished within
@@ -728,14 +881,16 @@ class Queue:
             The job, or None when none was claimable in time.
         """
         await self._ensure_connected()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout > 0 else None
         while True:
             rows = await self.backend.claim(worker_id, 1, lease_s, time.time())
             if rows:
                 return self.deserialize(rows[0])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
+            left = _MAX_WAIT_SLICE
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return None
             await self.backend.wait_for_work(left)
 
     async def schedule(self, lock: int = 1) -> list[str]:
@@ -789,14 +944,17 @@ class Queue:
         return "".join(tb_module.format_exception(exc))
 
 
-def _results(jobs: Iterable[Job], return_exceptions: bool) -> list[Any]:
-    """The results of finished jobs, in order.
+def _results(jobs: Iterable[Job | None], return_exceptions: bool) -> list[Any]:
+    """The results of finished jobs, in order (None for a job that no longer exists).
 
     A job that failed or was aborted gives a :class:`JobError`: the first is raised, unless
     ``return_exceptions`` puts each in the list.
     """
     results: list[Any] = []
     for job in jobs:
+        if job is None:  # deleted once finished (ttl -1): SAQ gives None
+            results.append(None)
+            continue
         if job.status == Status.COMPLETE:
             results.append(job.result)
             continue

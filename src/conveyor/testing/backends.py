@@ -8,6 +8,10 @@ Servers: Redis at ``CONVEYOR_TEST_REDIS`` (default ``redis://127.0.0.1:6379/0``)
 at ``CONVEYOR_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``). When a
 server is unreachable its tests are skipped with a reason, except with ``CI=true``, where
 they fail.
+
+``pgbouncer`` is PostgreSQL through a PgBouncer in transaction mode that the tests start
+(:mod:`conveyor.testing.pgbouncer`; its URL comes from the ``pgbouncer`` fixture, not from
+:func:`isolated_url`): it needs the ``pgbouncer`` executable besides the server.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-KINDS = ("memory", "sqlite", "redis", "postgres")
+from conveyor.testing import pgbouncer
+
+KINDS = ("memory", "sqlite", "redis", "postgres", "pgbouncer")
 
 
 def redis_url() -> str:
@@ -45,8 +51,10 @@ def unreachable_reason(kind: str) -> str | None:
     """Why ``kind`` cannot be tested here, or None when it can."""
     if kind == "redis" and not reachable(redis_url()):
         return f"Redis is not reachable at {redis_url()}"
-    if kind == "postgres" and not reachable(postgres_url()):
+    if kind in ("postgres", "pgbouncer") and not reachable(postgres_url()):
         return f"PostgreSQL is not reachable at {postgres_url()}"
+    if kind == "pgbouncer" and pgbouncer.binary() is None:
+        return "pgbouncer is not installed (apt-get install -y pgbouncer)"
     return None
 
 
@@ -66,4 +74,6 @@ def isolated_url(kind: str, tmp_path: Path) -> str:
         return f"{redis_url()}?prefix=test-{token}"
     if kind == "postgres":
         return f"{postgres_url()}?schema=test_{token}"
+    if kind == "pgbouncer":
+        raise ValueError("a pgbouncer URL needs a running PgBouncer: use the pgbouncer fixture")
     raise ValueError(f"unknown backend kind {kind!r}; use one of {KINDS}")

@@ -14,14 +14,15 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor.queue import Queue
-from conveyor.testing.backends import isolated_url, unreachable_reason
+from conveyor.testing.backends import isolated_url, postgres_url, unreachable_reason
+from conveyor.testing.pgbouncer import PgBouncer
 from conveyor.worker import Worker
 
 QueueFactory = Callable[..., Any]
@@ -41,6 +42,19 @@ def backend_url_for(kind: str, tmp_path: Path) -> str:
     """An isolated URL for ``kind``; skips (or fails under ``CI=true``) when unreachable."""
     require_backend(kind)
     return isolated_url(kind, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test PostgreSQL server, for the whole
+    session (each pytest-xdist worker starts its own); skips (or fails under ``CI=true``)
+    without the server or the ``pgbouncer`` executable."""
+    require_backend("pgbouncer")
+    bouncer = PgBouncer(postgres_url(), tmp_path_factory.mktemp("pgbouncer")).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture
@@ -97,6 +111,7 @@ def worker_process_command(url: str, queue_name: str, *args: str) -> list[str]:
 __all__ = [
     "backend_url_for",
     "make_queue",
+    "pgbouncer",
     "running_worker",
     "worker_process_command",
 ]

@@ -56,6 +56,15 @@ async def progress(ctx: dict[str, Any], *, steps: int, pause: float = 0.05) -> s
     return "done"
 
 
+async def set_status(
+    ctx: dict[str, Any], *, to: str, reason: str | None = None, value: Any = None
+) -> Any:
+    """End the attempt itself with ``job.update(status=to, error=reason)``, then return
+    ``value`` (which the worker must not store over the task's own status)."""
+    await ctx["job"].update(status=to, error=reason)
+    return value
+
+
 async def log_lines(ctx: dict[str, Any], *, tag: str, count: int = 3) -> str:
     """Log ``count`` lines from async code and from a thread, each tagged."""
     for i in range(count):
@@ -195,6 +204,7 @@ TEST_FUNCTIONS = [
     fail,
     fail_until,
     progress,
+    set_status,
     log_lines,
     sync_echo,
     unstorable,

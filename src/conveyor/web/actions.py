@@ -205,7 +205,7 @@ class Actions:
         if scheduled is None:
             target = self.console.url(request, "/runs", key=key)
         else:
-            target = self.console.url(request, "/jobs", state="queued")
+            target = self.console.url(request, "/jobs", state="scheduled")
         return self.console.redirect(request, target, f"Enqueued {name} (job {key}).")
 
 

@@ -145,6 +145,19 @@ class Api:
         entries = await self.console.admin.cron()
         return JSONResponse({"cron_jobs": [entry.to_dict() for entry in entries]})
 
+    async def live(self, request: Request) -> Response:
+        """Liveness, without credentials: the console answers."""
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness, without credentials: every queue's backend answers a read."""
+        ready = await self.console.admin.ready()
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable"},
+            status_code=200 if ready else 503,
+            headers={"Cache-Control": "no-store"},
+        )
+
     async def health(self, request: Request) -> Response:
         """200 when every queue has a live worker, else 503."""
         await self.console.require(request)

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -32,7 +32,7 @@ from conveyor.web.console import PACKAGE_DIR, Console, logger
 from conveyor.web.errors import HTTP_TYPES, ErrorBoundary, WebError, from_exception
 from conveyor.web.events import Events
 from conveyor.web.pages import Pages
-from conveyor.web.security import SESSION_MAX_AGE_S, Gate
+from conveyor.web.security import SESSION_MAX_AGE_S, Gate, SecurityHeaders
 
 
 def create_app(
@@ -45,6 +45,8 @@ def create_app(
     login_url: str | None = None,
     session_max_age_s: float = SESSION_MAX_AGE_S,
     poll_interval: float = 1.0,
+    behind_proxy: bool = False,
+    health_probes: bool = True,
 ) -> Starlette:
     """Build a console over ``admin``.
 
@@ -63,6 +65,13 @@ def create_app(
         login_url: A host application's sign-in page, for people not signed in.
         session_max_age_s: Seconds a sign-in through the console's form lasts.
         poll_interval: Seconds between two reads of the admin service by one live stream.
+        behind_proxy: The console is reached through a reverse proxy. Then, without
+            credentials, it lets nobody in (local mode would see the proxy's address and
+            ``Host`` and take every visitor for this machine). Requests carrying proxy
+            headers (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``, ``Via``) never get
+            local mode in any case.
+        health_probes: Serve ``/livez`` and ``/readyz`` without credentials: they answer
+            only ``{"status": "ok"}`` (200) or ``{"status": "unavailable"}`` (503).
 
     Returns:
         A Starlette application, to serve or to mount.
@@ -73,9 +82,10 @@ def create_app(
         secret_key=secret_key,
         session_max_age_s=session_max_age_s,
         login_url=login_url,
+        behind_proxy=behind_proxy,
     )
     console = Console(admin, gate, title=title, poll_interval=poll_interval)
-    routes = _routes(console)
+    routes = _routes(console, health_probes=health_probes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -89,7 +99,10 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ErrorBoundary, page=console.error_page)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(ErrorBoundary, page=console.error_page),
+        ],
         exception_handlers=_exception_handlers(console),
         lifespan=lifespan,
     )
@@ -127,16 +140,21 @@ def console_of(app: Starlette) -> Console:
     return console
 
 
-def _routes(console: Console) -> list[BaseRoute]:
+def _routes(console: Console, *, health_probes: bool) -> list[BaseRoute]:
     pages = Pages(console)
     actions = Actions(console)
     api = Api(console, actions)
     events = Events(console)
 
+    async def favicon(request: Request) -> Response:
+        return RedirectResponse(console.url(request, "/static/favicon.svg"), 301)
+
     async def enqueue_submit(request: Request) -> Response:
         return await actions.enqueue_form(request, pages.enqueue_form)
 
+    probes = [Route("/livez", api.live), Route("/readyz", api.ready)] if health_probes else []
     return [
+        *probes,
         Route("/", pages.overview, name="overview"),
         Route("/runs", pages.runs, name="runs"),
         Route("/runs/{run_id}", pages.run, name="run"),
@@ -168,6 +186,7 @@ def _routes(console: Console) -> list[BaseRoute]:
         Route("/api/enqueue", api.enqueue, methods=["POST"]),
         Route("/api/health", api.health),
         Route("/api/openapi.json", api.openapi),
+        Route("/favicon.ico", favicon),
         Mount("/static", app=StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static"),
     ]
 

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="Port (8080)")
     parser.add_argument("--title", default="Conveyor", help="The console's title")
     parser.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="The console is reached through a reverse proxy: without credentials "
+        "(CONVEYOR_AUTH_PASSWORD ...) it then lets nobody in",
+    )
+    parser.add_argument(
         "--verbose", "-v", action="count", default=0, help="Log actions (-v) or debug (-vv)"
     )
     return parser
@@ -46,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     return run_web(
-        [args.settings, *args.extra_web_settings], args.host, args.port, title=args.title
+        [args.settings, *args.extra_web_settings],
+        args.host,
+        args.port,
+        title=args.title,
+        behind_proxy=args.behind_proxy,
     )
 
 

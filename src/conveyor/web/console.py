@@ -27,7 +27,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.admin.service import Admin
 from conveyor.web.auth import Principal
 from conveyor.web.errors import WebError, wants_json
-from conveyor.web.security import CSRF_FIELD, CSRF_HEADER, Gate, cookie_name, cookie_path
+from conveyor.web.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    Gate,
+    SignInThrottled,
+    cookie_name,
+    cookie_path,
+)
 
 logger = logging.getLogger("conveyor.web")
 
@@ -40,11 +47,15 @@ def format_ts(value: float | None, fmt: str = "full") -> Markup:
 
     Args:
         value: Epoch seconds.
-        fmt: ``full`` (date and time) or ``clock`` (time with milliseconds, for logs).
+        fmt: ``full`` (date and time; the script adds how long ago or ahead), ``clock``
+            (time with milliseconds, for logs), or ``text`` (plain text in UTC, for an
+            attribute).
     """
     if not value:
         return Markup('<span class="muted">—</span>')
     moment = datetime.fromtimestamp(value, UTC)
+    if fmt == "text":
+        return Markup.escape(moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
     if fmt == "clock":
         text = moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     else:
@@ -160,12 +171,18 @@ class Console:
             WebError: 401 when nobody is signed in, 403 for a read-only principal asking
                 to act.
         """
-        principal = await self.gate.principal(connection)
+        try:
+            principal = await self.gate.principal(connection)
+        except SignInThrottled as exc:
+            raise WebError(
+                429, "throttled", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
         if principal is None:
             headers = {}
             if self.gate.basic and "x-conveyor-console" not in connection.headers:
                 headers["WWW-Authenticate"] = f'Basic realm="{self.title}", charset="UTF-8"'
-            raise WebError(401, "unauthorized", "sign in to use the console", headers=headers)
+            message = "sign in to use the console" if self.gate.configured else Gate.SETUP_HINT
+            raise WebError(401, "unauthorized", message, headers=headers)
         if role == "admin" and not principal.can_act:
             raise WebError(
                 403, "forbidden", f"{principal.name} has read-only access to the console"

@@ -1,14 +1,17 @@
 """The enqueue form: widgets generated from a task's signature, and reading them back.
 
-Each parameter gets the widget its annotation suggests (a number for ``int`` and
-``float``, a true/false choice for ``bool``, a line for ``str``, a JSON box for lists,
-dicts and anything else); an empty widget leaves the argument out, so the task's default
-applies. The raw JSON editor sends the whole arguments object instead.
+Each parameter gets the widget its annotation suggests (a list of choices for a
+``Literal`` or an ``Enum``, a number for ``int`` and ``float``, a true/false choice for
+``bool``, a line for ``str``, a JSON box for lists, dicts and anything else); an empty widget
+leaves the argument out, so the task's default applies. The raw JSON editor sends the whole
+arguments object instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +22,8 @@ from conveyor.admin.signatures import json_kinds
 from conveyor.web.errors import WebError
 
 FIELD_PREFIX = "arg."
+#: Seconds in the past a chosen run time may be (the time spent filling in the form).
+PAST_TOLERANCE_S = 300.0
 
 
 @dataclass
@@ -27,12 +32,13 @@ class Widget:
 
     name: str
     field: str
-    kind: str  # int, float, bool, str, json
+    kind: str  # choice, int, float, bool, str, json
     annotation: str | None
     required: bool
     default: Any
     value: str
     hint: str
+    choices: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (JSON value, label)
 
     @property
     def default_text(self) -> str:
@@ -60,6 +66,8 @@ def widget_kind(annotation: str | None) -> str:
 def _initial(parameter: ParameterInfo, kind: str) -> str:
     if parameter.required or parameter.default is None:
         return ""
+    if kind == "choice":
+        return json.dumps(parameter.default)
     if kind == "str" and isinstance(parameter.default, str):
         return parameter.default
     if kind == "bool":
@@ -73,7 +81,13 @@ _HINTS = {
     "bool": "true or false",
     "str": "text",
     "json": "JSON (text that is not JSON is sent as a string)",
+    "strict_json": "JSON",
+    "choice": "one of the choices",
 }
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def widgets(job: AvailableJob, submitted: Mapping[str, str] | None = None) -> list[Widget]:
@@ -82,22 +96,46 @@ def widgets(job: AvailableJob, submitted: Mapping[str, str] | None = None) -> li
     for parameter in job.parameters:
         if parameter.kind in ("var_positional", "var_keyword", "positional_only"):
             continue
-        kind = widget_kind(parameter.annotation)
-        field = FIELD_PREFIX + parameter.name
-        value = submitted.get(field) if submitted is not None else None
+        kind = "choice" if parameter.choices else widget_kind(parameter.annotation)
+        name = FIELD_PREFIX + parameter.name
+        value = submitted.get(name) if submitted is not None else None
+        kinds = json_kinds(parameter.annotation)
+        strict = kind == "json" and kinds is not None and "str" not in kinds
         out.append(
             Widget(
                 name=parameter.name,
-                field=field,
+                field=name,
                 kind=kind,
                 annotation=parameter.annotation,
                 required=parameter.required,
                 default=parameter.default,
                 value=_initial(parameter, kind) if value is None else value,
-                hint=_HINTS[kind],
+                hint=_HINTS["strict_json" if strict else kind],
+                choices=[(json.dumps(c), _label(c)) for c in parameter.choices or []],
             )
         )
     return out
+
+
+def fields_from_arguments(job: AvailableJob, args: Mapping[str, Any]) -> dict[str, str]:
+    """Form fields (and the raw editor's text) filled with ``args``, as if submitted.
+
+    Parameters that ``args`` leaves out start from their defaults.
+    """
+    fields: dict[str, str] = {"args": json.dumps({**default_arguments(job), **args}, indent=2)}
+    for widget in widgets(job):
+        if widget.name not in args:
+            continue
+        value = args[widget.name]
+        if value is None:
+            fields[widget.field] = ""
+        elif widget.kind == "str" and isinstance(value, str):
+            fields[widget.field] = value
+        elif widget.kind == "bool" and isinstance(value, bool):
+            fields[widget.field] = "true" if value else "false"
+        else:
+            fields[widget.field] = json.dumps(value)
+    return fields
 
 
 def default_arguments(job: AvailableJob) -> dict[str, Any]:
@@ -135,8 +173,11 @@ def _convert(widget: Widget, text: str) -> Any:
         return lowered == "true"
     try:
         return json.loads(text)
-    except ValueError:
-        return text
+    except ValueError as exc:
+        kinds = json_kinds(widget.annotation)
+        if widget.kind == "json" and (kinds is None or "str" in kinds):
+            return text  # free text where a string is welcome
+        raise ValueError(f"not valid JSON: {exc}") from None
 
 
 def arguments_from_fields(
@@ -185,8 +226,22 @@ def scheduled_from_form(form: Mapping[str, str]) -> float | None:
     time is read as UTC.
 
     Raises:
-        WebError: 400 for a time that cannot be read.
+        WebError: 400 for a time that cannot be read; 422 for a time more than
+            :data:`PAST_TOLERANCE_S` in the past (a mistake, not a schedule).
     """
+    at = _scheduled_at(form)
+    if at is not None and at < time.time() - PAST_TOLERANCE_S:
+        when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise WebError(
+            422,
+            "bad_request",
+            f"the time to run at ({when}) has passed: choose a later time, or Now",
+            {"scheduled_at": f"{when} is in the past"},
+        )
+    return at
+
+
+def _scheduled_at(form: Mapping[str, str]) -> float | None:
     if form.get("when", "now") != "at":
         return None
     text = form.get("scheduled_at", "").strip()
@@ -233,10 +288,12 @@ def scheduled_from_json(body: Mapping[str, Any]) -> float | None:
 
 __all__ = [
     "FIELD_PREFIX",
+    "PAST_TOLERANCE_S",
     "Widget",
     "arguments_from_fields",
     "arguments_from_json",
     "default_arguments",
+    "fields_from_arguments",
     "pretty_args",
     "scheduled_from_form",
     "scheduled_from_json",

@@ -11,9 +11,11 @@ from conveyor.web import forms
 from conveyor.web.auth import Principal
 from conveyor.web.console import Console
 from conveyor.web.errors import WebError, read_form
+from conveyor.web.security import Gate, SignInThrottled
 from conveyor.web.views import (
     JOB_LISTS,
     RANGES,
+    WAITING_LISTS,
     RunFilters,
     charts,
     int_param,
@@ -104,7 +106,7 @@ class Pages:
         return self.console.render(request, "run.html", context, principal=principal)
 
     async def jobs(self, request: Request) -> Response:
-        """Queued and scheduled, running, and failed jobs, with their actions."""
+        """Queued, scheduled, running, failed and aborted jobs, with their actions."""
         principal = await self.console.require(request)
         params = request.query_params
         state = params.get("state") or "queued"
@@ -118,6 +120,7 @@ class Pages:
             "counts": counts,
             "state": state,
             "states": list(JOB_LISTS),
+            "waiting_lists": WAITING_LISTS,
             "multi_queue": len(self.console.admin.queues) > 1,
             "prev_url": url(request, "/jobs", state=state, offset=max(offset - limit, 0) or None)
             if offset
@@ -132,7 +135,18 @@ class Pages:
         """Pick a task, fill in its form (or raw JSON), run now or later."""
         principal = await self.console.require(request)
         name = request.query_params.get("job") or None
-        return await self.enqueue_form(request, principal, name)
+        prefill = request.query_params.get("args")
+        if prefill is None or name is None:
+            return await self.enqueue_form(request, principal, name)
+        # A form filled in beforehand ("Run now" of a cron job: its own arguments).
+        args = forms.arguments_from_json(prefill)
+        chosen = next(
+            (j for j in await self.console.admin.available_jobs() if j.name == name), None
+        )
+        submitted = forms.fields_from_arguments(chosen, args) if chosen else {}
+        if request.query_params.get("queue"):
+            submitted["queue"] = request.query_params["queue"]
+        return await self.enqueue_form(request, principal, name, submitted=submitted)
 
     async def enqueue_form(
         self,
@@ -185,7 +199,9 @@ class Pages:
     # Signing in
 
     async def login(self, request: Request) -> Response:
-        """The sign-in form."""
+        """The sign-in form (without credentials: how to set them)."""
+        if not self.console.gate.configured:
+            raise WebError(401, "unauthorized", Gate.SETUP_HINT)
         if not self.console.gate.has_login_form:
             raise WebError(404, "not_found", "this console has no sign-in form")
         target = self.console.safe_next(request, request.query_params.get("next"), "/")
@@ -199,7 +215,15 @@ class Pages:
         form = await read_form(request)
         username = str(form.get("username", ""))
         target = self.console.safe_next(request, str(form.get("next", "")), "/")
-        principal = self.console.gate.check_password(username, str(form.get("password", "")))
+        try:
+            principal = self.console.gate.check_password(
+                username, str(form.get("password", "")), request
+            )
+        except SignInThrottled as exc:
+            context = {"next": target, "error": f"{str(exc).capitalize()}.", "username": username}
+            page = self.console.render(request, "login.html", context, principal=None, status=429)
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+            return page
         if principal is None:
             context = {
                 "next": target,

@@ -27,6 +27,7 @@ import uvicorn
 from conveyor.admin.service import Admin
 from conveyor.web.app import console_of, create_app
 from conveyor.web.auth import is_loopback_host
+from conveyor.web.security import Gate
 
 logger = logging.getLogger("conveyor.web")
 
@@ -97,6 +98,8 @@ async def serve(
     # Bind here, so that a port in use is an OSError for the caller (uvicorn would exit).
     sock = _bind(host, port)
     logger.info("console at http://%s:%s/", host, sock.getsockname()[1])
+    if not console.gate.configured and (console.gate.public or console.gate.behind_proxy):
+        logger.warning("the console lets nobody in. %s", Gate.SETUP_HINT)
     if started is not None:
         started.set()
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -29,10 +29,14 @@ DEFAULT_RANGE = "24h"
 RUNS_PAGE = 50
 #: The lists of the Jobs page, and the job statuses each shows (see ``Admin.jobs``).
 JOB_LISTS: dict[str, tuple[str, ...]] = {
-    "queued": ("queued", "scheduled"),
+    "queued": ("queued",),
+    "scheduled": ("scheduled",),
     "running": ("active", "aborting"),
-    "failed": ("failed", "aborted"),
+    "failed": ("failed",),
+    "aborted": ("aborted",),
 }
+#: The lists whose jobs wait (abort is offered) and those that ended (retry is offered).
+WAITING_LISTS = ("queued", "scheduled", "running")
 
 
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -261,6 +265,7 @@ __all__ = [
     "DEFAULT_RANGE",
     "JOB_LISTS",
     "RANGES",
+    "WAITING_LISTS",
     "RunFilters",
     "RunGroup",
     "charts",

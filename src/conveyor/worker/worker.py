@@ -80,7 +80,8 @@ class Worker:
             or a :class:`conveyor.tasks.Registry` (whose cron jobs are added too).
         id: This worker's id; host name, pid and a random suffix by default.
         concurrency: How many jobs run at once; the worker starts up to as many threads
-            for sync task functions.
+            for sync task functions. 0 makes a worker that runs no job, only the cron
+            schedule, the sweeps and its record (as in SAQ).
         cron_jobs: :class:`conveyor.cron.CronJob` definitions.
         cron_tz: The time zone of cron expressions (a cron job's own ``tz`` wins).
         startup: Hook(s) called with ``ctx`` before the first job.
@@ -148,6 +149,7 @@ class Worker:
             shutdown_grace_period_s=shutdown_grace_period_s or 0.0,
             cancellation_hard_deadline_s=cancellation_hard_deadline_s,
             max_burst_jobs=max_burst_jobs,
+            burst=burst,
         )
         self.queue = queue
         self.id = id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -216,12 +218,46 @@ class Worker:
     # Lifecycle
 
     async def start(self) -> None:
-        """Run until :meth:`stop` is called (or, in burst mode, until the queue is empty)."""
+        """Run until :meth:`stop` is called (or, in burst mode, until the queue is empty).
+
+        Cancelling the task that runs it stops the worker as :meth:`stop` does (running jobs
+        get their grace period), and then it returns, as SAQ's does.
+        """
         self._stopped.clear()
-        if not self.queue._connected:
-            await self.queue.connect()
-            self._connected_here = True
-        self._started_at = time.time()
+        try:
+            if not self.queue._connected:
+                await self.queue.connect()
+                self._connected_here = True
+            self._started_at = time.time()
+            self._open()
+            await call_hooks(self.startup, self.context)
+            if self._stopping:  # stop() was called while the startup hooks ran
+                await self._stopped.wait()
+                return
+            logger.info("worker %s started on queue %r", self.id, self.queue.name)
+            self._tasks = [
+                asyncio.create_task(self._every("abort", self._renew_leases)),
+                asyncio.create_task(self._every("sweep", self._sweep)),
+                asyncio.create_task(self._every("stats", self._publish)),
+                asyncio.create_task(self._every("logs", self._flush_logs)),
+            ]
+            if self.cron_jobs:
+                self._tasks.append(asyncio.create_task(self._every("schedule", self.schedule)))
+            if self.concurrency > 0:
+                self._claim_task = asyncio.create_task(self._claim_loop())
+            await self._stopped.wait()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                # Handled: the stop below must not see the cancellation as its own (a
+                # timeout inside it would otherwise end as a cancellation).
+                task.uncancel()
+        finally:
+            if not self._stopping:
+                await self.stop()
+
+    def _open(self) -> None:
+        """Start the threads for sync tasks, the outcome writer and the log capture."""
         self._threads = ThreadPool(
             self.concurrency, name=f"conveyor-sync-{self.queue.name}", on_hung=self._report_hung
         )
@@ -229,25 +265,6 @@ class Worker:
         self._writer.start()
         if self.logs is not None:
             self.logs.install()
-        await call_hooks(self.startup, self.context)
-        if self._stopping:  # stop() was called while the startup hooks ran
-            await self._stopped.wait()
-            return
-        logger.info("worker %s started on queue %r", self.id, self.queue.name)
-        self._tasks = [
-            asyncio.create_task(self._every("abort", self._renew_leases)),
-            asyncio.create_task(self._every("sweep", self._sweep)),
-            asyncio.create_task(self._every("stats", self._publish)),
-            asyncio.create_task(self._every("logs", self._flush_logs)),
-        ]
-        if self.cron_jobs:
-            self._tasks.append(asyncio.create_task(self._every("schedule", self.scheduler.tick)))
-        self._claim_task = asyncio.create_task(self._claim_loop())
-        try:
-            await self._stopped.wait()
-        finally:
-            if not self._stopping:
-                await self.stop()
 
     async def stop(self) -> None:
         """Stop gracefully: take no new job, let running jobs finish within the grace
@@ -294,6 +311,106 @@ class Worker:
                     await asyncio.wait_for(self.queue.disconnect(), 5.0)
             logger.info("worker %s stopped", self.id)
             self._stopped.set()
+
+    # SAQ's worker methods, one step of the loops above each
+
+    async def process(self) -> bool:
+        """Claim one job, run it and store its outcome, as SAQ's ``Worker.process`` does.
+
+        Waits for a job up to ``dequeue_timeout`` seconds (0: until there is one, as SAQ's
+        ``dequeue``). The job runs as the worker runs every job (hooks, timeout, lease
+        renewal, log capture), whether or not :meth:`start` runs; this returns once its
+        outcome is stored.
+
+        Returns:
+            Whether a job was processed (False when none came in time).
+        """
+        if not self.queue._connected:
+            await self.queue.connect()
+        standalone = self._writer is None
+        if standalone:
+            self._open()
+        renewing = None
+        try:
+            job = await self.queue.dequeue(
+                self.dequeue_timeout, worker_id=self.id, lease_s=self.lease_s
+            )
+            if job is None:
+                return False
+            if standalone:
+                renewing = asyncio.create_task(self._every("abort", self._renew_leases))
+            self._launch(job)
+            entry = self._running.get(job.key)
+            if entry is not None:
+                try:
+                    await asyncio.wait([entry.task])
+                except asyncio.CancelledError:
+                    # Cancelled as a stop would: the job is re-queued, then this returns.
+                    entry.cancel(CancelReason.SHUTDOWN)
+                    await asyncio.wait([entry.task], timeout=self.cancellation_hard_deadline_s)
+                    raise
+            assert self._writer is not None
+            await self._writer.flush()
+            return True
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
+            if standalone:
+                await self._close()
+
+    async def _close(self) -> None:
+        """Undo :meth:`_open` once what is pending is written."""
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
+        if self._writer is not None:
+            await self._writer.close(self.lease_s)
+            self._writer = None
+        if self.logs is not None:
+            self.logs.uninstall()
+
+    async def abort(self, abort_threshold: float = 0.0) -> None:
+        """Renew this worker's leases now, and cancel the running jobs that were aborted
+        (they end ``aborted``), as SAQ's ``Worker.abort`` does; the worker does it every
+        ``timers["abort"]`` seconds. ``abort_threshold`` is ignored: an abort is seen
+        whatever the job's age."""
+        await self._renew_leases()
+
+    async def schedule(self, lock: int = 1) -> None:
+        """Enqueue the cron jobs that are due, as SAQ's ``Worker.schedule`` does (the worker
+        does it every ``timers["schedule"]`` seconds). ``lock`` is ignored: each slot is
+        enqueued once however many workers call this."""
+        await self.scheduler.tick()
+
+    async def worker_info(self, ttl: float = 60) -> dict[str, Any]:
+        """Publish this worker's record (it expires after ``ttl`` seconds unless published
+        again) and return it, as SAQ's ``Worker.worker_info`` does.
+
+        The record has SAQ's ``queue_key``, ``metadata`` and ``stats`` (``complete``,
+        ``failed``, ``retried``, ``aborted``, ``uptime`` in ms, and Conveyor's ``lost``),
+        and Conveyor's ``id``, ``queue``, ``concurrency``, ``started``, ``updated``,
+        ``running``, ``hung`` and ``functions``.
+        """
+        started = self._started_at
+        info = {
+            "id": self.id,
+            "queue": self.queue.name,
+            "queue_key": self.queue.name,
+            "concurrency": self.concurrency,
+            "started": started,
+            "updated": time.time(),
+            "running": list(self._running),
+            "hung": [h.to_dict() for h in self.hung],
+            "stats": {
+                **self.stats,
+                "uptime": int((time.time() - started) * 1000) if started else 0,
+            },
+            "functions": sorted(self.functions),
+            "metadata": self.metadata,
+        }
+        await self.queue.backend.put_worker(self.id, self.queue.dump(info), float(ttl))
+        return info
 
     def hurry(self) -> None:
         """Make a stop fast (a second SIGTERM): running jobs are cancelled and re-queued at
@@ -351,6 +468,7 @@ class Worker:
                 f", to start in {delay:g}s (its thread still runs)" if delay else "",
             )
             self.stats["retried"] += 1
+            self.queue.count_ended(Status.QUEUED)
             transition = self.queue.transition(
                 entry.job,
                 Status.QUEUED,
@@ -530,8 +648,21 @@ class Worker:
                 return
             if entry is not None and entry.released:
                 return  # the stop re-queued it already (_release_stuck)
-            transition = await self._transition_or_failure(job, outcome)
-            run_status = transition.run.status if transition.run else transition.status
+            lease = self._held.get(job.key)
+            transition = None
+            if lease is not None and job.lease_token != lease.token:
+                # The task ended its attempt itself (job.finish, job.retry, or job.update
+                # with a status): that write was fenced by the lease and spent its token,
+                # so the worker writes nothing more about the attempt.
+                del self._held[job.key]
+                run_status = job.status.value
+                ended = "retried" if job.status == Status.QUEUED else run_status
+                if ended in self.stats:
+                    self.stats[ended] += 1
+            else:
+                transition = await self._transition_or_failure(job, outcome)
+                self.queue.count_ended(Status(transition.status))
+                run_status = transition.run.status if transition.run else transition.status
             for hook in self.queue.instrumentation:
                 hook.finished(job, run_status)
             with contextlib.suppress(Exception):
@@ -540,7 +671,7 @@ class Worker:
                 self.logs.end_run(capture)
                 capture = None
             assert self._writer is not None
-            if job.key in self._held:  # not lost while the outcome was being decided
+            if transition is not None and job.key in self._held:  # not lost meanwhile
                 self._writer.submit(transition)
         finally:
             if capture is not None and self.logs is not None:
@@ -595,6 +726,10 @@ class Worker:
                 started - self._renewed_at,
                 self.lease_s,
             )
+        for key, lease in list(self._held.items()):
+            entry = self._running.get(key)
+            if entry is not None and entry.job.lease_token != lease.token:
+                del self._held[key]  # its task ended the attempt itself (see _process)
         if not self._held:
             self._renewed_at = started
             return
@@ -680,20 +815,7 @@ class Worker:
         )
 
     async def _publish(self) -> None:
-        info = {
-            "id": self.id,
-            "queue": self.queue.name,
-            "concurrency": self.concurrency,
-            "started": self._started_at,
-            "updated": time.time(),
-            "running": list(self._running),
-            "hung": [h.to_dict() for h in self.hung],
-            "stats": dict(self.stats),
-            "functions": sorted(self.functions),
-            "metadata": self.metadata,
-        }
-        ttl = max(self.timers["stats"] * 3, 5.0)
-        await self.queue.backend.put_worker(self.id, self.queue.dump(info), ttl)
+        await self.worker_info(ttl=max(self.timers["stats"] * 3, 5.0))
 
 
 def _check_settings(
@@ -705,6 +827,7 @@ def _check_settings(
     shutdown_grace_period_s: float,
     cancellation_hard_deadline_s: float,
     max_burst_jobs: int | None,
+    burst: bool = False,
 ) -> None:
     """Refuse settings that cannot work, naming the setting and the range it takes."""
 
@@ -713,9 +836,15 @@ def _check_settings(
             raise ConfigurationError(f"{name} must be a number, got {value!r}")
         return float(value)
 
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 0:
         raise ConfigurationError(
-            f"concurrency must be an integer of at least 1, got {concurrency!r}"
+            f"concurrency must be an integer of at least 0 (0: a worker that runs only cron "
+            f"and sweeps), got {concurrency!r}"
+        )
+    if burst and concurrency == 0:
+        raise ConfigurationError(
+            "concurrency must be at least 1 with burst=True: a worker that runs no job "
+            "would never find the queue empty"
         )
     for name, value in timers.items():
         if number(f'timers["{name}"]', value) <= 0:

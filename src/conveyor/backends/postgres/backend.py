@@ -54,12 +54,13 @@ from conveyor.backends.postgres.codec import (
     split_payload,
     token_number,
 )
-from conveyor.backends.postgres.config import Settings, settings_from
+from conveyor.backends.postgres.config import ALL_PRIORITIES, Settings, settings_from
 from conveyor.backends.postgres.database import Database, Params, Row, first
 from conveyor.backends.postgres.enqueue import Enqueuer
 from conveyor.backends.postgres.listener import Listener
 from conveyor.backends.postgres.migrate import migrate
 from conveyor.backends.postgres.presence import SETTLED_S, SILENT_S, Presence
+from conveyor.backends.postgres.sessions import session_connector
 from conveyor.backends.postgres.statistics import Statistics
 from conveyor.errors import BackendError, ConfigurationError
 
@@ -101,7 +102,15 @@ class PostgresBackend:
         queue_name: The queue's name; queues of one schema share tables, not jobs.
         settings: Connection and behaviour settings (see :func:`from_url`).
         pool: A ``psycopg_pool.AsyncConnectionPool`` built by the caller, used instead of
-            a pool of the backend's own; it is not closed by :meth:`disconnect`.
+            a pool of the backend's own.
+        manage_pool_lifecycle: Whether :meth:`connect` opens ``pool`` (and resizes it to
+            the settings' ``min_size`` and ``max_size``) and :meth:`disconnect` closes it,
+            as SAQ's option of that name; by default only the backend's own pool is
+            managed, and a user's pool must be open before :meth:`connect`.
+
+    Raises:
+        ConfigurationError: Without a URL or a pool, or with ``manage_pool_lifecycle``
+            false and no pool to leave to its owner.
     """
 
     name = "postgres"
@@ -115,11 +124,22 @@ class PostgresBackend:
         settings: Settings | None = None,
         *,
         pool: AsyncConnectionPool[Any] | None = None,
+        manage_pool_lifecycle: bool | None = None,
     ) -> None:
         self.queue_name = queue_name
         self.settings = settings or Settings()
         if pool is None and not self.settings.conninfo:
             raise ConfigurationError("the PostgreSQL backend needs a URL or a pool")
+        if pool is None and manage_pool_lifecycle is False:
+            raise ConfigurationError(
+                "manage_pool_lifecycle=False leaves the pool to its owner, but no pool was "
+                "given: pass pool=... (an AsyncConnectionPool you open and close), or drop "
+                "the option"
+            )
+        self._manages_pool = (
+            pool is None if manage_pool_lifecycle is None else manage_pool_lifecycle
+        )
+        self._priorities = self.settings.priorities or ALL_PRIORITIES
         self.sql = sqlfiles.load(self.settings.schema)
         self.channel = channel_name(self.settings.schema)
         self._enqueuer = Enqueuer(self.sql.queries, queue_name, self.channel)
@@ -139,18 +159,33 @@ class PostgresBackend:
             url: ``postgresql://``, ``postgres://``, ``postgresql+psycopg://`` or
                 ``postgresql+asyncpg://`` (psycopg is always used). Query options
                 ``schema`` (default ``conveyor``), ``poll_interval`` (seconds; polls instead
-                of LISTEN, for PgBouncer in transaction mode) and ``prepare_threshold``
-                (``none`` never prepares) are removed before connecting.
+                of LISTEN), ``prepare_threshold`` (``none`` never prepares), ``pgbouncer``
+                (``transaction`` behind PgBouncer in transaction mode) and ``direct_url``
+                (a URL straight to PostgreSQL for LISTEN and the presence locks) are
+                removed before connecting; see :mod:`~conveyor.backends.postgres.config`.
             queue_name: The queue's name.
-            **kwargs: ``pool`` (an ``AsyncConnectionPool`` of your own), and the options
-                above plus ``min_size``, ``max_size``, ``pool_timeout``; a keyword wins
-                over the URL.
+            **kwargs: ``pool`` (an ``AsyncConnectionPool`` of your own),
+                ``manage_pool_lifecycle`` (see the class), and the options above plus
+                ``min_size``, ``max_size``, ``pool_timeout``, ``priorities``; a keyword wins
+                over the URL. Without ``schema``, a ``search_path`` in the URL's libpq
+                ``options`` names the schema (see
+                :mod:`~conveyor.backends.postgres.config`).
 
         Raises:
             ConfigurationError: For a malformed URL or option.
         """
         pool = kwargs.pop("pool", None)
-        return cls(queue_name, settings_from(url, **kwargs), pool=pool)
+        manage = kwargs.pop("manage_pool_lifecycle", None)
+        return cls(
+            queue_name, settings_from(url, **kwargs), pool=pool, manage_pool_lifecycle=manage
+        )
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any] | None:
+        """The connection pool: the user's, or the backend's own while connected."""
+        if self._user_pool is not None:
+            return self._user_pool
+        return self._db.pool if self._db is not None else None
 
     # Lifecycle
 
@@ -177,8 +212,21 @@ class PostgresBackend:
         """
         if self._db is not None:
             return
-        pool = self._user_pool or self._own_pool()
-        db = Database(pool, owns_pool=self._user_pool is None, timeout=self.settings.pool_timeout)
+        user_pool = self._user_pool
+        if user_pool is not None and user_pool.closed and not self._manages_pool:
+            raise ConfigurationError(
+                f"the connection pool {user_pool.name!r} given to the PostgreSQL backend is "
+                "not open: open it first (await pool.open()), or pass "
+                "manage_pool_lifecycle=True to have the queue open and close it"
+            )
+        s = self.settings
+        db = Database(
+            user_pool or self._own_pool(),
+            owns_pool=user_pool is None,
+            timeout=s.pool_timeout,
+            manages_pool=self._manages_pool,
+            sizes=(s.min_size, s.max_size),
+        )
         await db.open()
         try:
             async with db.connection() as conn:
@@ -190,12 +238,8 @@ class PostgresBackend:
             raise
         if self.settings.poll_interval is None:
             # Connections of their own, not pooled: LISTEN and session locks stay on them.
-            conninfo, kwargs = await db.conninfo()
-            kwargs["autocommit"] = True
-
-            async def own_connection() -> psycopg.AsyncConnection[Any]:
-                return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
-
+            identity = self.sql.queries["server_identity"]
+            own_connection = await session_connector(db, self.settings, identity)
             self._listener = Listener(own_connection, self.channel, self.queue_name)
             self._presence = Presence(own_connection, self.settings.schema)
         self._db = db
@@ -212,7 +256,8 @@ class PostgresBackend:
         return listener, True
 
     async def disconnect(self) -> None:
-        """Stop listening and close the backend's own pool. Idempotent."""
+        """Stop listening and close the pool if it is managed here (see the class).
+        Idempotent."""
         db, self._db = self._db, None
         listener, self._listener = self._listener, None
         presence, self._presence = self._presence, None
@@ -228,7 +273,8 @@ class PostgresBackend:
         await self._fetch("drop", {}, idempotent=True)
 
     def describe(self) -> dict[str, Any]:
-        """Engine, address (without password), schema and how workers are woken."""
+        """Engine, address (without password), schema, how workers are woken, and
+        PgBouncer's pool mode when one was declared."""
         conninfo = self.settings.conninfo
         if not conninfo and self._user_pool is not None:
             conninfo = self._user_pool.conninfo if isinstance(self._user_pool.conninfo, str) else ""
@@ -240,6 +286,7 @@ class PostgresBackend:
             "address": f"{address}/{info.get('dbname', '')}",
             "schema": self.settings.schema,
             "wake": "poll" if self.settings.poll_interval else "listen/notify",
+            **({"pgbouncer": self.settings.pgbouncer} if self.settings.pgbouncer else {}),
         }
 
     # Running statements
@@ -297,6 +344,8 @@ class PostgresBackend:
             lease_until=float(now + lease_s),
             claim_id=_claim_id(),
             present=await self._present(worker_id),
+            lowest=self._priorities[0],
+            highest=self._priorities[1],
         )
         # The batch size is a literal of the statement: see the claim query.
         size = str(int(limit))

@@ -149,36 +149,52 @@ class Database:
 
     Args:
         pool: The pool (the backend's own, or the user's).
-        owns_pool: Whether :meth:`close` closes it. The backend's own pool also gets a
-            :class:`Held` connection beside it (a user's pool decides alone how many
-            connections there are).
+        owns_pool: Whether it is the backend's own pool, which also gets a :class:`Held`
+            connection beside it (a user's pool decides alone how many connections there
+            are).
         timeout: Seconds to wait for a connection.
+        manages_pool: Whether :meth:`open` opens it and :meth:`close` closes it (SAQ's
+            ``manage_pool_lifecycle``); ``owns_pool`` when None.
+        sizes: ``(min_size, max_size)`` that :meth:`open` resizes a managed user's pool to.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], owns_pool: bool, timeout: float) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        owns_pool: bool,
+        timeout: float,
+        *,
+        manages_pool: bool | None = None,
+        sizes: tuple[int, int] | None = None,
+    ) -> None:
         self.pool = pool
         self.owns_pool = owns_pool
+        self.manages_pool = owns_pool if manages_pool is None else manages_pool
         self.timeout = timeout
         self.held = Held(self._connect_held) if owns_pool else None
+        self._sizes = sizes
 
     async def _connect_held(self) -> psycopg.AsyncConnection[Any]:
         conninfo, kwargs = await self.conninfo()
         return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
 
     async def open(self) -> None:
-        """Open the pool when it is ours (``open=False`` then ``await pool.open()``)."""
-        if self.owns_pool:
+        """Open the pool when it is managed here (``open=False`` then ``await
+        pool.open()``), resized to ``sizes`` when it is a user's."""
+        if self.manages_pool:
             try:
                 await self.pool.open(wait=True, timeout=self.timeout)
+                if self._sizes is not None and not self.owns_pool:
+                    await self.pool.resize(*self._sizes)
             except psycopg.Error as exc:
                 await self.pool.close()
                 raise BackendError("postgres", f"cannot connect: {exc}", exc) from exc
 
     async def close(self) -> None:
-        """Close the pool (and the held connection) when it is ours."""
+        """Close the held connection, and the pool when it is managed here."""
         if self.held is not None:
             await self.held.close()
-        if self.owns_pool:
+        if self.manages_pool:
             await self.pool.close()
 
     async def conninfo(self) -> tuple[str, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Waking idle workers and waiters with LISTEN/NOTIFY.
 
 One dedicated autocommit connection per backend (never a pooled one: a pool would hand the
-LISTEN to someone else, and PgBouncer in transaction mode cannot LISTEN at all) iterates
+LISTEN to someone else; behind PgBouncer in transaction mode it goes to ``direct_url``, see
+:mod:`~conveyor.backends.postgres.sessions`) iterates
 ``notifies()``. It reconnects by itself with a capped exponential backoff; while it is down,
 waiters fall back to polling. Every payload is ``<kinds>:<queue>``: ``w`` (work may be
 claimable) and ``f`` (jobs finished or changed).

@@ -16,8 +16,9 @@ within the 1 s backoff cap and renew before a new sweeper may end anything; a wo
 saw the outage does not sweep for a lease anyway).
 
 A pooled connection cannot hold the lock (the pool would hand it to someone else), nor can
-PgBouncer in transaction mode: with ``poll_interval`` there is no presence, rows are never
-marked, and leases end only when they expire.
+a connection through PgBouncer in transaction mode: there the lock is held on a connection
+to ``direct_url`` (see :mod:`~conveyor.backends.postgres.sessions`). With ``poll_interval``
+there is no presence, rows are never marked, and leases end only when they expire.
 """
 
 from __future__ import annotations

@@ -36,6 +36,12 @@ INSERT INTO {{schema}}.schema_version (version, name) VALUES ({{version}}, '{{mi
 -- name: drop
 DROP SCHEMA IF EXISTS {{schema}} CASCADE;
 
+-- name: server_identity
+-- Which server and database a connection reaches (see sessions.py): a server's start time
+-- tells it from another server, a primary from its standby too (in seconds since the epoch,
+-- the same whatever the session's TimeZone).
+SELECT current_database(), extract(epoch FROM pg_postmaster_start_time())::text;
+
 -- name: fragment_replace_finished
 -- How every enqueue statement settles a key that exists: a finished job is replaced by the
 -- new one, an incomplete one (queued, active or aborting) is left as it is and its key is
@@ -207,9 +213,13 @@ FROM (
 ORDER BY priority, ready_at, seq;
 
 -- name: fragment_claimable
--- The claimable jobs (claim's and claim_again's picked), before their order and limit.
+-- The claimable jobs (claim's and claim_again's picked), before their order and limit:
+-- those of the worker's priority window (SAQ's priorities; the whole integer range by
+-- default). The head of a group is its first job whatever the window: a group whose head
+-- is outside it waits for a worker whose window has it.
 SELECT j.key FROM {{schema}}.jobs j
     WHERE j.queue = %(queue)s AND j.status = 'queued' AND j.due <= %(now)s
+      AND j.priority BETWEEN %(lowest)s AND %(highest)s
       AND (j.group_key IS NULL OR (
           NOT EXISTS (
               SELECT 1 FROM {{schema}}.jobs r

@@ -55,6 +55,7 @@ QUERY_NAMES = frozenset(
         "recover",
         "recover_again",
         "renew",
+        "server_identity",
         "tables_without_statistics",
         "update",
         "version_table",

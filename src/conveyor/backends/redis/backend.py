@@ -91,9 +91,13 @@ class RedisBackend:
             by its own ``timeout``, which :meth:`from_url` sets to this.
         loading_timeout: Seconds :meth:`connect` waits for a server that is loading its
             dataset (after a restart) before it fails with an error that says so.
+        max_concurrent_ops: At most this many connections of the client's pool in use by
+            the backend's operations at once (beside its own connection, and those of
+            blocking waits, notifications and presence); None leaves the bound to the pool.
 
     Raises:
-        ConfigurationError: When the client decodes responses, or a name is unusable.
+        ConfigurationError: When the client decodes responses, a name is unusable, or
+            ``max_concurrent_ops`` is below 1.
     """
 
     name = "redis"
@@ -110,18 +114,27 @@ class RedisBackend:
         owns_client: bool = False,
         pool_timeout: float = POOL_TIMEOUT,
         loading_timeout: float = LOADING_TIMEOUT,
+        max_concurrent_ops: int | None = None,
     ) -> None:
         kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
         if kwargs.get("decode_responses"):
             raise ConfigurationError(
                 "the Redis backend needs a client built with decode_responses=False"
             )
+        if max_concurrent_ops is not None and max_concurrent_ops < 1:
+            raise ConfigurationError(
+                f"max_concurrent_ops must be at least 1, not {max_concurrent_ops!r}"
+            )
         self.queue_name = queue_name
         self.keys = KeyScheme(prefix, queue_name)
         self._redis = redis
         self._owns_client = owns_client
         self._scripts = Scripts(
-            redis, self.keys.fixed_keys, self.keys.prefixes, pool_timeout=pool_timeout
+            redis,
+            self.keys.fixed_keys,
+            self.keys.prefixes,
+            pool_timeout=pool_timeout,
+            max_borrowed=max_concurrent_ops,
         )
         self._loading_timeout = loading_timeout
         self._presence = Presence(redis, self.keys.base, self.keys.key("presence"))
@@ -141,8 +154,10 @@ class RedisBackend:
                 out; the rest goes to redis-py (``max_connections``, ``socket_timeout``,
                 ``db`` ...).
             queue_name: The queue's name.
-            **kwargs: ``redis`` (a client to use instead of building one), ``prefix``,
-                ``pool_timeout``, ``loading_timeout``; anything else goes to redis-py's
+            **kwargs: ``redis`` (a client to use instead of building one; left open on
+                :meth:`disconnect` unless ``owns_client`` is given true), ``prefix``,
+                ``pool_timeout``, ``loading_timeout``, ``max_concurrent_ops``; anything
+                else goes to redis-py's
                 ``BlockingConnectionPool.from_url``: the client built here waits up to
                 ``pool_timeout`` for a connection when all ``max_connections`` (default
                 :data:`MAX_CONNECTIONS`) are in use, where redis-py's default pool fails.
@@ -161,7 +176,8 @@ class RedisBackend:
         # unix:/path, which redis-py 8 refuses.
         address = re.split(r"[?#]", url, maxsplit=1)[0]
         client = kwargs.pop("redis", None)
-        owns = client is None
+        owns = bool(kwargs.pop("owns_client", client is None))
+        max_ops = kwargs.pop("max_concurrent_ops", None)
         if client is None:
             kwargs.setdefault("decode_responses", False)
             kwargs.setdefault("max_connections", MAX_CONNECTIONS)
@@ -169,7 +185,14 @@ class RedisBackend:
             address += f"?{rest}" if rest else ""
             client = Redis.from_pool(BlockingConnectionPool.from_url(address, **kwargs))
         prefix = options["prefix"] or "conveyor"
-        return cls(client, queue_name, prefix, owns_client=owns, **timeouts)
+        return cls(
+            client, queue_name, prefix, owns_client=owns, max_concurrent_ops=max_ops, **timeouts
+        )
+
+    @property
+    def client(self) -> Any:
+        """The ``redis.asyncio.Redis`` client the operations use."""
+        return self._redis
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str) -> AsyncIterator[None]:

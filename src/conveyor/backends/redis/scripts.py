@@ -132,6 +132,8 @@ class Scripts:
         keys: The fixed keys (``KEYS``).
         prefixes: The key base (first ``ARGV``).
         pool_timeout: Seconds a call waits for a connection of a full pool.
+        max_borrowed: At most this many of the pool's connections at once (see
+            :class:`~conveyor.backends.redis.wire.Lines`).
     """
 
     def __init__(
@@ -141,9 +143,10 @@ class Scripts:
         prefixes: tuple[str, ...],
         *,
         pool_timeout: float = 20.0,
+        max_borrowed: int | None = None,
     ) -> None:
         self._client = client
-        self.lines = Lines(client.connection_pool, pool_timeout)
+        self.lines = Lines(client.connection_pool, pool_timeout, max_borrowed)
         #: Whether text is sent as ``str.encode()`` does (UTF-8, strict): packers may
         #: then encode it themselves.
         self.plain_utf8 = (

@@ -131,11 +131,21 @@ class Lines:
 
     A call that fails in any way (an error, a timeout, a cancellation) leaves its
     connection closed: the server may still send the reply of a frame already written.
+
+    Args:
+        pool: The client's connection pool.
+        pool_timeout: Seconds a call waits for a connection when none is free.
+        max_borrowed: At most this many of the pool's connections in use at once (SAQ's
+            ``max_concurrent_ops``); None for the pool's own bound only.
     """
 
-    def __init__(self, pool: Any, pool_timeout: float = 20.0) -> None:
+    def __init__(
+        self, pool: Any, pool_timeout: float = 20.0, max_borrowed: int | None = None
+    ) -> None:
         self._pool = pool
         self._pool_timeout = pool_timeout
+        self._max_borrowed = max_borrowed
+        self._borrowed = 0
         #: Set (and replaced) whenever a borrowed connection goes back to the pool.
         self._freed = asyncio.Event()
         # redis-py before 5.3 requires a command name (unused), 8 warns when given one.
@@ -200,25 +210,36 @@ class Lines:
         deadline: float | None = None
         while True:
             freed = self._freed
-            try:
-                return await pool.get_connection(*self._get_args)
-            except RedisConnectionError as exc:
-                # A blocking pool's wait ran out (not a connect that failed):
-                waited = isinstance(exc.__cause__, TimeoutError) and "No connection" in str(exc)
-                if not waited and "Too many connections" not in str(exc):
-                    raise
-                loop = asyncio.get_running_loop()
-                if deadline is None:
-                    deadline = loop.time() + self._pool_timeout
-                left = deadline - loop.time()
-                if waited or left <= 0:
-                    limit = getattr(pool, "max_connections", "?")
-                    timeout = getattr(pool, "timeout", None) if waited else self._pool_timeout
-                    raise PoolTimeoutError(
-                        f"no connection of the Redis pool became free within {timeout} s: all "
-                        f"max_connections={limit} were in use; raise max_connections (a URL "
-                        "option), or pool_timeout to wait longer"
-                    ) from exc
+            if self._max_borrowed is not None and self._borrowed >= self._max_borrowed:
+                exc, waited = None, False
+                limit, knob = f"max_concurrent_ops={self._max_borrowed}", "max_concurrent_ops"
+            else:
+                self._borrowed += 1  # taken before the await: concurrent calls count it
+                try:
+                    conn = await pool.get_connection(*self._get_args)
+                except BaseException as error:
+                    self._borrowed -= 1
+                    if not isinstance(error, RedisConnectionError):
+                        raise
+                    # A blocking pool's wait ran out (not a connect that failed):
+                    exc = error
+                    waited = isinstance(exc.__cause__, TimeoutError) and "No connection" in str(exc)
+                    if not waited and "Too many connections" not in str(exc):
+                        raise
+                    limit = f"max_connections={getattr(pool, 'max_connections', '?')}"
+                    knob = "max_connections (a URL option)"
+                else:
+                    return conn
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self._pool_timeout
+            left = deadline - loop.time()
+            if waited or left <= 0:
+                timeout = getattr(pool, "timeout", None) if waited else self._pool_timeout
+                raise PoolTimeoutError(
+                    f"no connection of the Redis pool became free within {timeout} s: all "
+                    f"{limit} were in use; raise {knob}, or pool_timeout to wait longer"
+                ) from exc
             # Given back by another call of this backend, or by anyone (checked now and then).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(freed.wait(), min(left, 0.05))
@@ -271,6 +292,7 @@ class Lines:
         if line is self._own:
             self._busy = False
         else:
+            self._borrowed -= 1
             await self._pool.release(line.conn)
             freed, self._freed = self._freed, asyncio.Event()
             freed.set()

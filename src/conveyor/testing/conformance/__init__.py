@@ -16,5 +16,6 @@ from conveyor.testing.conformance.test_cron import *  # noqa: F403
 from conveyor.testing.conformance.test_logs import *  # noqa: F403
 from conveyor.testing.conformance.test_ownership import *  # noqa: F403
 from conveyor.testing.conformance.test_queue import *  # noqa: F403
+from conveyor.testing.conformance.test_saq import *  # noqa: F403
 from conveyor.testing.conformance.test_serialization import *  # noqa: F403
 from conveyor.testing.conformance.test_worker import *  # noqa: F403

@@ -293,7 +293,7 @@ async def test_admin_abort_queued_job_and_purge(make_queue: Any) -> None:
     aborted = await queue.job(key)
     assert aborted is not None and aborted.status == Status.ABORTED
     assert aborted.error == "not needed"
-    assert await queue.dequeue() is None
+    assert await queue.dequeue(timeout=0.1) is None
     with pytest.raises(JobStateError):
         await admin.abort(key, "again")
     with pytest.raises(JobNotFoundError):

@@ -69,7 +69,7 @@ async def test_claim_honours_priority_then_fifo(make_queue: Any) -> None:
     for i in range(3):
         await queue.enqueue("echo", key=f"normal{i}")
     order = []
-    while (job := await queue.dequeue()) is not None:
+    while (job := await queue.dequeue(timeout=0.1)) is not None:
         order.append(job.key)
     assert order == ["urgent", "normal0", "normal1", "normal2", "low0", "low1", "low2"]
 
@@ -81,7 +81,7 @@ async def test_scheduled_job_waits_until_due(make_queue: Any) -> None:
     assert await queue.count("scheduled") == 1
     first = await queue.dequeue()
     assert first is not None and first.key == "now"
-    assert await queue.dequeue() is None
+    assert await queue.dequeue(timeout=0.1) is None
     later = await queue.dequeue(timeout=5)
     assert later is not None and later.key == "later"
     assert time.time() >= later.scheduled
@@ -92,7 +92,7 @@ async def test_abort_queued_job_never_runs(make_queue: Any) -> None:
     job = await queue.enqueue("echo", key="doomed")
     assert job is not None
     await queue.abort(job, "changed my mind")
-    assert await queue.dequeue() is None
+    assert await queue.dequeue(timeout=0.1) is None
     stored = await queue.job("doomed")
     assert stored is not None
     assert stored.status == Status.ABORTED
@@ -121,7 +121,9 @@ async def test_count_and_info_with_pagination(make_queue: Any) -> None:
         await queue.enqueue("echo", key=f"j{i:02}")
     await queue.enqueue("echo", key="future", scheduled=time.time() + 60)
     await queue.dequeue()
-    assert await queue.count("queued") == 25
+    # SAQ's meanings: queued is due now, scheduled is not; incomplete is all of them.
+    assert await queue.count("queued") == 24
+    assert await queue.count("scheduled") == 1
     assert await queue.count("active") == 1
     assert await queue.count("incomplete") == 26
     info = await queue.info(jobs=True, offset=0, limit=10)
@@ -185,4 +187,4 @@ async def test_queues_are_isolated_by_name(make_queue: Any) -> None:
     job_one, job_two = await one.dequeue(), await two.dequeue()
     assert job_one is not None and job_one.kwargs == {"value": 1}
     assert job_two is not None and job_two.kwargs == {"value": 2}
-    assert await one.dequeue() is None
+    assert await one.dequeue(timeout=0.1) is None

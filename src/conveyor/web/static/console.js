@@ -18,14 +18,49 @@
       } else if (fmt === "day") {
         text = d.toLocaleDateString(undefined, { month: "short", day: "2-digit" });
       } else {
-        text = d.toLocaleString();
+        text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+          `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`;
       }
       if (el.tagName.toLowerCase() === "title") {
         el.textContent = el.textContent.replace(/^[^:]*\d\d:\d\d UTC|^\w{3} \d\d UTC/, text);
       } else {
         if (!el.title) el.title = el.textContent;
         el.textContent = text;
+        if (fmt === "full") {
+          const rel = document.createElement("small");
+          rel.className = "rel";
+          rel.dataset.relTs = el.dataset.ts;
+          rel.textContent = relative(d);
+          el.append(" ", rel);
+        }
       }
+    });
+  }
+
+  // The browser's zone as people read it ("UTC", "CET", "GMT+1").
+  function zoneName(d) {
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+      .formatToParts(d).find((p) => p.type === "timeZoneName");
+    return part ? part.value : "";
+  }
+
+  // "3 minutes ago", "in 2 hours", "yesterday".
+  function relative(d) {
+    const seconds = (d.getTime() - Date.now()) / 1000;
+    const steps = [["second", 60], ["minute", 60], ["hour", 24], ["day", 30], ["month", 12], ["year", Infinity]];
+    let value = seconds;
+    for (const [unit, size] of steps) {
+      if (Math.abs(value) < size) {
+        return new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }).format(Math.round(value), unit);
+      }
+      value /= size;
+    }
+    return "";
+  }
+
+  function refreshRelative() {
+    document.querySelectorAll("[data-rel-ts]").forEach((el) => {
+      el.textContent = relative(new Date(parseFloat(el.dataset.relTs) * 1000));
     });
   }
 
@@ -197,8 +232,62 @@
     const form = document.querySelector("[data-enqueue-form]");
     if (!form) return;
     const panels = form.querySelectorAll("[data-mode-panel]");
+    const raw = form.querySelector("textarea[name=args]");
+    const params = () => Array.from(form.querySelectorAll("[data-param]"));
+    const input = (param) => param.querySelector("input, select, textarea");
+    const parseObject = (text) => {
+      try {
+        const value = JSON.parse(text || "{}");
+        return value && typeof value === "object" && !Array.isArray(value) ? value : null;
+      } catch (error) {
+        return null;
+      }
+    };
+    // What a field holds, typed as the server reads it (undefined: left empty).
+    const fieldValue = (param) => {
+      const text = input(param).value;
+      const kind = param.dataset.kind;
+      if (text === "" || (kind !== "str" && text.trim() === "")) return undefined;
+      if (kind === "str") return text;
+      if (kind === "bool") return text === "true";
+      if (kind === "int" || kind === "float") {
+        const number = Number(text);
+        return Number.isNaN(number) ? text : number;
+      }
+      try { return JSON.parse(text); } catch (error) { return text; }
+    };
+    // Switching Form -> Raw JSON carries what was typed over, and back again.
+    const formToRaw = () => {
+      const args = parseObject(raw.value);
+      if (args === null) return; // keep raw text that is not an object as it is
+      params().forEach((param) => {
+        const value = fieldValue(param);
+        if (value !== undefined) args[param.dataset.param] = value;
+        else if ("required" in param.dataset) args[param.dataset.param] = null;
+        else if (param.dataset.default) args[param.dataset.param] = JSON.parse(param.dataset.default);
+      });
+      raw.value = JSON.stringify(args, null, 2);
+    };
+    const rawToForm = () => {
+      const args = parseObject(raw.value);
+      if (args === null) return;
+      params().forEach((param) => {
+        const name = param.dataset.param;
+        if (!(name in args)) return;
+        const value = args[name];
+        const field = input(param);
+        if (value === null) field.value = "";
+        else if (param.dataset.kind === "str" && typeof value === "string") field.value = value;
+        else if (param.dataset.kind === "bool") field.value = value ? "true" : "false";
+        else field.value = JSON.stringify(value);
+      });
+    };
+    let shown = null;
     const showMode = () => {
       const mode = (form.querySelector("[data-mode]:checked") || {}).value || "form";
+      if (raw && shown === "form" && mode === "json") formToRaw();
+      if (raw && shown === "json" && mode === "form") rawToForm();
+      shown = mode;
       panels.forEach((panel) => {
         panel.hidden = panel.dataset.modePanel !== mode;
         panel.querySelectorAll("input, select, textarea").forEach((field) => { field.disabled = panel.hidden; });
@@ -217,6 +306,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     localize(document);
+    setInterval(refreshRelative, 15000);
     confirmations();
     bulkSelection();
     enqueueForm();
