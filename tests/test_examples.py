@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -190,6 +191,44 @@ def test_ci_runs_the_readme_test_line() -> None:
         [str(script), "--print-test-command"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert printed.stdout.strip() == quickstart_lines()[1]
+
+
+# The supported versions stated in the README and the deployment guide are the declared ones,
+# and the Pythons are the ones CI runs.
+
+SUPPORTED_DOCS = (README, ROOT / "docs" / "how-to" / "deployment.md")
+REQUIREMENT = re.compile(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?(.*)")
+
+
+def stated_versions(doc: Path) -> tuple[str, dict[str, str]]:
+    """The Python row and the package ranges of ``doc``'s "Supported versions" section."""
+    section = doc.read_text().split("## Supported versions\n", 1)[1].split("\n## ", 1)[0]
+    pythons = re.search(r"^\| Python \| ([^|]*) \|", section, re.M)
+    assert pythons is not None, f"{doc.name} states no Python versions"
+    ranges = dict(re.findall(r"^\| `([\w.-]+)`[^|]*\| `([^`]*)` \|", section, re.M))
+    return pythons.group(1).strip(), ranges
+
+
+def test_the_stated_versions_are_the_declared_and_tested_ones() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared: dict[str, set[str]] = {}
+    extras = [deps for name, deps in project["optional-dependencies"].items() if name != "dev"]
+    for requirement in [*project["dependencies"], *(dep for deps in extras for dep in deps)]:
+        match = REQUIREMENT.fullmatch(requirement)
+        assert match is not None, requirement
+        declared.setdefault(match.group(1).lower(), set()).add(match.group(2))
+    assert all(len(specs) == 1 for specs in declared.values()), declared
+    expected = {name: spec for name, (spec,) in declared.items()}
+    classifiers = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"]]
+    pythons = [v for v in classifiers if re.fullmatch(r"3\.\d+", v)]
+    assert project["requires-python"] == f">={pythons[0]}"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"python{pythons[0]} -m venv .venv" in quickstart_lines()[0]
+    assert f"for version in {' '.join(pythons[1:])}; do" in ci
+    for doc in SUPPORTED_DOCS:
+        stated_pythons, ranges = stated_versions(doc)
+        assert stated_pythons == ", ".join(pythons), doc.name
+        assert ranges == expected, doc.name
 
 
 async def test_tour_runs(workdir: Path, processes: list[asyncio.subprocess.Process]) -> None:

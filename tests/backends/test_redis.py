@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from conveyor import Queue
 from conveyor.backends import backend_from_url
 from conveyor.backends.base import Lease, LogLine, NewJob, RunEnd, RunFilter, Transition
 from conveyor.backends.redis import RedisBackend
@@ -23,7 +24,8 @@ from conveyor.backends.redis.keys import KeyScheme
 from conveyor.errors import BackendError, ConfigurationError
 from conveyor.testing import wait_until
 from conveyor.testing.backends import isolated_url, redis_url
-from conveyor.testing.fixtures import backend_url_for, require_backend
+from conveyor.testing.fixtures import backend_url_for, require_backend, running_worker
+from conveyor.testing.tasks import TEST_FUNCTIONS
 
 
 def require_redis() -> None:
@@ -411,6 +413,26 @@ async def test_server_restart_raises_backend_errors_then_recovers() -> None:
             await wait_until(lambda: _finish_wakes_waiter(b, probe), timeout=20, message="listener")
     finally:
         await b.disconnect()
+        await probe.aclose()
+
+
+async def test_a_queue_on_a_unix_socket_runs_jobs(tmp_path: Path) -> None:
+    # Through a real socket with the redis-py that CI installs (the newest, then the oldest
+    # declared): redis-py 8.2 refused the unix:/path form of the URL Conveyor once rebuilt.
+    path = tmp_path / "redis.sock"
+    probe = Redis(unix_socket_path=str(path), db=1)
+    queue = Queue.from_url(f"unix://{path}?db=1&prefix=unix")
+    try:
+        with redis_server(0, "--unixsocket", str(path), "--unixsocketperm", "700"):
+            await wait_until(lambda: pings(probe), message="redis-server up")
+            await queue.connect()
+            async with running_worker(queue, TEST_FUNCTIONS):
+                assert await queue.apply("echo", value={"via": "unix"}, timeout=10) == {
+                    "via": "unix"
+                }
+            assert await probe.dbsize() > 0  # the queue is in the URL's db
+    finally:
+        await queue.disconnect()
         await probe.aclose()
 
 

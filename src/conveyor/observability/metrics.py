@@ -296,7 +296,8 @@ class MetricsExporter:
         self.collector: QueueStateCollector | None = None
         if admin is not None:
             self.collector = QueueStateCollector(admin, prefix=prefix)
-            self.registry.register(self.collector)
+            # prometheus-client before 0.24 types register() with its Collector ABC.
+            self.registry.register(self.collector)  # type: ignore[arg-type,unused-ignore]
 
     async def render(self) -> bytes:
         """Refresh the queue state (when there is a collector) and return the exposition."""

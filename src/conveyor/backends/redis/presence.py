@@ -110,7 +110,9 @@ class Presence:
         self._own[worker_id] = (self._generation, conn)
         info = await conn.info("server")
         client_id = await conn.client_id()
-        await conn.hset(self._key, worker_id, f"{info['run_id']} {client_id}")
+        value = f"{info['run_id']} {client_id}"
+        # Some redis-py releases (5.x, 7.0) type the asyncio client's hset as maybe not awaitable.
+        await conn.hset(self._key, worker_id, value)  # type: ignore[misc,unused-ignore]
 
     async def forget(self, worker_id: str) -> None:
         """Close ``worker_id``'s presence connection and drop its record (a clean stop)."""

@@ -148,8 +148,9 @@ class Lines:
         self._borrowed = 0
         #: Set (and replaced) whenever a borrowed connection goes back to the pool.
         self._freed = asyncio.Event()
-        # redis-py before 5.3 requires a command name (unused), 8 warns when given one.
-        parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+        # redis-py before 5.3 requires a command name (unused), 8 warns when given one. Asked
+        # of redis-py's own pool: a subclass may wrap it as get_connection(*args, **kwargs).
+        parameter = inspect.signature(ConnectionPool.get_connection).parameters.get("command_name")
         self._get_args = ("EVALSHA",) if parameter and parameter.default is parameter.empty else ()
         self._own: Line | None = None
         self._busy = False
