@@ -26,10 +26,10 @@ from urllib.parse import urlparse
 
 from conveyor.testing import pgbouncer
 
-#: The backends under test. ``http-X`` is backend ``X`` behind an
+#: Every backend the conformance suite knows. ``http-X`` is backend ``X`` behind an
 #: :class:`~conveyor.queue.http.HttpProxy`, reached by an HTTP queue (see
 #: :class:`conveyor.testing.http_server.ProxyServer`).
-KINDS = (
+ALL_KINDS = (
     "memory",
     "sqlite",
     "redis",
@@ -40,6 +40,22 @@ KINDS = (
     "http-redis",
     "http-postgres",
 )
+#: The environment variable that narrows the backends under test: a comma-separated list of
+#: :data:`ALL_KINDS` (CI's extra passes on other Pythons and the oldest dependencies run the
+#: core ones: ``memory,sqlite,redis,postgres``).
+KINDS_VARIABLE = "CONVEYOR_TEST_KINDS"
+
+
+def _selected_kinds() -> tuple[str, ...]:
+    wanted = [k.strip() for k in os.environ.get(KINDS_VARIABLE, "").split(",") if k.strip()]
+    unknown = sorted(set(wanted) - set(ALL_KINDS))
+    if unknown:
+        raise ValueError(f"{KINDS_VARIABLE}: unknown kinds {unknown}; use some of {ALL_KINDS}")
+    return tuple(k for k in ALL_KINDS if k in wanted) if wanted else ALL_KINDS
+
+
+#: The backends under test: :data:`ALL_KINDS`, or those named by ``CONVEYOR_TEST_KINDS``.
+KINDS = _selected_kinds()
 #: The environment variable naming the Redis Cluster under test.
 REDIS_CLUSTER_VARIABLE = "CONVEYOR_TEST_REDIS_CLUSTER"
 
