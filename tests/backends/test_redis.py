@@ -23,11 +23,19 @@ from conveyor.backends.redis.keys import KeyScheme
 from conveyor.errors import BackendError, ConfigurationError
 from conveyor.testing import wait_until
 from conveyor.testing.backends import isolated_url, redis_url
-from conveyor.testing.fixtures import require_backend
+from conveyor.testing.fixtures import backend_url_for, require_backend
 
 
 def require_redis() -> None:
     require_backend("redis")
+
+
+def kind_url(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> str:
+    """An isolated URL on the Redis server ("redis") or the Redis Cluster ("redis-cluster",
+    started once per session)."""
+    if kind == "redis-cluster":
+        request.getfixturevalue("conveyor_redis_cluster")
+    return backend_url_for(kind, tmp_path)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Fencing tokens and claim order on the Redis backend, called directly, in both forms of the
-scripts (the function library and EVALSHA): every write about a claimed job is checked
-against the claim's token in the script that would write."""
+scripts (the function library and EVALSHA), on one server and on a Redis Cluster: every
+write about a claimed job is checked against the claim's token in the script that would
+write."""
 
 from __future__ import annotations
 
@@ -10,26 +11,33 @@ from pathlib import Path
 
 import pytest
 
-from backends.test_redis import done, job, require_redis
+from backends.test_redis import done, job, kind_url
 from conveyor.backends.base import Lease, LogLine, RunFilter
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.scripts import sources
 from conveyor.testing import wait_until
-from conveyor.testing.backends import isolated_url
 
 
-@pytest.fixture(params=["function-library", "evalsha"])
+@pytest.fixture(
+    params=[
+        ("redis", "function-library"),
+        ("redis", "evalsha"),
+        ("redis-cluster", "function-library"),
+        ("redis-cluster", "evalsha"),
+    ],
+    ids="-".join,
+)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RedisBackend]:
-    require_redis()
-    b = RedisBackend.from_url(isolated_url("redis", tmp_path), "q")
+    kind, form = request.param
+    b = RedisBackend.from_url(kind_url(request, kind, tmp_path), "q")
     await b.connect()
-    if request.param == "evalsha":  # as on Redis 6, or where an ACL refuses FUNCTION
+    if form == "evalsha":  # as on Redis 6, or where an ACL refuses FUNCTION
         pipe = b._redis.pipeline(transaction=False)
         for text in sources().values():
             pipe.script_load(text)
         await pipe.execute()
         b._scripts._use(None)
-    assert b._scripts.functions is (request.param == "function-library")
+    assert b._scripts.functions is (form == "function-library")
     try:
         yield b
     finally:

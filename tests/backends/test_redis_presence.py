@@ -16,11 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 import conveyor
-from backends.test_redis import free_port, job, pings, redis_server, require_redis
+from backends.test_redis import free_port, job, kind_url, pings, redis_server
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.presence import client_name
 from conveyor.testing import wait_until
-from conveyor.testing.backends import isolated_url
 
 #: A worker process: claims one job for the worker id "doomed" with a long lease, says so,
 #: then holds it until it is killed.
@@ -57,10 +56,9 @@ async def start_holder(url: str) -> asyncio.subprocess.Process:
     return process
 
 
-@pytest.fixture
-async def url(tmp_path: Path) -> AsyncIterator[str]:
-    require_redis()
-    url = isolated_url("redis", tmp_path)
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    url = kind_url(request, request.param, tmp_path)
     yield url
     b = RedisBackend.from_url(url, "q")
     await b.drop()

@@ -130,9 +130,11 @@ class Queue:
         Args:
             url: ``sqlite:///path.db`` (``sqlite://`` for ``conveyor.db`` in the working
                 directory), ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
-                ``postgresql://`` / ``postgres://`` (``+psycopg`` / ``+asyncpg`` accepted),
-                ``http://`` / ``https://`` (an :class:`~conveyor.queue.http.HttpQueue`
-                through the application's :class:`~conveyor.queue.http.HttpProxy`).
+                ``redis+cluster://`` (a Redis Cluster), ``redis+sentinel://`` (a master
+                found by Sentinel), ``postgresql://`` / ``postgres://`` (``+psycopg`` /
+                ``+asyncpg`` accepted), ``http://`` / ``https://`` (an
+                :class:`~conveyor.queue.http.HttpQueue` through the application's
+                :class:`~conveyor.queue.http.HttpProxy`).
             runs_url: Keep run records and their logs in this other store (any URL above),
                 for example ``postgresql://...?schema=runs`` under a queue on Redis (see
                 :class:`conveyor.backends.split.SplitBackend`).

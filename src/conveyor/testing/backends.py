@@ -5,8 +5,10 @@ SQLite file, Redis key prefix or PostgreSQL schema), so that worker subprocesses
 the same queue, and cleans up only what it created.
 
 Servers: Redis at ``CONVEYOR_TEST_REDIS`` (default ``redis://127.0.0.1:6379/0``), PostgreSQL
-at ``CONVEYOR_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``). When a
-server is unreachable its tests are skipped with a reason, except with ``CI=true``, where
+at ``CONVEYOR_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``), a Redis
+Cluster at ``CONVEYOR_TEST_REDIS_CLUSTER`` (a ``redis+cluster://`` URL; the
+``conveyor_redis_cluster`` fixture starts one of its own and sets it when it is unset). When
+a server is unreachable its tests are skipped with a reason, except with ``CI=true``, where
 they fail.
 
 ``pgbouncer`` is PostgreSQL through a PgBouncer in transaction mode that the tests start
@@ -31,12 +33,15 @@ KINDS = (
     "memory",
     "sqlite",
     "redis",
+    "redis-cluster",
     "postgres",
     "pgbouncer",
     "http-sqlite",
     "http-redis",
     "http-postgres",
 )
+#: The environment variable naming the Redis Cluster under test.
+REDIS_CLUSTER_VARIABLE = "CONVEYOR_TEST_REDIS_CLUSTER"
 
 
 def proxied_kind(kind: str) -> str | None:
@@ -47,6 +52,11 @@ def proxied_kind(kind: str) -> str | None:
 def redis_url() -> str:
     """The Redis server used by tests."""
     return os.environ.get("CONVEYOR_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def redis_cluster_url() -> str | None:
+    """The Redis Cluster used by tests (``redis+cluster://``), if any."""
+    return os.environ.get(REDIS_CLUSTER_VARIABLE) or None
 
 
 def postgres_url() -> str:
@@ -71,6 +81,13 @@ def unreachable_reason(kind: str) -> str | None:
         return f"Redis is not reachable at {redis_url()}"
     if kind in ("postgres", "pgbouncer") and not reachable(postgres_url()):
         return f"PostgreSQL is not reachable at {postgres_url()}"
+    if kind == "redis-cluster":
+        cluster = redis_cluster_url()
+        if cluster is None:
+            return f"no Redis Cluster: {REDIS_CLUSTER_VARIABLE} is unset"
+        first = cluster.split("://", 1)[1].split(",", 1)[0].rsplit("@", 1)[-1]
+        if not reachable(f"redis://{first}"):
+            return f"the Redis Cluster is not reachable at {first}"
     if kind == "pgbouncer" and pgbouncer.binary() is None:
         return "pgbouncer is not installed (apt-get install -y pgbouncer)"
     return None
@@ -92,6 +109,8 @@ def isolated_url(kind: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / f'conveyor-{token}.db'}"
     if kind == "redis":
         return f"{redis_url()}?prefix=test-{token}"
+    if kind == "redis-cluster":
+        return f"{redis_cluster_url()}?prefix=test-{token}"
     if kind == "postgres":
         return f"{postgres_url()}?schema=test_{token}"
     if kind == "pgbouncer":

@@ -16,15 +16,17 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from conveyor.queue import Queue
 from conveyor.testing.backends import (
+    REDIS_CLUSTER_VARIABLE,
     isolated_url,
     postgres_url,
     proxied_kind,
+    redis_cluster_url,
     unreachable_reason,
 )
 from conveyor.testing.pgbouncer import PgBouncer
@@ -36,14 +38,46 @@ if TYPE_CHECKING:
 QueueFactory = Callable[..., Any]
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for ``reason`` (a server it needs is missing); fail instead under
+    ``CI=true``."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
+    pytest.skip(reason)
+
+
 def require_backend(*kinds: str) -> None:
     """Skip the test when a backend's server is unreachable; fail instead under ``CI=true``."""
     for kind in kinds:
         reason = unreachable_reason(kind)
         if reason is not None:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"{reason} (CI=true: backend tests may not be skipped)")
-            pytest.skip(reason)
+            unavailable(reason)
+
+
+@pytest.fixture(scope="session")
+def conveyor_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The ``redis+cluster://`` URL of a Redis Cluster for the session (for each pytest-xdist
+    worker): ``CONVEYOR_TEST_REDIS_CLUSTER`` when set, else three local masters started here
+    with ``redis-server --cluster-enabled yes`` and ``redis-cli --cluster create`` on spare
+    ports, and stopped at the end. None when they cannot be started (``require_backend``
+    then skips with the reason, or fails under ``CI=true``)."""
+    given = redis_cluster_url()
+    if given is not None:
+        yield given
+        return
+    from conveyor.testing.redis_servers import cluster_url, missing_tools, redis_cluster
+
+    missing = missing_tools()
+    if missing is not None:
+        yield None
+        return
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as ports:
+        url = cluster_url(ports)
+        os.environ[REDIS_CLUSTER_VARIABLE] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop(REDIS_CLUSTER_VARIABLE, None)
 
 
 def backend_url_for(kind: str, tmp_path: Path, proxy: ProxyServer | None = None) -> str:
@@ -140,6 +174,7 @@ def worker_process_command(url: str, queue_name: str, *args: str) -> list[str]:
 __all__ = [
     "backend_url_for",
     "conveyor_http_proxy",
+    "conveyor_redis_cluster",
     "make_queue",
     "pgbouncer",
     "running_worker",

@@ -1,8 +1,12 @@
 """The Redis backend: every batch operation is one Lua script call (one round trip).
 
 The key scheme is in :mod:`conveyor.backends.redis.keys`, the scripts in ``scripts/*.lua``.
-Four kinds of connection are used: the client's pool for operations, a pool without a
-socket timeout for ``BLPOP`` (``wait_for_work``), one pub/sub connection (the
+A queue lives on one server: the one server, or on a Redis Cluster the master owning the
+queue's slot, or with Sentinel the current master (see
+:mod:`conveyor.backends.redis.topology`: the backend talks to that server through a client
+of its own, and locates it again when it answers that the queue is elsewhere or stops
+answering). Four kinds of connection are used: the client's pool for operations, a pool
+without a socket timeout for ``BLPOP`` (``wait_for_work``), one pub/sub connection (the
 ``wait_for_finish`` listener), and one idle connection per worker id that claims here (its
 presence, see :mod:`conveyor.backends.redis.presence`). The BLPOP and pub/sub connections
 reconnect by themselves with backoff; a presence connection at the worker's next claim or
@@ -21,7 +25,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -44,7 +55,14 @@ from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cance
 from conveyor.backends.redis.keys import KeyScheme
 from conveyor.backends.redis.notify import Backoff, FinishListener
 from conveyor.backends.redis.presence import Presence
-from conveyor.backends.redis.scripts import Scripts
+from conveyor.backends.redis.scripts import Redirected, Scripts
+from conveyor.backends.redis.topology import (
+    ClusterTopology,
+    SentinelTopology,
+    Topology,
+    elsewhere,
+)
+from conveyor.backends.redis.topology import parse as parse_topology
 from conveyor.errors import BackendError, ConfigurationError
 
 _ALL_STATUSES = ("queued", "active", "aborting", "complete", "failed", "aborted")
@@ -72,16 +90,24 @@ MAX_CONNECTIONS = 100
 POOL_TIMEOUT = 20.0
 #: Seconds ``connect`` waits for a server loading its dataset (``loading_timeout``).
 LOADING_TIMEOUT = 60.0
+#: Seconds a call waits at most for the queue's slot to finish moving to another node
+#: (``TRYAGAIN``), or for a newly located server to take the queue (``MOVED``, ``READONLY``
+#: again), before it fails.
+REDIRECT_TIMEOUT = 10.0
 #: The URL query options that configure the backend, not redis-py.
 _OPTIONS = ("prefix", "pool_timeout", "loading_timeout")
 _DEFAULTS = {"pool_timeout": POOL_TIMEOUT, "loading_timeout": LOADING_TIMEOUT}
 
 
 class RedisBackend:
-    """A queue stored in Redis (5.0 or newer server; redis-py 5 to 8).
+    """A queue stored in Redis (5.0 or newer server; redis-py 5 to 8), on one server, a
+    Redis Cluster (7.0 or newer) or a Sentinel-managed master.
 
     Args:
-        redis: A ``redis.asyncio.Redis`` built with ``decode_responses=False`` (the default).
+        redis: A ``redis.asyncio.Redis``, or a ``redis.asyncio.cluster.RedisCluster`` (the
+            backend then talks to the master owning the queue's slot through a client of
+            its own, made with the cluster's connection settings), built with
+            ``decode_responses=False`` (the default).
         queue_name: The queue's name.
         prefix: The namespace of every key (``prefix:{queue}:...``).
         owns_client: Close ``redis`` on :meth:`disconnect` (set by :meth:`from_url`).
@@ -91,6 +117,9 @@ class RedisBackend:
             by its own ``timeout``, which :meth:`from_url` sets to this.
         loading_timeout: Seconds :meth:`connect` waits for a server that is loading its
             dataset (after a restart) before it fails with an error that says so.
+        topology: Where the queue's server is when ``redis`` is not it (set by
+            :meth:`from_url` for ``redis+cluster://`` and ``redis+sentinel://`` URLs; ``redis``
+            is then None).
         max_concurrent_ops: At most this many connections of the client's pool in use by
             the backend's operations at once (beside its own connection, and those of
             blocking waits, notifications and presence); None leaves the bound to the pool.
@@ -114,9 +143,12 @@ class RedisBackend:
         owns_client: bool = False,
         pool_timeout: float = POOL_TIMEOUT,
         loading_timeout: float = LOADING_TIMEOUT,
+        topology: Topology | None = None,
         max_concurrent_ops: int | None = None,
     ) -> None:
-        kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+        kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", None)
+        if kwargs is None:
+            kwargs = getattr(redis, "connection_kwargs", None) or {}  # a RedisCluster's
         if kwargs.get("decode_responses"):
             raise ConfigurationError(
                 "the Redis backend needs a client built with decode_responses=False"
@@ -127,26 +159,52 @@ class RedisBackend:
             )
         self.queue_name = queue_name
         self.keys = KeyScheme(prefix, queue_name)
-        self._redis = redis
         self._owns_client = owns_client
-        self._scripts = Scripts(
-            redis,
-            self.keys.fixed_keys,
-            self.keys.prefixes,
-            pool_timeout=pool_timeout,
-            max_borrowed=max_concurrent_ops,
-        )
+        self._pool_timeout = pool_timeout
+        self._max_borrowed = max_concurrent_ops
         self._loading_timeout = loading_timeout
-        self._presence = Presence(redis, self.keys.base, self.keys.key("presence"))
+        if topology is None and _is_cluster(redis):
+            pools = {"max_connections": MAX_CONNECTIONS, "timeout": pool_timeout}
+            topology = ClusterTopology(redis, pools, owns=owns_client)
+        self._topology = topology
+        if isinstance(topology, SentinelTopology):
+            topology.on_switch = self._switched
+        sharded = isinstance(topology, ClusterTopology)
+        self._script_args = self.keys.script_args(sharded)
+        self._presence = Presence(self.keys.base, self.keys.key("presence"))
         self._blocking: Any = None
-        self._listener = FinishListener(redis, self.keys.channel)
+        self._listener = FinishListener(self.keys.channel, sharded=sharded)
         self._wait_backoff = Backoff()
         self._pop: asyncio.Task[bool] | None = None
         self._connected = False
+        self._redis: Any = None
+        self._scripts: Scripts
+        #: With a topology: the queue's server must be located (again) before the next call.
+        self._stale = topology is not None
+        self._address: tuple[str, int] | None = None
+        self._locating = asyncio.Lock()
+        if topology is None:
+            self._use(redis)
+
+    def _use(self, client: Any) -> None:
+        """Talk to the queue's server through ``client`` from now on."""
+        self._redis = client
+        self._scripts = Scripts(
+            client,
+            self.keys.fixed_keys,
+            self._script_args,
+            pool_timeout=self._pool_timeout,
+            max_borrowed=self._max_borrowed,
+        )
+        self._presence.use(client)
+        self._listener.use(client)
 
     @classmethod
     def from_url(cls, url: str, queue_name: str, **kwargs: Any) -> RedisBackend:
-        """A backend for a ``redis://``, ``rediss://`` or ``unix://`` URL.
+        """A backend for a ``redis://``, ``rediss://`` or ``unix://`` URL, a Redis Cluster
+        (``redis+cluster://host:port[,host:port...]``) or a Sentinel-managed master
+        (``redis+sentinel://host:port[,host:port...]/service[/db]``; see
+        :mod:`conveyor.backends.redis.topology`).
 
         Args:
             url: The server URL. The query options ``prefix`` (default ``conveyor``),
@@ -170,7 +228,9 @@ class RedisBackend:
         for name, value in query:
             if name in _OPTIONS:
                 options[name] = value
-        timeouts = {name: _seconds(name, options[name]) for name in _OPTIONS if name != "prefix"}
+        timeouts: dict[str, Any] = {
+            name: _seconds(name, options[name]) for name in _OPTIONS if name != "prefix"
+        }
         rest = urlencode([(k, v) for k, v in query if k not in _OPTIONS])
         # Everything before the query, kept as written: a rebuilt unix:///path becomes
         # unix:/path, which redis-py 8 refuses.
@@ -178,24 +238,46 @@ class RedisBackend:
         client = kwargs.pop("redis", None)
         owns = bool(kwargs.pop("owns_client", client is None))
         max_ops = kwargs.pop("max_concurrent_ops", None)
+        prefix = options["prefix"] or "conveyor"
+        deployment = urlsplit(url).scheme.lower().partition("+")[2]
+        if client is None and deployment:  # redis+cluster, redis+sentinel
+            pools = {
+                "max_connections": int(kwargs.pop("max_connections", 0) or _max_connections(query)),
+                "timeout": timeouts["pool_timeout"],
+            }
+            topology = parse_topology(address + (f"?{rest}" if rest else ""), pools, **kwargs)
+            return cls(
+                None,
+                queue_name,
+                prefix,
+                owns_client=True,
+                topology=topology,
+                max_concurrent_ops=max_ops,
+                **timeouts,
+            )
         if client is None:
             kwargs.setdefault("decode_responses", False)
             kwargs.setdefault("max_connections", MAX_CONNECTIONS)
             kwargs.setdefault("timeout", timeouts["pool_timeout"])
             address += f"?{rest}" if rest else ""
             client = Redis.from_pool(BlockingConnectionPool.from_url(address, **kwargs))
-        prefix = options["prefix"] or "conveyor"
         return cls(
             client, queue_name, prefix, owns_client=owns, max_concurrent_ops=max_ops, **timeouts
         )
 
     @property
     def client(self) -> Any:
-        """The ``redis.asyncio.Redis`` client the operations use."""
+        """The client the backend was given: a ``redis.asyncio.Redis`` (the one the
+        operations use), or a ``RedisCluster``; with Sentinel, the client to the current
+        master (None until located)."""
+        if isinstance(self._topology, ClusterTopology):
+            return self._topology.cluster
         return self._redis
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str) -> AsyncIterator[None]:
+        if self._stale:
+            await self._relocate(operation)
         before = cancel_requests()
         try:
             yield
@@ -205,11 +287,57 @@ class RedisBackend:
 
     async def _failure(self, operation: str, exc: Exception) -> BackendError:
         """The error to raise; after a connection error, idle pooled connections are closed
-        too, since they died with the same server (they reconnect on their next use)."""
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        too, since they died with the same server (they reconnect on their next use). With
+        a topology, such an error, or an answer that the queue is elsewhere, has the
+        server located again before the next call."""
+        lost = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+        if lost:
             with contextlib.suppress(Exception):
                 await self._redis.connection_pool.disconnect(inuse_connections=False)
+        if self._topology is not None and (lost or _redirect(exc) is not None):
+            self._stale = True
         return BackendError(self.name, f"{operation} failed: {exc}", exc)
+
+    def _switched(self) -> None:
+        """The sentinels announced a new master: locate it before the next call."""
+        self._stale = True
+
+    async def _relocate(self, operation: str) -> None:
+        """Locate the queue's server (Cluster, Sentinel) and talk to it from now on; the
+        connections to the one before are closed when idle.
+
+        Raises:
+            BackendError: When the deployment cannot tell.
+        """
+        topology = self._topology
+        if topology is None:
+            return
+        async with self._locating:
+            if not self._stale:
+                return  # another call located it meanwhile
+            before = cancel_requests()
+            try:
+                address = await topology.locate(self.keys.key("ready"), self._redis is not None)
+            except (RedisError, RedisClusterException, OSError) as exc:
+                raise BackendError(
+                    self.name,
+                    f"{operation} failed: the {topology.kind} could not tell which Redis "
+                    f"server holds queue {self.queue_name!r}: {exc}",
+                    exc,
+                ) from exc
+            raise_if_cancel_lost(before)
+            self._stale = False
+            if self._redis is not None and address == self._address:
+                return
+            old, scripts, blocking = self._redis, getattr(self, "_scripts", None), self._blocking
+            self._address = address
+            self._use(topology.client(address))
+            pop, self._pop = self._pop, None
+            if pop is not None:
+                pop.cancel()  # a BLPOP on the server before: no token comes there any more
+            if blocking is not None:
+                self._blocking = _blocking_client(self._redis)
+            await _close_idle(old, scripts, blocking)
 
     async def connect(self) -> None:
         """Load the scripts (one round trip) and open the blocking pool. Idempotent.
@@ -230,7 +358,10 @@ class RedisBackend:
                     await self._scripts.load()
                 break
             except BackendError as exc:
-                if not isinstance(exc.__cause__, BusyLoadingError):
+                retry = isinstance(exc.__cause__, BusyLoadingError)
+                if self._topology is not None and _redirect(exc.__cause__) is not None:
+                    retry = True  # a failover or resharding in progress
+                if not retry:
                     raise
                 left = deadline - loop.time()
                 if left <= 0:
@@ -266,21 +397,36 @@ class RedisBackend:
                 await blocking.connection_pool.disconnect()
         with contextlib.suppress(Exception):
             await self._scripts.lines.close()
-        if self._owns_client:
+        if self._topology is not None:
+            # The clients to the queue's server are the backend's own; located anew at the
+            # next call.
+            if self._redis is not None:
+                with contextlib.suppress(Exception):
+                    await _aclose(self._redis)
+                    await self._redis.connection_pool.disconnect()
+            self._redis, self._address, self._stale = None, None, True
+            await self._topology.close()
+        elif self._owns_client:
             with contextlib.suppress(Exception):
                 await _aclose(self._redis)
 
     def describe(self) -> dict[str, Any]:
-        """The engine, the address (without password), the prefix and the queue."""
-        kwargs = getattr(self._redis.connection_pool, "connection_kwargs", {})
+        """The engine, the address (without password), the prefix and the queue; with a
+        Cluster or Sentinel, the deployment and the server holding the queue (``None``
+        until located)."""
+        pool = getattr(self._redis, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", {})
         address = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return {
+        info = {
             "engine": "redis",
-            "address": address,
+            "address": address if pool is not None else None,
             "db": kwargs.get("db", 0),
             "prefix": self.keys.prefix,
             "queue": self.queue_name,
         }
+        if self._topology is not None:
+            info["deployment"] = self._topology.kind
+        return info
 
     async def record_runs(self, starts: Sequence[RunRecord], ends: Sequence[RunEnd]) -> None:
         """Not available: see ``capabilities.run_store``.
@@ -300,30 +446,114 @@ class RedisBackend:
             BackendError: When the server fails.
         """
         async with self._errors("drop"):
-            batch: list[bytes] = []
-            async for key in self._redis.scan_iter(
-                match=self.keys.everything_pattern(), count=1000
-            ):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    await self._redis.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await self._redis.unlink(*batch)
+            if isinstance(self._topology, ClusterTopology):
+                # The prefix's queues are spread over the masters; a command's keys must
+                # share a slot.
+                for client in await self._topology.masters():
+                    try:
+                        await _unlink_matching(client, self.keys.everything_pattern(), True)
+                    finally:
+                        await _aclose(client)
+                        await client.connection_pool.disconnect()
+            else:
+                await _unlink_matching(self._redis, self.keys.everything_pattern(), False)
 
     async def _run(self, operation: str, args: Sequence[Any]) -> Any:
+        if self._stale:
+            await self._relocate(operation)
+        body = b""
         try:
-            return await self._scripts.call_one(operation, self._scripts.pack(args), len(args))
+            body = self._scripts.pack(args)
+            return await self._scripts.call_one(operation, body, len(args))
         except (RedisError, OSError) as exc:
+            return await self._run_again(operation, body, len(args), exc)
+
+    async def _run_again(self, operation: str, body: bytes, count: int, exc: Exception) -> Any:
+        """A script call whose frame failed with ``exc``, sent again to the queue's server
+        while ``exc`` says that it did not run there (see :meth:`_follow`).
+
+        Raises:
+            BackendError: When it failed otherwise, or the redirections went on too long.
+        """
+        deadline = None
+        while True:
+            deadline = await self._follow(operation, exc, deadline)
+            try:
+                return await self._scripts.call_one(operation, body, count)
+            except (RedisError, OSError) as error:
+                exc = error
+
+    async def _follow(self, operation: str, exc: Exception, deadline: float | None) -> float:
+        """After a call was answered that the queue is not served here (Cluster:
+        ``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``; Sentinel: ``READONLY``,
+        ``NOREPLICAS``; see :func:`~conveyor.backends.redis.topology.elsewhere`): wait a
+        little unless it is a first ``MOVED``, then locate the queue's server again (not
+        for ``ASK`` and ``TRYAGAIN``: the slot is on its way, and the node that owns it
+        answers until it has moved).
+
+        Returns:
+            The deadline of these attempts (:data:`REDIRECT_TIMEOUT` from the first).
+
+        Raises:
+            BackendError: For any other error, without a topology, or past the deadline.
+        """
+        away = _redirect(exc)
+        if self._topology is None or away is None:
             raise await self._failure(operation, exc) from exc
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + REDIRECT_TIMEOUT
+            wait = 0.0 if isinstance(away, MovedError) else 0.02
+        elif loop.time() >= deadline:
+            raise await self._failure(operation, exc) from exc
+        else:
+            wait = 0.05
+        await asyncio.sleep(wait)
+        if isinstance(away, MovedError) or not isinstance(away, AskError | TryAgainError):
+            self._stale = True  # not a slot being migrated: the queue is elsewhere
+            await self._relocate(operation)
+        return deadline
 
     async def _call(self, operation: str, frames: Iterable[tuple[bytes, int]]) -> list[Any]:
+        if self._stale:
+            await self._relocate(operation)
         before = cancel_requests()
         try:
             replies = await self._scripts.call(operation, frames)
+        except Redirected as exc:
+            replies = await self._call_again(operation, exc)
         except (RedisError, OSError) as exc:
             raise await self._failure(operation, exc) from exc
         raise_if_cancel_lost(before)
+        return replies
+
+    async def _call_again(self, operation: str, redirected: Redirected) -> list[Any]:
+        """The replies of a pipelined call some of whose frames did not run (see
+        :meth:`_follow`): those are sent again, the others' replies kept.
+
+        Raises:
+            BackendError: As :meth:`_follow`, or for the first error reply.
+        """
+        replies, missing, frames = redirected.replies, redirected.missing, redirected.frames
+        exc: Exception = redirected
+        deadline = None
+        while missing:
+            deadline = await self._follow(operation, exc, deadline)
+            try:
+                again = await self._scripts.call(operation, [frames[i] for i in missing])
+            except Redirected as more:
+                for j, reply in enumerate(more.replies):
+                    replies[missing[j]] = reply
+                missing, exc = [missing[j] for j in more.missing], more
+                continue
+            except (RedisError, OSError) as error:
+                raise await self._failure(operation, error) from error
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+            missing = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise await self._failure(operation, reply) from reply
         return replies
 
     # Jobs
@@ -336,12 +566,15 @@ class RedisBackend:
         is packed.
         """
         if len(jobs) == 1:  # queue.enqueue(...): _run without its extra await
+            if self._stale:
+                await self._relocate("enqueue")
             scripts = self._scripts
+            body = b""
             try:
                 body = _now_argument() + _pack_job(jobs[0], scripts)
                 [flag] = await scripts.call_one("enqueue", body, 9)
             except (RedisError, OSError) as exc:
-                raise await self._failure("enqueue", exc) from exc
+                [flag] = await self._run_again("enqueue", body, 9, exc)
             return [bool(flag)]
         if not jobs:
             return []
@@ -365,6 +598,8 @@ class RedisBackend:
         """
         if limit <= 0:
             return []
+        if self._stale:
+            await self._relocate("claim")
         if vouch:
             await self._presence.ensure(worker_id)
         now_ms = int(now * 1000)
@@ -447,6 +682,8 @@ class RedisBackend:
         protocol."""
         if not leases:
             return Renewal()
+        if self._stale:
+            await self._relocate("renew")
         if vouch:
             await self._presence.ensure(worker_id)  # registers again if its connection closed
         args: list[Any] = [repr(now + lease_s), int(now * 1000)]
@@ -722,6 +959,21 @@ def _job_args(job: NewJob) -> tuple[Any, ...]:
     )
 
 
+def _max_connections(query: list[tuple[str, str]]) -> int:
+    """The pool size a URL asks for (its ``max_connections``), else the default."""
+    for name, value in query:
+        if name == "max_connections" and value.isdigit():
+            return int(value)
+    return MAX_CONNECTIONS
+
+
+def _is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a ``redis.asyncio.cluster.RedisCluster``."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
 def _seconds(name: str, value: Any) -> float:
     """A timeout option's value (a URL's text, or a number) in seconds."""
     if value is None:
@@ -744,6 +996,52 @@ def _blocking_client(client: Any) -> Any:
     kwargs = dict(pool.connection_kwargs)
     kwargs["socket_timeout"] = None
     return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def _redirect(exc: BaseException | None) -> Exception | None:
+    """The error reply in ``exc`` saying that the queue is not served where the call went
+    (the call did not run), or None."""
+    if isinstance(exc, Redirected):
+        return exc.replies[exc.missing[0]]  # type: ignore[no-any-return]
+    return exc if isinstance(exc, Exception) and elsewhere(exc) else None
+
+
+async def _unlink_matching(client: Any, pattern: str, by_slot: bool) -> None:
+    """Delete the keys matching ``pattern`` on one server, a thousand at a time (on a
+    Cluster node, one command per slot)."""
+    from redis.crc import key_slot
+
+    batch: list[bytes] = []
+
+    async def flush() -> None:
+        if not by_slot:
+            await client.unlink(*batch)
+        else:
+            slots: dict[int, list[bytes]] = {}
+            for key in batch:
+                slots.setdefault(key_slot(key), []).append(key)
+            for keys in slots.values():
+                await client.unlink(*keys)
+        batch.clear()
+
+    async for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await flush()
+    if batch:
+        await flush()
+
+
+async def _close_idle(client: Any, scripts: Scripts | None, blocking: Any) -> None:
+    """Close the connections to a server the queue left, except those in use (a call in
+    flight there fails or is redirected by itself)."""
+    with contextlib.suppress(Exception):
+        if scripts is not None and not scripts.lines.busy:
+            await scripts.lines.close()
+    for each in (blocking, client):
+        if each is not None:
+            with contextlib.suppress(Exception):
+                await each.connection_pool.disconnect(inuse_connections=False)
 
 
 async def _aclose(client: Any) -> None:

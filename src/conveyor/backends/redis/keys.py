@@ -54,7 +54,8 @@ Dynamic keys (prefix + suffix, built by scripts):
   connection the worker's process keeps open for it (see ``presence.py``).
 
 The pub/sub channel ``{prefix}:{{queue}}:finished`` carries a JSON list of the job keys that
-a ``finish`` or ``update`` changed.
+a ``finish`` or ``update`` changed. On a Redis Cluster it is a sharded channel
+(``SPUBLISH``/``SSUBSCRIBE``), in the queue's slot like its keys.
 """
 
 from __future__ import annotations
@@ -132,14 +133,18 @@ class KeyScheme:
         """The fixed keys, in :data:`FIXED_KEYS` order (the ``KEYS`` of every script)."""
         return tuple(self.base + name for name in FIXED_KEYS)
 
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        """What every script gets first in ``ARGV``: the key base alone.
+    def script_args(self, sharded: bool = False) -> tuple[str, str]:
+        """What every script gets first in ``ARGV``: the key base, and the command that
+        announces changed jobs on :attr:`channel`.
 
-        ``_common.lua`` builds each prefix of :data:`PREFIXES` from it (``base + name +
-        ':'``, the channel ``base + 'finished'``), so a call sends one argument, not ten.
+        ``_common.lua`` builds each prefix of :data:`PREFIXES` from the base (``base + name
+        + ':'``, the channel ``base + 'finished'``), so a call sends one argument, not ten.
+
+        Args:
+            sharded: Announce with ``SPUBLISH`` (a Redis Cluster: the sharded channel stays
+                on the node of the queue's slot, where ``PUBLISH`` reaches every node).
         """
-        return (self.base,)
+        return (self.base, "SPUBLISH" if sharded else "PUBLISH")
 
     @property
     def channel(self) -> str:

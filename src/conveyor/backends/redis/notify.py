@@ -1,8 +1,9 @@
 """Notifications: the pub/sub listener behind ``wait_for_finish``, and reconnect backoff.
 
 One :class:`FinishListener` per backend holds one pub/sub connection, subscribed to the
-queue's ``finished`` channel, and wakes every local waiter whose keys a message names. It
-reconnects by itself with backoff; while it is down, waiters fall back to their timeout.
+queue's ``finished`` channel (a sharded channel on a Redis Cluster, on the node of the
+queue's slot), and wakes every local waiter whose keys a message names. It reconnects by
+itself with backoff; while it is down, waiters fall back to their timeout.
 
 A message may arrive between a caller's read of a job and its call to ``wait``. To not lose
 it, :meth:`FinishListener.note_read` records the listener's message count when a read is
@@ -62,19 +63,30 @@ class FinishListener:
     """Listens to a channel of changed job keys and wakes the matching waiters.
 
     Args:
-        client: The ``redis.asyncio.Redis`` to subscribe with.
         channel: The channel name.
+        sharded: Subscribe with ``SSUBSCRIBE`` (the scripts announce with ``SPUBLISH``).
     """
 
-    def __init__(self, client: Any, channel: str) -> None:
-        self._client = client
+    def __init__(self, channel: str, sharded: bool = False) -> None:
+        self._client: Any = None
         self._channel = channel
+        self._sharded = sharded
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._by_key: dict[str, set[_Waiter]] = {}
         self._count = 0
         self._announced: dict[str, int] = {}
         self._read_at: dict[str, int] = {}
+
+    def use(self, client: Any) -> None:
+        """Subscribe with ``client`` (a ``redis.asyncio.Redis``) from now on: at once
+        when listening already (the queue's server changed)."""
+        self._client = client
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            self._subscribed.clear()
+            self._task = asyncio.create_task(self._run(), name="conveyor-redis-listener")
 
     @property
     def running(self) -> bool:
@@ -160,18 +172,29 @@ class FinishListener:
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                if not self._sharded:
+                    await pubsub.subscribe(self._channel)
+                elif hasattr(pubsub, "ssubscribe"):
+                    await pubsub.ssubscribe(self._channel)
+                else:
+                    await _close(pubsub)
+                    pubsub = _Sharded(self._client)
+                    await pubsub.subscribe(self._channel)
                 while True:
                     raise_if_cancel_lost(0)  # see conveyor.backends.redis.cancellation
                     message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=5)
                     if message is None:
                         continue
-                    if message["type"] == "subscribe":
+                    kind = message["type"]
+                    if kind == "sunsubscribe":
+                        # The server dropped the subscription: the slot left its node.
+                        raise ConnectionError("the queue's slot moved to another node")
+                    if kind in ("subscribe", "ssubscribe"):
                         backoff.reset()
                         self._subscribed.set()
                         # Messages may have been missed while (re)subscribing.
                         self._wake_all()
-                    elif message["type"] == "message":
+                    elif kind in ("message", "smessage"):
                         self._announce(message["data"])
             except asyncio.CancelledError:
                 raise
@@ -186,6 +209,32 @@ class FinishListener:
             finally:
                 with contextlib.suppress(Exception):
                     await _close(pubsub)
+
+
+class _Sharded:
+    """A subscription to a sharded channel on a connection of its own, with the part of
+    ``PubSub``'s interface that the listener uses, for redis-py before 8.0, whose asyncio
+    ``PubSub`` has no ``ssubscribe`` (RESP2 replies: redis-py 8 may speak RESP3, whose
+    messages its own ``PubSub`` reads)."""
+
+    def __init__(self, client: Any) -> None:
+        self._conn = client.connection_pool.make_connection()
+
+    async def subscribe(self, channel: str) -> None:
+        await self._conn.connect()
+        await self._conn.send_command("SSUBSCRIBE", channel)
+
+    async def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float = 5.0
+    ) -> dict[str, Any] | None:
+        reply = await self._conn.read_response(timeout=timeout)
+        if not isinstance(reply, list) or len(reply) < 3:
+            return None
+        kind = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return {"type": kind, "channel": reply[1], "data": reply[2]}
+
+    async def aclose(self) -> None:
+        await self._conn.disconnect()
 
 
 async def _close(pubsub: Any) -> None:

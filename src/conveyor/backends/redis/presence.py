@@ -52,26 +52,38 @@ def _text(value: Any) -> str:
 class Presence:
     """The presence connections of one backend, and the check of other workers' ones.
 
+    The server that counts is the one holding the queue (on a Redis Cluster, the master
+    of its slot; with Sentinel, the current master): :meth:`use` names it, and a worker
+    registered on another one registers again at its next claim or renewal.
+
     Args:
-        client: The backend's ``redis.asyncio.Redis`` (its pool's address and credentials
-            are used; with a pool of another kind, Sentinel say, nothing is registered).
         base: The queue's key base.
         key: The queue's ``presence`` hash.
     """
 
-    def __init__(self, client: Any, base: str, key: str) -> None:
-        self._client = client
+    def __init__(self, base: str, key: str) -> None:
+        self._client: Any = None
         self._base = base
         self._key = key
-        self._own: dict[str, Redis] = {}
+        #: worker id -> its presence connection, and the server generation it was made on.
+        self._own: dict[str, tuple[int, Redis]] = {}
+        self._generation = 0
         self._refused = False
+
+    def use(self, client: Any) -> None:
+        """Register on and check ``client``'s server from now on (the backend's
+        ``redis.asyncio.Redis``: its pool's address and credentials are used; with a pool
+        of another kind nothing is registered)."""
+        self._client = client
+        self._generation += 1
 
     async def ensure(self, worker_id: str) -> None:
         """Register ``worker_id`` if it has no open presence connection yet (one round
         trip the first time, none after, unless the connection was closed). Never raises:
         a worker without presence is only recovered later, when its leases run out."""
-        own = self._own.get(worker_id)
-        if self._refused or (own is not None and _open(own)):
+        mine = self._own.get(worker_id)
+        own = mine[1] if mine is not None else None
+        if self._refused or (mine is not None and mine[0] == self._generation and _open(mine[1])):
             return
         try:
             await self._register(worker_id, own)
@@ -96,24 +108,24 @@ class Presence:
             connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs),
             single_connection_client=True,
         )
-        self._own[worker_id] = conn
+        self._own[worker_id] = (self._generation, conn)
         info = await conn.info("server")
         client_id = await conn.client_id()
         await conn.hset(self._key, worker_id, f"{info['run_id']} {client_id}")
 
     async def forget(self, worker_id: str) -> None:
         """Close ``worker_id``'s presence connection and drop its record (a clean stop)."""
-        own = self._own.pop(worker_id, None)
-        if own is not None:
+        mine = self._own.pop(worker_id, None)
+        if mine is not None:
             with contextlib.suppress(Exception):
                 await self._client.hdel(self._key, worker_id)
-            await _close(own)
+            await _close(mine[1])
 
     async def close(self) -> None:
         """Close every presence connection (their records stay: a worker that stops with
         leases left is as good as dead)."""
         own, self._own = self._own, {}
-        for conn in own.values():
+        for _, conn in own.values():
             await _close(conn)
 
     async def dead_workers(self) -> list[tuple[str, str]] | None:

@@ -25,9 +25,10 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from conveyor.backends.redis.cancellation import cancel_requests, raise_if_cancel_lost
+from conveyor.backends.redis.topology import elsewhere
 from conveyor.backends.redis.wire import Line, Lines, pack
 
 NAMES = (
@@ -115,6 +116,26 @@ def library() -> tuple[str, str]:
     return f"#!lua name={name}\n{named}", name
 
 
+class Redirected(RedisError):
+    """Some frames of a pipelined :meth:`Scripts.call` were not run: the server answered
+    that the queue's slot is elsewhere or moving (a Redis Cluster), or that it is no
+    longer a master. The others ran; the caller sends the missing ones again.
+
+    Args:
+        replies: Every reply, in order (the missing ones are their error replies).
+        missing: The indexes of the frames that were not run.
+        frames: The frames as sent (packed arguments, count).
+    """
+
+    def __init__(
+        self, replies: list[Any], missing: list[int], frames: list[tuple[bytes, int]]
+    ) -> None:
+        super().__init__(str(replies[missing[0]]))
+        self.replies = replies
+        self.missing = missing
+        self.frames = frames
+
+
 def _unknown(reply: Any) -> bool:
     """Whether an error reply says the server does not know the called script."""
     if isinstance(reply, NoScriptError):
@@ -130,7 +151,8 @@ class Scripts:
     Args:
         client: The ``redis.asyncio.Redis`` whose pool the calls use.
         keys: The fixed keys (``KEYS``).
-        prefixes: The key base (first ``ARGV``).
+        arguments: The key base and the announcing command (the first ``ARGV``, see
+            :meth:`~conveyor.backends.redis.keys.KeyScheme.script_args`).
         pool_timeout: Seconds a call waits for a connection of a full pool.
         max_borrowed: At most this many of the pool's connections at once (see
             :class:`~conveyor.backends.redis.wire.Lines`).
@@ -140,7 +162,7 @@ class Scripts:
         self,
         client: Any,
         keys: tuple[str, ...],
-        prefixes: tuple[str, ...],
+        arguments: tuple[str, ...],
         *,
         pool_timeout: float = 20.0,
         max_borrowed: int | None = None,
@@ -153,7 +175,7 @@ class Scripts:
             self.lines.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
             and self.lines.errors == "strict"
         )
-        self._fixed_args = (len(keys), *keys, *prefixes)
+        self._fixed_args = (len(keys), *keys, *arguments)
         self._fixed = 2 + len(self._fixed_args)
         self._heads: dict[str, bytes] = {}
         #: Whether calls go to the function library (else to scripts by EVALSHA).
@@ -238,6 +260,8 @@ class Scripts:
         frame is written as soon as it is packed, the replies are read at the end.
 
         Raises:
+            Redirected: When some frames were not run because the queue's slot is
+                elsewhere (their error replies are in it).
             RedisError: A connection error, a timeout, or the first error reply (after
                 every reply was read).
         """
@@ -266,6 +290,9 @@ class Scripts:
                 raise
             raise failure from exc
         await lines.release(line)
+        away = [i for i, reply in enumerate(replies) if elsewhere(reply)]
+        if away:
+            raise Redirected(replies, away, sent)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply

@@ -244,6 +244,11 @@ class Lines:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(freed.wait(), min(left, 0.05))
 
+    @property
+    def busy(self) -> bool:
+        """Whether the own connection is in use by a call."""
+        return self._busy
+
     def take_own(self) -> Line | None:
         """The own line for one call if it is free and connected, else None (then
         :meth:`acquire`); give it back with :meth:`give_back` or :meth:`discard`."""

@@ -87,7 +87,7 @@ local function wake(count)
 end
 
 local function announce(keys)
-  if #keys > 0 then redis.call('PUBLISH', P.channel, cjson.encode(keys)) end
+  if #keys > 0 then redis.call(P.publish, P.channel, cjson.encode(keys)) end
 end
 
 local function str(value)
