@@ -1,10 +1,12 @@
 """The HTTP queue beyond the conformance suite: the proxy's auth hook and served kinds, which
 requests are sent again after a lost reply (and which never are), bounded waits, the
-``http`` extra, and SAQ's ``HttpProxy.process`` form."""
+``http`` extra, SAQ's ``HttpProxy.process`` form, and remote workers' leases across a
+restart of the proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from conveyor.backends.base import DetectsDeadOwners, Lease
 from conveyor.backends.http import HttpBackend
+from conveyor.backends.http.wire import OPERATIONS
 from conveyor.errors import (
     AccessDeniedError,
     BackendError,
@@ -31,6 +35,8 @@ from conveyor.job import Status
 from conveyor.queue import Queue
 from conveyor.queue.http import PRODUCER_KINDS, HttpProxy, HttpQueue, ProxyRequest
 from conveyor.testing.faults import FaultProxy
+from conveyor.testing.fixtures import backend_url_for
+from conveyor.testing.helpers import wait_until
 from conveyor.testing.http_server import ProxyServer
 
 TOKEN = "s3cret"
@@ -116,6 +122,12 @@ async def test_a_queue_the_proxy_does_not_serve_is_named(served: Queue) -> None:
     queue = client_of(HttpProxy(served), name="emails")
     with pytest.raises(ConfigurationError, match="no queue 'emails' here; served: 'default'"):
         await queue.connect()
+
+
+async def test_no_client_can_end_other_workers_leases_through_the_proxy(served: Queue) -> None:
+    proxy = HttpProxy(served, kinds=OPERATIONS)  # even a proxy that serves every kind
+    answer = json.loads(await proxy.process('{"kind": "expire_dead_leases", "now": 0}'))
+    assert answer["error"]["message"] == "unknown kind 'expire_dead_leases'"
 
 
 async def test_blocking_waits_are_bounded_by_the_proxy(served: Queue) -> None:
@@ -252,6 +264,88 @@ async def test_a_proxy_out_of_reach_fails_reads_after_bounded_retries(
         await asyncio.wait_for(queue.job("x"), 30)
     faults.heal()
     assert await queue.job("x") is None
+
+
+# A restart of the proxy (a deploy of the web application).
+
+# The web application's process: it claims a job for a worker of its own (vouched for: the
+# control) and serves a proxy; prints the control's key and the proxy's URL, then waits to
+# be killed.
+_WEB_APP = """
+import asyncio, sys, time
+from conveyor.queue import Queue
+from conveyor.testing.http_server import ProxyServer
+
+async def main(url):
+    local = Queue.from_url(url)
+    await local.connect()
+    [row] = await local.backend.claim("local", 1, 60.0, time.time())
+    with ProxyServer() as server:
+        print(row.key, server.url_for(url), flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1]))
+"""
+REMOTE_LEASE_S = 60.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+async def test_a_proxy_restart_leaves_remote_workers_their_jobs(kind: str, tmp_path: Path) -> None:
+    """The proxy's process dies with a remote worker's job running: a direct worker's sweep
+    takes over the job of the web application's own worker (the control) but not the remote
+    worker's, which renews through the next proxy, and would be recovered only once its
+    lease expired."""
+    url = backend_url_for(kind, tmp_path)
+    direct = Queue.from_url(url)
+    await direct.connect()
+    try:
+        for key in ("first", "second"):
+            await direct.enqueue("echo", key=key)
+        web_app = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WEB_APP, url, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert web_app.stdout is not None
+            line = await asyncio.wait_for(web_app.stdout.readline(), 30)
+            control, proxy_url = line.decode().split()
+            remote = HttpQueue.from_url(proxy_url)
+            claimed_at = time.time()
+            [row] = await remote.backend.claim("remote", 1, REMOTE_LEASE_S, claimed_at)
+            lease = Lease(row.key, str(row.token))
+            renewal = await remote.backend.renew("remote", [lease], REMOTE_LEASE_S, time.time())
+            assert renewal.lost == []
+            await remote.disconnect()
+        finally:
+            web_app.kill()  # the deploy
+            await web_app.wait()
+        backend = direct.backend
+        assert isinstance(backend, DetectsDeadOwners)
+        taken: list[str] = []
+
+        async def sweep() -> bool:
+            await backend.expire_dead_leases(time.time())
+            rows = await direct.backend.recover("direct", 10, REMOTE_LEASE_S, time.time())
+            taken.extend(row.key for row in rows)
+            return control in taken
+
+        await wait_until(sweep, timeout=20, interval=0.1, message="the control taken over")
+        assert taken == [control]
+        with ProxyServer() as server:  # the web application is back
+            again = HttpQueue.from_url(server.url_for(url))
+            renewal = await again.backend.renew("remote", [lease], REMOTE_LEASE_S, claimed_at)
+            assert renewal.lost == []
+            await again.disconnect()
+        stored = await direct.job(row.key)
+        assert stored is not None and stored.status == Status.ACTIVE
+        assert stored.worker_id == "remote"
+        # Its lease ends by expiry only.
+        later = claimed_at + 2 * REMOTE_LEASE_S
+        rows = await direct.backend.recover("direct", 10, REMOTE_LEASE_S, later)
+        assert row.key in [each.key for each in rows]
+    finally:
+        await direct.backend.drop()
+        await direct.disconnect()
 
 
 # Construction.

@@ -311,7 +311,8 @@ class DetectsDeadOwners(Protocol):
     async def expire_dead_leases(self, now: float) -> int:
         """End at once the leases of ``active`` or ``aborting`` jobs whose owner is known to
         be gone, so that the next :meth:`~Backend.recover` takes them over (with a new
-        fencing token). A lease whose owner may still be alive is never touched.
+        fencing token). A lease whose owner may still be alive is never touched, nor one
+        taken with ``vouch=False`` (nobody vouched for its owner: it ends by expiry only).
 
         Returns:
             How many leases were ended.
@@ -358,7 +359,9 @@ class Backend(Protocol):
         """
         ...
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take up to ``limit`` claimable jobs and make them active.
 
         Claimable: status ``queued``, ``due <= now``, and no job of the same ``group_key``
@@ -371,6 +374,13 @@ class Backend(Protocol):
         ``now + lease_s``, it gets a new fencing token (returned in :attr:`JobRow.token`;
         the run id may serve), and a run record (status ``running``) is created, its id
         returned in :attr:`JobRow.run_id`.
+
+        ``vouch``: whether this process vouches for ``worker_id`` being alive (it runs the
+        worker). False: this process does not vouch for the owner; the lease ends only by
+        expiry, never early by :meth:`DetectsDeadOwners.expire_dead_leases` (the HTTP
+        proxy claims, recovers and renews so for its remote workers, whose leases must
+        outlive a restart of the proxy). :meth:`recover` takes it alike; a :meth:`renew`
+        with False vouches for nothing anew. Fencing is the same either way.
         """
         ...
 
@@ -386,14 +396,21 @@ class Backend(Protocol):
         ...
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
         """Extend each lease that is still held to ``now + lease_s``.
 
         A lease is held while the job is ``active`` or ``aborting`` under the lease's token,
         even if it expired meanwhile (nobody recovered the job). A held lease is extended,
         ``touched_ms`` set to now and ``worker_id`` kept; any other is left alone and
-        reported lost. One atomic step per lease.
+        reported lost. One atomic step per lease. ``vouch``: as for :meth:`claim` (False
+        leaves the lease to end only by expiry).
 
         Returns:
             The held leases whose job is ``aborting``, and the leases that are lost.
@@ -442,7 +459,9 @@ class Backend(Protocol):
         """
         ...
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take over jobs whose lease expired (their worker died).
 
         Atomicity: like :meth:`claim` (exactly one caller takes each), but the status is
@@ -450,7 +469,8 @@ class Backend(Protocol):
         ``worker_id`` until ``now + lease_s`` under a new fencing token
         (:attr:`JobRow.token`), so that the dead owner's late writes are refused from now
         on and the core can finish or re-queue the job with :meth:`finish`.
-        :attr:`JobRow.run_id` is the dead attempt's run.
+        :attr:`JobRow.run_id` is the dead attempt's run. ``vouch``: as for :meth:`claim`
+        (False leaves the new lease to end only by expiry).
         """
         ...
 

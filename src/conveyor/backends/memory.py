@@ -161,7 +161,9 @@ class MemoryBackend:
             if j.group_key is not None and j.row.status in ("active", "aborting")
         }
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
         store = self.store
         taken: list[JobRow] = []
@@ -228,7 +230,13 @@ class MemoryBackend:
                 await asyncio.wait_for(condition.wait(), timeout)
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
         """Renew leases; see the protocol."""
         renewal = Renewal()
@@ -312,7 +320,9 @@ class MemoryBackend:
             job.row.payload = payload
         return before
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take over expired leases; see the protocol."""
         taken: list[JobRow] = []
         for job in self.store.jobs.values():

@@ -101,9 +101,14 @@ class SplitBackend:
         inserted: list[bool] = await enqueue(jobs, **kwargs)
         return inserted
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Claim in the job store, then record the new runs in the run store."""
-        rows = [self._public(row) for row in await self.jobs.claim(worker_id, limit, lease_s, now)]
+        rows = [
+            self._public(row)
+            for row in await self.jobs.claim(worker_id, limit, lease_s, now, vouch=vouch)
+        ]
         starts = [
             RunRecord(
                 run_id=row.run_id,
@@ -126,10 +131,16 @@ class SplitBackend:
         await self.jobs.wait_for_work(timeout)
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
         """Renew leases in the job store."""
-        return await self.jobs.renew(worker_id, leases, lease_s, now)
+        return await self.jobs.renew(worker_id, leases, lease_s, now, vouch=vouch)
 
     async def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         """Apply transitions in the job store, then end the runs of those it applied in the
@@ -156,10 +167,13 @@ class SplitBackend:
         """Abort in the job store."""
         return await self.jobs.abort(key, payload, now)
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take over expired leases in the job store; run ids as the run store knows them."""
         return [
-            self._public(row) for row in await self.jobs.recover(worker_id, limit, lease_s, now)
+            self._public(row)
+            for row in await self.jobs.recover(worker_id, limit, lease_s, now, vouch=vouch)
         ]
 
     async def get(self, keys: Sequence[str]) -> list[JobRow | None]:

@@ -12,6 +12,12 @@ for a queue on a local backend; the proxy runs only the backend's atomic operati
 the fencing tokens travel with them, so the backend behind the proxy checks ownership
 itself. The proxy serves every operation but ``drop`` unless told otherwise (``kinds``),
 and asks the application's ``auth`` hook about every request.
+
+The proxy never vouches for the workers it serves: it claims, recovers and renews with
+``vouch=False`` (see :meth:`~conveyor.backends.base.Backend.claim`), whatever the client
+sends, so that a restart of the application does not read as its remote workers' death to
+a worker that sweeps the store directly; their leases end only when they expire. No client
+can end other workers' leases either: ``expire_dead_leases`` is no operation of the wire.
 """
 
 from __future__ import annotations

@@ -271,8 +271,11 @@ class HttpBackend:
         result: list[bool] = await self._call("enqueue", jobs=jobs)
         return result
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
-        """See :meth:`conveyor.backends.base.Backend.claim` (never sent twice)."""
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
+        """See :meth:`conveyor.backends.base.Backend.claim` (never sent twice). ``vouch`` is
+        not sent: the proxy never vouches for a remote worker (its lease ends by expiry)."""
         rows = await self._call("claim", worker_id=worker_id, limit=limit, lease_s=lease_s, now=now)
         return wire.records(JobRow, rows)
 
@@ -283,9 +286,15 @@ class HttpBackend:
             await self._call("wait_for_work", timeout=min(timeout, self.max_wait_s))
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
-        """See :meth:`conveyor.backends.base.Backend.renew`."""
+        """See :meth:`conveyor.backends.base.Backend.renew` (``vouch`` as for :meth:`claim`)."""
         if not leases:
             return Renewal()
         found = await self._call(
@@ -309,8 +318,11 @@ class HttpBackend:
         before: str | None = await self._call("abort", key=key, payload=payload, now=now)
         return before
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
-        """See :meth:`conveyor.backends.base.Backend.recover` (never sent twice)."""
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
+        """See :meth:`conveyor.backends.base.Backend.recover` (never sent twice; ``vouch`` as
+        for :meth:`claim`)."""
         rows = await self._call(
             "recover", worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
         )

@@ -135,8 +135,14 @@ async def _enqueue(b: Backend, a: dict[str, Any]) -> Any:
     return await b.enqueue(records(NewJob, a["jobs"]))
 
 
+# Claims, renewals and recoveries for remote workers are never vouched for: the proxy's
+# process does not run those workers, so its restart must not read as their death (their
+# leases end only by expiry). Whatever the client sends, vouch is False.
+
+
 async def _claim(b: Backend, a: dict[str, Any]) -> Any:
-    return await b.claim(a["worker_id"], int(a["limit"]), float(a["lease_s"]), float(a["now"]))
+    limit, lease_s, now = int(a["limit"]), float(a["lease_s"]), float(a["now"])
+    return await b.claim(a["worker_id"], limit, lease_s, now, vouch=False)
 
 
 async def _wait_for_work(b: Backend, a: dict[str, Any]) -> Any:
@@ -145,7 +151,7 @@ async def _wait_for_work(b: Backend, a: dict[str, Any]) -> Any:
 
 async def _renew(b: Backend, a: dict[str, Any]) -> Any:
     leases = records(Lease, a["leases"])
-    return await b.renew(a["worker_id"], leases, float(a["lease_s"]), float(a["now"]))
+    return await b.renew(a["worker_id"], leases, float(a["lease_s"]), float(a["now"]), vouch=False)
 
 
 async def _finish(b: Backend, a: dict[str, Any]) -> Any:
@@ -161,7 +167,8 @@ async def _abort(b: Backend, a: dict[str, Any]) -> Any:
 
 
 async def _recover(b: Backend, a: dict[str, Any]) -> Any:
-    return await b.recover(a["worker_id"], int(a["limit"]), float(a["lease_s"]), float(a["now"]))
+    limit, lease_s, now = int(a["limit"]), float(a["lease_s"]), float(a["now"])
+    return await b.recover(a["worker_id"], limit, lease_s, now, vouch=False)
 
 
 async def _get(b: Backend, a: dict[str, Any]) -> Any:

@@ -329,7 +329,9 @@ class PostgresBackend:
             return await self._enqueuer.insert(self._database(), jobs)
         return await self._enqueuer.insert_in(connection, jobs)
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Claim jobs in one statement; see the protocol.
 
         After a connection lost while the claim ran, the retry returns the jobs it took, if
@@ -345,7 +347,7 @@ class PostgresBackend:
             now_ms=int(now * 1000),
             lease_until=float(now + lease_s),
             claim_id=_claim_id(),
-            present=await self._present(worker_id),
+            present=vouch and await self._present(worker_id),
             lowest=self._priorities[0],
             highest=self._priorities[1],
         )
@@ -422,7 +424,13 @@ class PostgresBackend:
         return self._listener is not None and self._listener.listening
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
         """Extend the leases still held, in one statement; see the protocol.
 
@@ -437,7 +445,7 @@ class PostgresBackend:
             tokens=tokens,
             lease_until=float(now + lease_s),
             now_ms=int(now * 1000),
-            present=self._presence is not None and self._presence.held(worker_id),
+            present=vouch and self._presence is not None and self._presence.held(worker_id),
         )
         rows = await self._fetch("renew", params)
         held: dict[tuple[str, int], bool] = {(key, token): flag for key, token, flag in rows}
@@ -504,7 +512,9 @@ class PostgresBackend:
         rows = await self._fetch("abort", params, idempotent=False)
         return first(rows)  # type: ignore[no-any-return]
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take over expired leases under new tokens; see the protocol.
 
         After a connection lost while it ran, the retry returns the jobs it took, if it
@@ -518,7 +528,7 @@ class PostgresBackend:
             now=float(now),
             lease_until=float(now + lease_s),
             claim_id=_claim_id(),
-            present=await self._present(worker_id),
+            present=vouch and await self._present(worker_id),
         )
         rows = await self._fetch(
             "recover", params, idempotent=False, again=self.sql.queries["recover_again"]

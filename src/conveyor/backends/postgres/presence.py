@@ -4,7 +4,9 @@ The first claim or recovery for a worker id makes the backend hold a session-lev
 advisory lock on (the schema, the worker id) on a connection of its own, kept open and, when
 lost, opened again with its locks taken again. Claims, recoveries and renewals made while
 the lock is held mark their rows ``owner_present``; ``expire_dead_leases`` (see the query)
-ends the leases of marked rows whose owner's lock nobody holds any more.
+ends the leases of marked rows whose owner's lock nobody holds any more. A call with
+``vouch=False`` (the HTTP proxy's, for its remote workers) takes no lock and leaves its rows
+unmarked: their leases end only when they expire.
 
 A session that ended does not prove that its worker died: a restart of the server ends
 every session at once, and a connection may be killed alone (by an administrator, a

@@ -589,7 +589,9 @@ class RedisBackend:
             packed += [_pack_job(job, scripts) for job in part]
             yield b"".join(packed), 1 + 8 * len(part)
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`.
 
         The run id serves as the fencing token (see ``claim.lua``).
@@ -598,7 +600,8 @@ class RedisBackend:
             return []
         if self._stale:
             await self._relocate("claim")
-        await self._presence.ensure(worker_id)
+        if vouch:
+            await self._presence.ensure(worker_id)
         now_ms = int(now * 1000)
         reply = await self._run(
             "claim", [worker_id, limit, repr(now + lease_s), repr(now), now_ms, MOVE_BOUND]
@@ -667,7 +670,13 @@ class RedisBackend:
         return reply is not None
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
         """Renew the leases still held under their tokens, in one script call; see the
         protocol."""
@@ -675,7 +684,8 @@ class RedisBackend:
             return Renewal()
         if self._stale:
             await self._relocate("renew")
-        await self._presence.ensure(worker_id)  # registers again if its connection closed
+        if vouch:
+            await self._presence.ensure(worker_id)  # registers again if its connection closed
         args: list[Any] = [repr(now + lease_s), int(now * 1000)]
         for lease in leases:
             args += (lease.key, lease.token)
@@ -740,7 +750,9 @@ class RedisBackend:
             args += (worker_id, record)
         return int(await self._run("expire_dead", args))
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take over expired leases; see the protocol."""
         reply = await self._run("recover", [worker_id, limit, repr(now + lease_s), repr(now)])
         return codec.recovered_rows(reply, worker_id)

@@ -10,8 +10,9 @@ by ``SIGKILL``, its kernel closes the socket and the connection leaves ``CLIENT 
 server it was recorded on, and the ``expire_dead`` script ends their leases, only if their
 record is still the one that was found gone (a worker that registered again meanwhile is
 alive). Anything that cannot prove a death proves nothing: a record from before a server
-restart or failover (another ``run_id``), a worker without a record (an older version, or
-one whose ``CLIENT SETNAME`` was refused), a server that closes idle connections by itself
+restart or failover (another ``run_id``), a worker without a record (an older version,
+one whose ``CLIENT SETNAME`` was refused, or one claimed for with ``vouch=False``, as the
+HTTP proxy claims for its remote workers), a server that closes idle connections by itself
 (``timeout`` set), or ``CLIENT LIST`` refused by an ACL: such leases run out as before.
 
 One case stays: a connection closed while its process lives (``CLIENT KILL``, a network

@@ -227,11 +227,18 @@ class SQLiteBackend:
             lambda inserted: ("work",) if any(inserted) else (),
         )
 
-    async def claim(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def claim(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
         rows = await self._run(
             functools.partial(
-                self._jobs.claim, worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
+                self._jobs.claim,
+                worker_id=worker_id,
+                limit=limit,
+                lease_s=lease_s,
+                now=now,
+                vouch=vouch,
             )
         )
         self._claimed_at = max(self._claimed_at, now)
@@ -252,7 +259,13 @@ class SQLiteBackend:
         await self._watching().wait("work", timeout)
 
     async def renew(
-        self, worker_id: str, leases: Sequence[Lease], lease_s: float, now: float
+        self,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_s: float,
+        now: float,
+        *,
+        vouch: bool = True,
     ) -> Renewal:
         """Renew the leases still held; see :meth:`conveyor.backends.base.Backend.renew`."""
         if not leases:
@@ -286,11 +299,18 @@ class SQLiteBackend:
             lambda before: ("finish",) if before in ("queued", "active") else (),
         )
 
-    async def recover(self, worker_id: str, limit: int, lease_s: float, now: float) -> list[JobRow]:
+    async def recover(
+        self, worker_id: str, limit: int, lease_s: float, now: float, *, vouch: bool = True
+    ) -> list[JobRow]:
         """Take over expired leases; see :meth:`conveyor.backends.base.Backend.recover`."""
         return await self._run(
             functools.partial(
-                self._jobs.recover, worker_id=worker_id, limit=limit, lease_s=lease_s, now=now
+                self._jobs.recover,
+                worker_id=worker_id,
+                limit=limit,
+                lease_s=lease_s,
+                now=now,
+                vouch=vouch,
             )
         )
 

@@ -143,7 +143,13 @@ class JobOperations:
         return out
 
     def claim(
-        self, conn: sqlite3.Connection, worker_id: str, limit: int, lease_s: float, now: float
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        now: float,
+        vouch: bool = True,
     ) -> list[JobRow]:
         """Claim jobs; see :meth:`conveyor.backends.base.Backend.claim`."""
         if limit <= 0:
@@ -156,11 +162,12 @@ class JobOperations:
         with snapshot(conn):
             if not self._claimable(conn, 1, now):
                 return []
-        owner = self.owners.recorded(worker_id)
+        # Without vouch no owner is recorded: a lease of an unknown owner is never ended early.
+        owner = self.owners.recorded(worker_id) if vouch else None
         inserted = None
         with immediate(conn):
             picked = self._claimable(conn, limit, now)
-            if picked and owner is None:
+            if picked and owner is None and vouch:
                 owner = inserted = self.owners.insert(conn, worker_id)
             for key, function, attempts, payload in picked:
                 params = {
@@ -343,20 +350,26 @@ class JobOperations:
         return before
 
     def recover(
-        self, conn: sqlite3.Connection, worker_id: str, limit: int, lease_s: float, now: float
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        now: float,
+        vouch: bool = True,
     ) -> list[JobRow]:
         """Take over expired leases; see :meth:`conveyor.backends.base.Backend.recover`."""
         if limit <= 0:
             return []
         taken: list[JobRow] = []
-        owner = self.owners.recorded(worker_id)
+        owner = self.owners.recorded(worker_id) if vouch else None  # see claim
         inserted = None
         with immediate(conn):
             params = {"queue": self.queue, "now": now, "limit": limit}
             rows = conn.execute(self.q["expired_leases"], params).fetchall()
             if not rows:
                 return taken
-            if owner is None:
+            if owner is None and vouch:
                 owner = inserted = self.owners.insert(conn, worker_id)
             token = self._reserve_ids(conn, len(rows))
             for key, payload, status, attempts, started_ms, touched_ms, run_id in rows:

@@ -5,7 +5,9 @@ owner died without waiting for the lease to run out. A claim (or recover) record
 claiming process once per worker id and backend (a row of ``owners``: host, pid, start
 time) and points the job at it (``jobs.owner``).
 :meth:`~conveyor.backends.sqlite.SQLiteBackend.expire_dead_leases` then ends the leases
-whose owner is gone.
+whose owner is gone. A claim or recover with ``vouch=False`` (the HTTP proxy's, for its
+remote workers) records no owner: a job whose owner is unknown (NULL) is never ended early,
+its lease ends only when it expires.
 
 "Gone" is decided only when sure, and only for a process of this very host: the same host
 name, boot (``/proc/sys/kernel/random/boot_id``) and PID namespace, so that two

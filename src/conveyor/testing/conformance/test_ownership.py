@@ -6,12 +6,14 @@ a stale owner's finish, update or renewal must change nothing.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from typing import Any
 
 import pytest
 
-from conveyor.backends.base import Lease, RunFilter, Transition
+from conveyor.backends.base import DetectsDeadOwners, Lease, RunFilter, Transition
 from conveyor.errors import LeaseLostError
 from conveyor.job import Job, Status
 from conveyor.queue import Queue
@@ -20,6 +22,7 @@ from conveyor.testing.helpers import wait_until
 from conveyor.testing.tasks import TEST_FUNCTIONS
 
 __all__ = [
+    "test_a_lease_nobody_vouched_for_outlives_its_dead_claimers_process",
     "test_abort_of_a_job_waiting_for_its_retry_keeps_the_retried_run",
     "test_an_expired_lease_nobody_took_is_still_the_owners",
     "test_claim_orders_by_due_time",
@@ -219,6 +222,69 @@ async def test_unstorable_values_fail_the_job_and_free_the_slot(make_queue: Any)
     [run] = (await queue.backend.list_runs(_runs_of("log"), 0, 1))[0]
     messages = [line.message for line in await queue.backend.read_logs(run.run_id, 0, 10)]
     assert any("report-\\udcff.csv\\x00" in message for message in messages), messages
+
+
+# Claims one job vouched for and one not, prints "<vouch> <key>" for each, then waits to be
+# killed: its process is the owner that dies.
+_CLAIMER = """
+import asyncio, sys, time
+from conveyor.queue import Queue
+
+async def main(url, name, lease_s):
+    queue = Queue.from_url(url, name=name)
+    await queue.connect()
+    for vouch in (True, False):
+        [row] = await queue.backend.claim(f"w-{vouch}", 1, lease_s, time.time(), vouch=vouch)
+        print(vouch, row.key, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+async def test_a_lease_nobody_vouched_for_outlives_its_dead_claimers_process(
+    make_queue: Any, conveyor_url: str
+) -> None:
+    """A lease claimed with ``vouch=False`` (as the HTTP proxy claims for remote workers)
+    is never ended by :meth:`~conveyor.backends.base.DetectsDeadOwners.expire_dead_leases`
+    when the claiming process dies; the one claimed with ``vouch=True`` beside it is."""
+    queue = await make_queue("vouch")
+    if not queue.backend.capabilities.cross_process:
+        pytest.skip(f"the {queue.backend.name} backend declares cross_process=False")
+    backend = queue.backend
+    if not isinstance(backend, DetectsDeadOwners):
+        pytest.skip(f"the {queue.backend.name} backend cannot tell that a worker died")
+    for key in ("a", "b"):
+        await queue.enqueue("echo", key=key)
+    claimer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CLAIMER, conveyor_url, "vouch", str(LEASE_S),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert claimer.stdout is not None
+        lines = [await asyncio.wait_for(claimer.stdout.readline(), 30) for _ in range(2)]
+        keys = dict(line.decode().split() for line in lines)
+        assert sorted(keys) == ["False", "True"], lines
+    finally:
+        claimer.kill()
+        await claimer.wait()
+    taken: list[str] = []
+
+    async def sweep() -> bool:
+        await backend.expire_dead_leases(time.time())
+        rows = await queue.backend.recover("sweeper", 10, LEASE_S, time.time())
+        taken.extend(row.key for row in rows)
+        return keys["True"] in taken
+
+    # The control: the vouched lease of the dead process ends within a few sweeps.
+    await wait_until(sweep, timeout=20, interval=0.1, message="the vouched lease ended")
+    assert taken == [keys["True"]]
+    stored = await queue.job(keys["False"])
+    assert stored is not None and stored.status == Status.ACTIVE
+    assert stored.worker_id == "w-False"
+    # It ends by expiry only (the recovered control's lease has expired by then as well).
+    rows = await queue.backend.recover("later", 10, LEASE_S, time.time() + 2 * LEASE_S)
+    assert keys["False"] in [row.key for row in rows]
 
 
 def _runs_of(key: str) -> RunFilter:
