@@ -674,6 +674,8 @@ def seeded_table(results: list[dict[str, Any]]) -> list[str]:
 async def main(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     backends = [b for b in args.backends.split(",") if b]
+    if args.admin_seeded and "redis" in backends:
+        raise SystemExit("--admin-seeded stores runs by SQL: use --backends postgres,sqlite")
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-scale-", dir=args.workdir))
     args.redis_server = RedisServer(workdir) if "redis" in backends else None
     results = []
