@@ -30,8 +30,11 @@ async def main() -> None:
     later = await queue.enqueue(
         "send_welcome", email="grace@example.com", scheduled=time.time() + 1, timeout=20
     )
-    # A key deduplicates: while a job with this key is incomplete, None comes back.
-    first = await queue.enqueue("export_orders", month="2025-01", key="export-2025-01")
+    # A key deduplicates: while a job with this key is incomplete (here: due in a
+    # second, so certainly not finished yet), None comes back.
+    first = await queue.enqueue(
+        "export_orders", month="2025-01", key="export-2025-01", scheduled=time.time() + 1
+    )
     again = await queue.enqueue("export_orders", month="2025-01", key="export-2025-01")
     print("deduplicated:", first is not None and again is None)
     assert later is not None
